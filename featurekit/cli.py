@@ -1,0 +1,200 @@
+"""The ``featurekit`` command: each command a few lines over the library.
+
+Exit codes: 0 ok, 2 spec or configuration problem, 3 data problem, 1 infrastructure.
+Tracebacks only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from featurekit.config import Project, find_project, load_settings
+from featurekit.errors import FeaturekitError, InfraError, SpecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Declarative PySpark prep jobs into Delta Lake tables.")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+_state = {"debug": False, "project": None}
+
+Env = Annotated[str, typer.Option("--env", "-e", help="Environment: conf/base + conf/<env>.")]
+
+
+@app.callback()
+def _options(
+    project: Annotated[Optional[Path], typer.Option(help="Project folder (default: found from the working directory).")] = None,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+) -> None:
+    _state["debug"] = debug
+    _state["project"] = project
+
+
+def _project() -> Project:
+    if _state["project"] is not None:
+        os.environ["FEATUREKIT_PROJECT"] = str(Path(_state["project"]).resolve())
+    return find_project()
+
+
+@app.command()
+def validate(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Job files or folders (default: jobs/).")] = None,
+    env: Env = "local",
+) -> None:
+    """Check job specs without a JVM: every problem in every file, one line each."""
+    from featurekit.spec.loader import load_jobs
+
+    project = _project()
+    settings = load_settings(project, env)
+    files: list[Path] = []
+    for path in paths or [project.jobs_dir]:
+        files += sorted(path.glob("*.y*ml")) if path.is_dir() else [path]
+    jobs, problems = load_jobs(files, settings.vars, base=project.root)
+    if problems:
+        raise SpecError(problems)
+    for job in jobs:
+        out.print(f"[green]ok[/] {project.shown(job.path)}  ({job.name}, fingerprint {job.fingerprint})")
+    out.print(f"{len(jobs)} job(s) valid")
+
+
+@app.command()
+def plan(job: Annotated[str, typer.Argument(help="Job name or path.")], env: Env = "local") -> None:
+    """Show the resolved job and the spark-submit command that runs it (no Spark started)."""
+    from featurekit import pipeline
+
+    project = _project()
+    loaded, settings = pipeline.load(project, job, env)
+    spec = loaded.spec
+    out.print(f"[bold]{spec.name}[/]  {spec.description}".rstrip())
+    out.print(f"file: {project.shown(loaded.path)}   env: {env}   fingerprint: {loaded.fingerprint}")
+    table = Table(title="sources", title_justify="left")
+    for column in ("name", "format", "path", "options"):
+        table.add_column(column)
+    for name, source in spec.sources.items():
+        table.add_row(name, source.format, source.path, ", ".join(f"{k}={v}" for k, v in source.options.items()))
+    out.print(table)
+    out.print("[bold]steps[/]")
+    for index, step in enumerate(spec.steps):
+        out.print(f"  {index}. {_describe(step)}")
+    o = spec.output
+    out.print(f"[bold]output[/] {o.path}  mode={o.mode}"
+              + (f" keys={','.join(o.keys)}" if o.keys else "")
+              + (f" partition_by={','.join(o.partition_by)}" if o.partition_by else ""))
+    out.print("[bold]spark-submit[/]")
+    out.print(shlex.join(pipeline.submit_command(project, loaded, settings)), markup=False)
+
+
+def _describe(step: object) -> str:
+    from featurekit.spec.models import step_op
+
+    op = step_op(step) or "?"
+    value = getattr(step, op)
+    text = value if isinstance(value, str) else (
+        value.model_dump_json(exclude_defaults=True) if hasattr(value, "model_dump_json") else str(value)
+    )
+    return f"{op}: {text}"
+
+
+@app.command()
+def run(job: Annotated[str, typer.Argument(help="Job name or path.")], env: Env = "local") -> None:
+    """Run a job: sources -> steps -> Delta commit, and print what happened."""
+    from featurekit import pipeline
+
+    project = _project()
+    loaded, settings = pipeline.load(project, job, env)
+    result = pipeline.run(project, loaded, settings)
+    _print_run(result)
+
+
+def _print_run(result) -> None:  # type: ignore[no-untyped-def]
+    table = Table(title=f"run {result.run_id}  job {result.job}  ({result.status})", title_justify="left")
+    table.add_column("what")
+    table.add_column("rows", justify="right")
+    table.add_column("detail")
+    for source in result.sources:
+        detail = f"{source['format']} {source['path']}"
+        if source["delta_version"] is not None:
+            detail += f" @ v{source['delta_version']}"
+        table.add_row(f"read {source['name']}", _n(source["rows_read"]), detail)
+    for step in result.steps:
+        if step.dropped:
+            table.add_row(f"dropped by step {step.index} ({step.op})", _n(step.dropped), step.note or f"{_n(step.rows_in)} in, {_n(step.rows_out)} out")
+    table.add_row("result", _n(result.rows_out), "")
+    table.add_row("committed", _n(result.rows_out), f"{result.output_path} v{result.table_version} ({result.commit_operation}, mode {result.mode})")
+    out.print(table)
+    out.print("durations: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.durations.items()))
+
+
+def _n(value: Optional[int]) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+@app.command()
+def setup(env: Env = "local") -> None:
+    """Fetch the Delta Lake jars once into the project's cache (the only network step)."""
+    import shutil
+
+    from featurekit.engine.jars import DELTA_PACKAGE, ensure_jars
+
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        raise InfraError("Java is not installed: Spark needs a JDK 17 (e.g. apt-get install openjdk-17-jdk-headless)")
+    settings = load_settings(_project(), env)
+    jars = ensure_jars(settings.jars_dir)
+    out.print(f"{DELTA_PACKAGE}: {len(jars)} jar(s) in {settings.jars_dir}")
+
+
+@app.command("generate-demo-data")
+def generate_demo_data(
+    rows: Annotated[int, typer.Option(help="Trip rows to generate.")] = 200_000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 7,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder (default: the raw_root var).")] = None,
+    env: Env = "local",
+) -> None:
+    """Write a realistic raw data set (trips, driver updates, ~0.5% dirty rows)."""
+    from featurekit.demo.generate import generate_raw
+
+    target = out_dir or Path(load_settings(_project(), env).vars["raw_root"])
+    summary = generate_raw(target, rows=rows, seed=seed)
+    out.print(f"wrote {target}: " + ", ".join(f"{k}={v:,}" for k, v in summary.to_dict().items()))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Run the CLI; map errors to exit codes; return the code."""
+    import click
+
+    try:
+        app(args=argv if argv is not None else sys.argv[1:], standalone_mode=False, prog_name="featurekit")
+        return 0
+    except SpecError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False)
+        err.print(f"{len(exc.problems)} problem(s)", style="red")
+        return exc.exit_code
+    except FeaturekitError as exc:
+        err.print(f"error: {exc}", markup=False, style="red")
+        if _state["debug"]:
+            traceback.print_exc()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except click.exceptions.Abort:
+        err.print("aborted")
+        return 1
+    except Exception as exc:  # an unexpected failure is an infrastructure failure
+        err.print(f"error: {type(exc).__name__}: {exc}", markup=False, style="red")
+        if _state["debug"]:
+            traceback.print_exc()
+        else:
+            err.print("(run with --debug for the traceback)")
+        return 1

@@ -1,0 +1,165 @@
+"""Per-environment settings: every YAML file of ``conf/base`` deep-merged with ``conf/<env>``.
+
+Later files win key by key (files in name order, the environment after base). String
+values may use ``${name}`` for ``vars`` and the built-ins ``project_root`` and ``env``.
+Problems are reported at the file and line that set the offending value.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from featurekit.config.project import Project
+from featurekit.errors import ConfigError, Problem
+from featurekit.spec.errors_map import problems_from
+from featurekit.spec.models import OptionValue
+from featurekit.spec.names import did_you_mean
+from featurekit.spec.variables import substitute
+from featurekit.spec.yamlpos import KeyPath, Positions, load_yaml_file
+
+JARS_ENV = "FEATUREKIT_JARS_DIR"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SparkSettings(_Strict):
+    master: str = "local[*]"
+    app_name: str = "featurekit"
+    log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
+    conf: dict[str, OptionValue] = Field(default_factory=dict)
+
+
+class PathSettings(_Strict):
+    runs: str = "${project_root}/.featurekit/runs"
+    jars: str = "${project_root}/.featurekit/jars"
+
+
+class Settings(_Strict):
+    """The merged settings of one environment, variables filled."""
+
+    env: str = "local"
+    vars: dict[str, str] = Field(default_factory=dict)
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    paths: PathSettings = Field(default_factory=PathSettings)
+
+    @property
+    def jars_dir(self) -> Path:
+        return Path(os.environ.get(JARS_ENV) or self.paths.jars)
+
+    @property
+    def runs_dir(self) -> Path:
+        return Path(self.paths.runs)
+
+
+class _Merged:
+    """Deep-merged YAML data, remembering which file set each key."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.origin: dict[KeyPath, Positions] = {}
+
+    def add(self, data: dict[str, Any], positions: Positions, path: KeyPath = (), into: dict[str, Any] | None = None) -> None:
+        target = self.data if into is None else into
+        for key, value in data.items():
+            sub = (*path, key)
+            self.origin[sub] = positions
+            if isinstance(value, dict) and isinstance(target.get(key), dict):
+                self.add(value, positions, sub, target[key])
+            else:
+                target[key] = value
+
+    def problem(self, path: KeyPath, message: str, at_value: bool = True) -> Problem:
+        for end in range(len(path), 0, -1):
+            positions = self.origin.get(tuple(path[:end]))
+            if positions is not None:
+                return positions.problem(path, message, at_value)
+        return Problem("conf", None, None, ".".join(map(str, path)), message)
+
+
+def _conf_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.y*ml") if p.suffix in {".yaml", ".yml"})
+
+
+def load_settings(project: Project, env: str = "local") -> Settings:
+    """The settings of ``env`` or a :class:`ConfigError` with every problem found."""
+    known = project.environments()
+    if env not in known:
+        raise ConfigError.single(
+            f"unknown environment {env!r}" + did_you_mean(env, known) + f" (environments: {', '.join(known)})",
+            file=project.shown(project.conf_dir), field="--env",
+        )
+    merged, problems = _Merged(), []
+    for folder in (project.conf_dir / "base", project.conf_dir / env):
+        for path in _conf_files(folder) if folder.is_dir() else []:
+            data, positions, found = load_yaml_file(path, project.shown(path))
+            problems += found
+            if data is None or found:
+                continue
+            if not isinstance(data, dict):
+                problems.append(Problem(positions.file, 1, 1, "", "expected a mapping of settings"))
+                continue
+            merged.add(data, positions)
+    if problems:
+        raise ConfigError(problems)
+    builtins = {"project_root": str(project.root), "env": env}
+    variables, problems = _resolve_vars(merged, builtins)
+    filled = _fill(merged.data, {**variables, **builtins}, merged, (), problems)
+    filled["vars"] = variables
+    filled["env"] = env
+    try:
+        settings = Settings.model_validate(filled)
+    except ValidationError as exc:
+        problems += [_relocate(p, merged) for p in problems_from(exc, Settings, filled, Positions("conf"))]
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _relocate(problem: Problem, merged: _Merged) -> Problem:
+    path = tuple(int(p) if p.isdigit() else p for p in problem.field.replace("[", ".").replace("]", "").split(".") if p)
+    return merged.problem(path, problem.message, at_value=problem.message.startswith("expected"))
+
+
+def _resolve_vars(merged: _Merged, builtins: dict[str, str]) -> tuple[dict[str, str], list[Problem]]:
+    """Vars may use each other; fill them until nothing changes, reporting cycles and unknowns."""
+    raw = merged.data.get("vars") or {}
+    problems: list[Problem] = []
+    if not isinstance(raw, dict):
+        return {}, [merged.problem(("vars",), "expected a mapping of name: value")]
+    values = {str(k): str(v) for k, v in raw.items()}
+    for _ in range(len(values) + 1):
+        changed = False
+        for name, value in values.items():
+            filled, _unknown = substitute(value, {**values, **builtins})
+            if filled != value:
+                values[name], changed = filled, True
+        if not changed:
+            break
+    for name, value in values.items():
+        _, unknown = substitute(value, {**values, **builtins})
+        for missing in unknown:
+            problems.append(merged.problem(
+                ("vars", name),
+                f"unknown variable ${{{missing}}}" + did_you_mean(missing, [*values, *builtins])
+                + " (or a cycle between vars)",
+            ))
+    return values, problems
+
+
+def _fill(data: Any, variables: dict[str, str], merged: _Merged, path: KeyPath, problems: list[Problem]) -> Any:
+    if isinstance(data, dict):
+        return {k: _fill(v, variables, merged, (*path, k), problems) for k, v in data.items() if path or k != "vars"}
+    if isinstance(data, list):
+        return [_fill(v, variables, merged, (*path, i), problems) for i, v in enumerate(data)]
+    if isinstance(data, str):
+        filled, unknown = substitute(data, variables)
+        for name in unknown:
+            problems.append(merged.problem(path, f"unknown variable ${{{name}}}" + did_you_mean(name, variables)))
+        return filled
+    return data

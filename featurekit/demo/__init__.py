@@ -1,0 +1,1 @@
+"""Deterministic raw demo data (ride-hailing trips and driver profile updates) for featurekit."""

@@ -1,0 +1,89 @@
+"""The Delta Lake jars, fetched once from Maven Central into a project-local cache.
+
+Spark's own resolver (Ivy, through ``spark-submit --packages``) does the fetching once,
+at set-up; afterwards sessions get the cached files through ``spark.jars`` and never
+touch the network. Jars that pyspark already ships are left out, so the classpath holds
+exactly one copy of everything.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from featurekit.errors import InfraError
+
+SPARK_VERSION = "4.2.0"
+DELTA_VERSION = "4.4.0"
+DELTA_PACKAGE = f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}"
+MANIFEST = "manifest.json"
+
+
+def spark_home() -> Path:
+    import pyspark  # local: keep `featurekit validate` free of it
+
+    return Path(pyspark.__file__).parent
+
+
+def spark_submit() -> Path:
+    """The ``spark-submit`` inside the installed pyspark (it finds its own SPARK_HOME)."""
+    return spark_home() / "bin" / "spark-submit"
+
+
+def _artifact(jar_name: str) -> str:
+    """``org.slf4j_slf4j-api-2.0.13.jar`` / ``slf4j-api-2.0.13.jar`` -> ``slf4j-api``."""
+    stem = jar_name.removesuffix(".jar")
+    if "_" in stem.split("-")[0]:
+        stem = stem.split("_", 1)[1]
+    return re.sub(r"-\d[\w.]*(-\d+)?$", "", stem)
+
+
+def cached_jars(jars_dir: Path) -> list[Path] | None:
+    """The cached jar files if the cache is complete for the pinned Delta, else None."""
+    manifest = jars_dir / MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        data = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("package") != DELTA_PACKAGE:
+        return None
+    files = [jars_dir / name for name in data.get("jars", [])]
+    return files if files and all(f.is_file() for f in files) else None
+
+
+def fetch_jars(jars_dir: Path, repositories: list[str] | None = None) -> list[Path]:
+    """Resolve the Delta package with its dependencies and keep what Spark lacks."""
+    provided = {_artifact(p.name) for p in (spark_home() / "jars").glob("*.jar")}
+    jars_dir = jars_dir.resolve()
+    jars_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ivy-", dir=jars_dir) as ivy:
+        noop = Path(ivy) / "noop.py"
+        noop.write_text("")
+        command = [str(spark_submit()), "--packages", DELTA_PACKAGE, "--conf", f"spark.jars.ivy={ivy}"]
+        if repositories:
+            command += ["--repositories", ",".join(repositories)]
+        env = {**os.environ, "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")}
+        done = subprocess.run([*command, str(noop)], capture_output=True, text=True, env=env)
+        fetched = sorted((Path(ivy) / "jars").glob("*.jar"))
+        if done.returncode != 0 or not fetched:
+            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
+            raise InfraError(f"could not fetch {DELTA_PACKAGE} from Maven Central:\n{tail}")
+        kept = []
+        for jar in fetched:
+            if _artifact(jar.name) not in provided:
+                shutil.copy2(jar, jars_dir / jar.name)
+                kept.append(jar.name)
+    (jars_dir / MANIFEST).write_text(json.dumps({"package": DELTA_PACKAGE, "jars": kept}, indent=2) + "\n")
+    return [jars_dir / name for name in kept]
+
+
+def ensure_jars(jars_dir: Path) -> list[Path]:
+    """The cached jars, fetching them first if the cache is missing or stale."""
+    return cached_jars(jars_dir) or fetch_jars(jars_dir)

@@ -1,0 +1,36 @@
+"""One module per step op; each exposes ``apply(frame, step, ctx) -> DataFrame``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from featurekit.engine.ops import (
+    aggregate,
+    cast,
+    dedup,
+    drop,
+    fill_null,
+    filter,
+    join,
+    rename,
+    select,
+    sql,
+    union,
+    with_columns,
+)
+
+OPS: dict[str, Callable[..., Any]] = {
+    "sql": sql.apply,
+    "filter": filter.apply,
+    "with_columns": with_columns.apply,
+    "dedup": dedup.apply,
+    "join": join.apply,
+    "aggregate": aggregate.apply,
+    "select": select.apply,
+    "rename": rename.apply,
+    "cast": cast.apply,
+    "drop": drop.apply,
+    "fill_null": fill_null.apply,
+    "union": union.apply,
+}

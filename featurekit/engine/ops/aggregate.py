@@ -1,0 +1,78 @@
+"""``aggregate``: trailing-window metrics per key, point-in-time correct.
+
+Buckets are ``every`` long and right-closed: an event at ``ts`` belongs to the bucket
+ending at the first multiple of ``every`` (since the epoch, UTC) at or after ``ts``. For
+each key and each bucket that has data there is one output row, stamped with the bucket
+end, whose metric ``m_W`` is ``m`` over the events with ``end - W < ts <= end``; an event
+never reaches a bucket that ends before it.
+
+It runs in two passes that Spark pipelines: partial aggregates per (key, bucket) — count,
+sum, min, max; avg as sum and count — then a range window over each key's buckets that
+combines the partials of the ``W / every`` buckets ending at ``end``. Rows whose
+timestamp is null cannot be placed in time: they are counted and left out.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from featurekit.engine.context import BuildContext
+from featurekit.spec.durations import parse_duration
+from featurekit.spec.models import AggregateStep, parse_metric
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+_BUCKET = "__fk_bucket_us"
+MICROS = 1_000_000
+
+
+def apply(frame: "DataFrame", step: AggregateStep, ctx: BuildContext) -> "DataFrame":
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    args = step.aggregate
+    every = parse_duration(args.every) * MICROS
+    ts = F.col(args.timestamp)
+    counted = ctx.observe(frame, ctx.step_key("in"), null_timestamp=F.count_if(ts.isNull()))
+    placed = counted.filter(ts.isNotNull())
+
+    micros = F.unix_micros(ts.cast("timestamp"))
+    bucket = (micros + F.pmod(-micros, F.lit(every))).alias(_BUCKET)
+    partials: list["Column"] = []
+    plans: list[tuple[str, str, list[str]]] = []  # (metric, function, partial column names)
+    for index, (name, text) in enumerate(args.metrics.items()):
+        function, argument = parse_metric(text)
+        value = F.lit(1) if argument == "*" else F.expr(argument)
+        base = f"__fk_p{index}"
+        if function == "avg":
+            partials += [F.sum(value).alias(f"{base}_sum"), F.count(value).alias(f"{base}_n")]
+            plans.append((name, function, [f"{base}_sum", f"{base}_n"]))
+        else:
+            aggregate = {"count": F.count, "sum": F.sum, "min": F.min, "max": F.max}[function]
+            partials.append(aggregate(value).alias(base))
+            plans.append((name, function, [base]))
+    buckets = placed.groupBy(*args.keys, bucket).agg(*partials)
+
+    metrics: list["Column"] = []
+    for window_text in args.windows:
+        span = parse_duration(window_text) * MICROS
+        window = Window.partitionBy(*args.keys).orderBy(_BUCKET).rangeBetween(-(span - every), 0)
+        for name, function, columns in plans:
+            metrics.append(_combine(function, columns, window).alias(f"{name}_{window_text}"))
+    out = buckets.select(
+        *args.keys,
+        F.timestamp_micros(F.col(_BUCKET)).alias(args.timestamp),
+        *metrics,
+    )
+    return ctx.observe(out, ctx.step_key("out"))
+
+
+def _combine(function: str, columns: list[str], window: object) -> "Column":
+    from pyspark.sql import functions as F
+
+    if function == "avg":
+        total, n = (F.sum(F.col(c)).over(window) for c in columns)
+        return F.when(n > 0, total / n)
+    combine = {"count": F.sum, "sum": F.sum, "min": F.min, "max": F.max}[function]
+    return combine(F.col(columns[0])).over(window)

@@ -1,0 +1,62 @@
+"""Reading a job's sources; each becomes a named view the ``sql`` steps can use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from featurekit.errors import ConfigError, Problem
+from featurekit.spec.models import DeltaSource, SourceSpec
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+class MissingTable(ConfigError):
+    """A Delta source has no table yet (the job that writes it has not run)."""
+
+    def __init__(self, source: str, path: str) -> None:
+        self.source, self.path = source, path
+        super().__init__([Problem("sources", None, None, source, f"no Delta table at {path}")])
+
+
+@dataclass(frozen=True)
+class SourceRead:
+    name: str
+    format: str
+    path: str
+    delta_version: int | None
+
+
+def delta_version(spark: "SparkSession", path: str) -> int | None:
+    """The current version of the Delta table at ``path``, or None if there is none."""
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    row = DeltaTable.forPath(spark, path).history(1).select("version").first()
+    return int(row["version"]) if row else None
+
+
+def read_source(spark: "SparkSession", name: str, source: SourceSpec) -> tuple["DataFrame", SourceRead]:
+    """The frame of one source; a Delta source is pinned to the version current now."""
+    from pyspark.errors import AnalysisException
+
+    reader = spark.read.options(**source.options)
+    version = None
+    try:
+        if isinstance(source, DeltaSource):
+            version = source.version if source.version is not None else delta_version(spark, source.path)
+            if version is None:
+                raise MissingTable(name, source.path)
+            frame = reader.format("delta").option("versionAsOf", version).load(source.path)
+        else:
+            schema = source.schema_
+            if schema:
+                reader = reader.schema(", ".join(f"`{col}` {kind}" for col, kind in schema.items()))
+            frame = reader.format(source.format).load(source.path)
+    except AnalysisException as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError.single(f"source {name!r} ({source.format} at {source.path}): {first}",
+                                 file="sources", field=name) from exc
+    return frame, SourceRead(name, source.format, source.path, version)

@@ -1,0 +1,49 @@
+"""Apply a job's steps to its sources, building one Spark plan (nothing runs yet)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from featurekit.engine.context import BuildContext
+from featurekit.engine.ops import OPS
+from featurekit.engine.sources import SourceRead, read_source
+from featurekit.errors import SpecError
+from featurekit.spec.loader import LoadedJob
+from featurekit.spec.models import step_op
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+
+def read_sources(ctx: BuildContext, job: LoadedJob) -> list[SourceRead]:
+    """Read every source, count its rows as they are read, and name it as a view."""
+    reads = []
+    for name, source in job.spec.sources.items():
+        frame, read = read_source(ctx.spark, name, source)
+        frame = ctx.observe(frame, f"source.{name}")
+        ctx.sources[name] = frame
+        ctx.register_view(name, frame)
+        reads.append(read)
+    return reads
+
+
+def apply_steps(ctx: BuildContext, job: LoadedJob) -> "DataFrame":
+    """The running frame after every step; a step Spark cannot analyse is a spec error
+    located at that step."""
+    from pyspark.errors import AnalysisException
+
+    frame = ctx.sources[job.spec.first_source]
+    for index, step in enumerate(job.spec.steps):
+        op = step_op(step) or ""
+        ctx.step = index
+        try:
+            frame = OPS[op](frame, step, ctx)
+        except AnalysisException as exc:
+            message = _first_line(exc)
+            raise SpecError([job.positions.problem(("steps", index, op), f"Spark cannot apply this step: {message}")]) from exc
+    return frame
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

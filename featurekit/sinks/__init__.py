@@ -1,0 +1,1 @@
+"""Committing results: Delta Lake writes with modes, partitions and commit metadata."""

@@ -1,0 +1,174 @@
+"""The Delta commit of a job's result, in one of four modes.
+
+- ``overwrite``: the table becomes the result (schema included).
+- ``append``: the result's rows are added.
+- ``merge``: upsert on ``keys`` (null-safe equality); a row whose values did not change is
+  not rewritten, so a rerun on the same input leaves the contents as they were.
+- ``replace_partitions``: the partitions present in the result are replaced, others kept.
+
+Each commit carries ``userMetadata`` (JSON: job, run id, spec fingerprint, env); a table
+created by featurekit gets the ``featurekit.job`` property in the same first commit.
+Delta's atomic commit means a failed write leaves the table at its previous version.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from featurekit.errors import ConfigError, DataError
+from featurekit.spec.models import OutputSpec
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+JOB_PROPERTY = "featurekit.job"
+_USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+
+
+@dataclass(frozen=True)
+class CommitMeta:
+    job: str
+    run_id: str
+    fingerprint: str
+    env: str
+
+    def to_json(self) -> str:
+        return json.dumps({"job": self.job, "run_id": self.run_id, "fingerprint": self.fingerprint, "env": self.env}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    version: int
+    operation: str
+    created: bool
+    rows_in_commit: int | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file:")
+
+
+def check_target(spark: "SparkSession", out: OutputSpec, job: str) -> bool:
+    """Whether the table exists; refuse a folder that is not Delta or another job's table."""
+    from delta.tables import DeltaTable
+
+    if DeltaTable.isDeltaTable(spark, out.path):
+        owner = (
+            DeltaTable.forPath(spark, out.path).detail().select("properties").first()["properties"] or {}
+        ).get(JOB_PROPERTY)
+        if owner and owner != job:
+            raise ConfigError.single(f"{out.path} belongs to job {owner!r}; two jobs cannot write one table",
+                                     file="output", field="path")
+        return True
+    local = Path(out.path.removeprefix("file:"))
+    if _is_local(out.path) and local.exists() and any(local.iterdir()):
+        raise ConfigError.single(f"{out.path} exists and is not a Delta table; refusing to write into it",
+                                 file="output", field="path")
+    return False
+
+
+def commit(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: CommitMeta) -> CommitResult:
+    """Write ``frame`` to ``out.path`` as one Delta commit and describe that commit."""
+    exists = check_target(spark, out, meta.job)
+    previous = spark.conf.get(_USER_METADATA, None)
+    spark.conf.set(_USER_METADATA, meta.to_json())
+    try:
+        if not exists:
+            _create(frame, out, meta)
+        elif out.mode == "merge":
+            _merge(spark, frame, out)
+        else:
+            writer = frame.write.format("delta").mode("append" if out.mode == "append" else "overwrite")
+            if out.mode == "overwrite":
+                writer = writer.option("overwriteSchema", "true")
+            if out.mode == "replace_partitions":
+                writer = writer.option("partitionOverwriteMode", "dynamic")
+            if out.partition_by:
+                writer = writer.partitionBy(*out.partition_by)
+            writer.save(out.path)
+    except Exception:
+        if not exists:
+            _remove_partial(out.path)
+        raise
+    finally:
+        if previous is None:
+            spark.conf.unset(_USER_METADATA)
+        else:
+            spark.conf.set(_USER_METADATA, previous)
+    return describe_last_commit(spark, out.path, created=not exists)
+
+
+def _create(frame: "DataFrame", out: OutputSpec, meta: CommitMeta) -> None:
+    writer = frame.writeTo(f"delta.{_quote(out.path)}").using("delta").tableProperty(JOB_PROPERTY, meta.job)
+    for key, value in out.properties.items():
+        writer = writer.tableProperty(key, value)
+    if out.partition_by:
+        from pyspark.sql import functions as F
+
+        writer = writer.partitionedBy(*(F.col(c) for c in out.partition_by))
+    writer.create()
+
+
+def _merge(spark: "SparkSession", frame: "DataFrame", out: OutputSpec) -> None:
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import MapType
+
+    duplicates = frame.groupBy(*out.keys).count().filter(F.col("count") > 1)
+    examples = duplicates.limit(5).collect()
+    if examples:
+        total = duplicates.count()
+        raise DataError(
+            f"merge keys ({', '.join(out.keys)}) are not unique in the result: {total} key(s) repeat; "
+            "add a dedup step on these keys",
+            [", ".join(f"{k}={row[k]!r}" for k in out.keys) + f" appears {row['count']} times" for row in examples],
+        )
+    on = " AND ".join(f"t.{_quote(k)} <=> s.{_quote(k)}" for k in out.keys)
+    values = [f.name for f in frame.schema.fields if f.name not in out.keys]
+    comparable = not any(isinstance(f.dataType, MapType) for f in frame.schema.fields)
+    changed = " OR ".join(f"NOT (t.{_quote(c)} <=> s.{_quote(c)})" for c in values) if comparable and values else None
+    (
+        DeltaTable.forPath(spark, out.path).alias("t")
+        .merge(frame.alias("s"), on)
+        .whenMatchedUpdateAll(condition=changed)
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def _remove_partial(path: str) -> None:
+    """A failed first write may leave data files without a log; the folder was ours."""
+    local = Path(path.removeprefix("file:"))
+    if _is_local(path) and local.exists() and not (local / "_delta_log").exists():
+        shutil.rmtree(local, ignore_errors=True)
+
+
+def describe_last_commit(spark: "SparkSession", path: str, created: bool = False) -> CommitResult:
+    from delta.tables import DeltaTable
+
+    row = DeltaTable.forPath(spark, path).history(1).first()
+    metrics = {k: _number(v) for k, v in (row["operationMetrics"] or {}).items()}
+    rows = None
+    for key in ("numSourceRows", "numOutputRows"):
+        if key in metrics:
+            rows = int(metrics[key])
+            break
+    return CommitResult(int(row["version"]), str(row["operation"]), created, rows, metrics)
+
+
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except (TypeError, ValueError):
+            continue
+    return text

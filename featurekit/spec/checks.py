@@ -1,0 +1,209 @@
+"""Cross-field checks that pydantic's per-field validation cannot make.
+
+Columns are followed through the steps wherever they are knowable without a JVM (declared
+source schemas, ``with_columns``, ``aggregate``, ``select`` ...); a reference to a column
+that is known not to exist is reported with the closest existing name. Where a step makes
+the columns unknowable (``sql``, a source without a schema) checking resumes at the next
+step that fixes them again.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from featurekit.errors import Problem
+from featurekit.spec.durations import parse_duration
+from featurekit.spec.models import (
+    AggregateStep,
+    CastStep,
+    CsvSource,
+    DedupStep,
+    DropStep,
+    FillNullStep,
+    JobSpec,
+    JoinStep,
+    JsonSource,
+    RenameStep,
+    SelectStep,
+    SqlStep,
+    UnionStep,
+    WithColumnsStep,
+    parse_metric,
+    step_op,
+)
+from featurekit.spec.names import IDENTIFIER, did_you_mean
+from featurekit.spec.sqlcheck import query_problem
+from featurekit.spec.yamlpos import KeyPath, Positions
+
+Columns = list[str] | None  # None: not knowable without running Spark
+_ALIAS = re.compile(r"(?is)^.+\s+as\s+`?([A-Za-z_][A-Za-z0-9_]*)`?\s*$")
+
+
+class _Checker:
+    def __init__(self, spec: JobSpec, positions: Positions) -> None:
+        self.spec = spec
+        self.positions = positions
+        self.problems: list[Problem] = []
+
+    def report(self, path: KeyPath, message: str, at_value: bool = True) -> None:
+        self.problems.append(self.positions.problem(path, message, at_value=at_value))
+
+    def need(self, columns: Columns, names: list[str], path: KeyPath, index_paths: bool = True) -> None:
+        """Report each name in ``names`` that ``columns`` (when known) lacks."""
+        if columns is None:
+            return
+        lowered = {c.lower() for c in columns}
+        for i, name in enumerate(names):
+            if name.lower() not in lowered:
+                where = (*path, i) if index_paths else path
+                self.report(
+                    where,
+                    f"column {name!r} does not exist at this point" + did_you_mean(name, columns)
+                    + f" (columns: {', '.join(columns)})",
+                )
+
+
+def source_columns(spec: JobSpec, name: str) -> Columns:
+    source = spec.sources.get(name)
+    schema = getattr(source, "schema_", None)
+    return list(schema) if schema else None
+
+
+def _select_name(entry: str) -> str | None:
+    if IDENTIFIER.match(entry.strip("` ")):
+        return entry.strip("` ")
+    match = _ALIAS.match(entry)
+    return match.group(1) if match else None
+
+
+def check_job(spec: JobSpec, positions: Positions, file: Path | None) -> list[Problem]:
+    """Every cross-field problem of one parsed job."""
+    c = _Checker(spec, positions)
+    if file is not None and spec.name != file.stem:
+        c.report(("name",), f"must equal the file name {file.stem!r}; got {spec.name!r}")
+    for name, source in spec.sources.items():
+        if isinstance(source, (CsvSource, JsonSource)):
+            mode = next((v for k, v in source.options.items() if k.lower() == "mode"), None)
+            if mode is not None and mode.upper() == "DROPMALFORMED":
+                c.report(("sources", name, "options", "mode"),
+                         "DROPMALFORMED drops rows without counting them; use PERMISSIVE (the default) "
+                         "and a declared filter, or FAILFAST")
+    columns = source_columns(spec, spec.first_source)
+    for index, step in enumerate(spec.steps):
+        columns = _check_step(c, step, ("steps", index, step_op(step) or ""), columns)
+    out = spec.output
+    if out.mode == "merge" and not out.keys:
+        c.report(("output", "mode"), "mode 'merge' needs output.keys (the columns that identify a row)")
+    if out.mode == "replace_partitions" and not out.partition_by:
+        c.report(("output", "mode"), "mode 'replace_partitions' needs output.partition_by")
+    c.need(columns, out.keys, ("output", "keys"))
+    c.need(columns, out.partition_by, ("output", "partition_by"))
+    if spec.features is not None:
+        f = spec.features
+        c.need(columns, f.join_keys, ("features", "join_keys"))
+        c.need(columns, [f.timestamp], ("features", "timestamp"), index_paths=False)
+        if f.timestamp in f.join_keys:
+            c.report(("features", "timestamp"), "the timestamp column cannot also be a join key")
+    return c.problems
+
+
+def _check_step(c: _Checker, step: object, path: KeyPath, columns: Columns) -> Columns:
+    spec = c.spec
+    if isinstance(step, SqlStep):
+        problem = query_problem(step.sql)
+        if problem:
+            c.report(path, problem)
+        return None
+    if isinstance(step, WithColumnsStep):
+        return None if columns is None else _merge(columns, list(step.with_columns))
+    if isinstance(step, DedupStep):
+        c.need(columns, step.dedup.keys, (*path, "keys"))
+        order = step.dedup.order_by
+        if isinstance(order, str):
+            c.need(columns, [order], (*path, "order_by"), index_paths=False)
+        elif order:
+            c.need(columns, order, (*path, "order_by"))
+        return columns
+    if isinstance(step, JoinStep):
+        join = step.join
+        right = _source(c, join.source, (*path, "source"))
+        c.need(columns, join.on, (*path, "on"))
+        c.need(right, join.on, (*path, "on"))
+        if join.how in {"semi", "anti"}:
+            return columns
+        if columns is None or right is None:
+            return None
+        return _merge(columns, [col for col in right if col.lower() not in {o.lower() for o in join.on}])
+    if isinstance(step, UnionStep):
+        right = _source(c, step.union.source, (*path, "source"))
+        if columns is not None and right is not None and step.union.by_name and not step.union.allow_missing:
+            if {x.lower() for x in columns} != {x.lower() for x in right}:
+                c.report((*path, "source"),
+                         f"columns differ: running frame has {', '.join(columns)}; "
+                         f"{step.union.source!r} has {', '.join(right)} (set allow_missing: true to fill nulls)")
+        return columns
+    if isinstance(step, AggregateStep):
+        return _check_aggregate(c, step, path, columns)
+    if isinstance(step, SelectStep):
+        names = [_select_name(entry) for entry in step.select]
+        for i, (name, entry) in enumerate(zip(names, step.select)):
+            if name is not None and name == entry.strip("` "):
+                c.need(columns, [name], (*path, i), index_paths=False)
+        return None if any(n is None for n in names) else [n for n in names if n]
+    if isinstance(step, RenameStep):
+        c.need(columns, list(step.rename), path, index_paths=False)
+        if columns is None:
+            return None
+        mapping = {k.lower(): v for k, v in step.rename.items()}
+        return [mapping.get(col.lower(), col) for col in columns]
+    if isinstance(step, (CastStep, FillNullStep)):
+        names = list(step.cast if isinstance(step, CastStep) else step.fill_null)
+        c.need(columns, names, path, index_paths=False)
+        return columns
+    if isinstance(step, DropStep):
+        c.need(columns, step.drop, path)
+        if columns is None:
+            return None
+        gone = {d.lower() for d in step.drop}
+        return [col for col in columns if col.lower() not in gone]
+    return columns  # filter keeps the columns
+
+
+def _source(c: _Checker, name: str, path: KeyPath) -> Columns:
+    if name not in c.spec.sources:
+        known = list(c.spec.sources)
+        c.report(path, f"unknown source {name!r}" + did_you_mean(name, known) + f" (sources: {', '.join(known)})")
+        return None
+    return source_columns(c.spec, name)
+
+
+def _check_aggregate(c: _Checker, step: AggregateStep, path: KeyPath, columns: Columns) -> Columns:
+    agg = step.aggregate
+    c.need(columns, agg.keys, (*path, "keys"))
+    c.need(columns, [agg.timestamp], (*path, "timestamp"), index_paths=False)
+    every = parse_duration(agg.every)
+    for i, window in enumerate(agg.windows):
+        seconds = parse_duration(window)
+        if seconds % every:
+            c.report((*path, "windows", i), f"window {window!r} must be a whole multiple of every ({agg.every!r})")
+    labels = [w for w in agg.windows]
+    if len(set(labels)) != len(labels):
+        c.report((*path, "windows"), "windows repeat a value")
+    for name, text in agg.metrics.items():
+        try:
+            parse_metric(text)
+        except ValueError as exc:
+            c.report((*path, "metrics", name), str(exc))
+    produced = [*agg.keys, agg.timestamp, *(f"{m}_{w}" for m in agg.metrics for w in agg.windows)]
+    seen: set[str] = set()
+    for name in produced:
+        if name.lower() in seen:
+            c.report((*path, "metrics"), f"output column {name!r} would appear twice")
+        seen.add(name.lower())
+    return produced
+
+
+def _merge(columns: list[str], added: list[str]) -> list[str]:
+    lowered = {col.lower() for col in columns}
+    return columns + [a for a in added if a.lower() not in lowered]

@@ -1,0 +1,18 @@
+"""Durations as users write them: ``30s``, ``15m``, ``1h``, ``24h``, ``7d``, ``2w``."""
+
+from __future__ import annotations
+
+import re
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PATTERN = re.compile(r"^([1-9][0-9]*)([smhdw])$")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in ``text``; ValueError with the accepted form otherwise."""
+    match = _PATTERN.match(text.strip()) if isinstance(text, str) else None
+    if not match:
+        raise ValueError(
+            f"expected a duration like '30s', '15m', '1h', '7d' or '2w'; got {text!r}"
+        )
+    return int(match.group(1)) * UNITS[match.group(2)]

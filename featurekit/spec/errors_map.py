@@ -1,0 +1,173 @@
+"""Turn pydantic's validation errors into located, one-line problems.
+
+Pydantic reports a location made of field names, list indexes and, for discriminated
+unions, the tag it chose. The tag is not in the YAML, so it is skipped when the location
+is turned into a key path; the model at each step is tracked alongside, so an unknown key
+can be answered with the closest known one.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any, Union
+
+from pydantic import BaseModel, ValidationError
+
+from featurekit.errors import Problem
+from featurekit.spec.names import did_you_mean
+from featurekit.spec.yamlpos import KeyPath, Positions
+
+_ANNOTATED = type(typing.Annotated[int, "x"])
+
+
+def _unwrap(tp: Any) -> Any:
+    while isinstance(tp, _ANNOTATED) or typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _members(tp: Any) -> list[Any]:
+    origin = typing.get_origin(tp)
+    if origin is Union or origin is types.UnionType:
+        return [_unwrap(a) for a in typing.get_args(tp) if a is not type(None)]
+    return [tp]
+
+
+def _field(model: type[BaseModel], key: str) -> Any | None:
+    for name, info in model.model_fields.items():
+        if key in (name, info.alias):
+            return info.annotation
+    return None
+
+
+def _tag_member(members: list[Any], tag: str) -> Any | None:
+    """The union member chosen by ``tag`` (a step op name or a source format)."""
+    for member in members:
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            if list(member.model_fields) == [tag]:
+                return member
+            fmt = member.model_fields.get("format")
+            if fmt is not None and tag in typing.get_args(fmt.annotation):
+                return member
+    return None
+
+
+def keys_of(model: Any) -> list[str]:
+    """The YAML keys a model accepts."""
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def walk(root: type[BaseModel], loc: tuple[Any, ...], data: Any) -> tuple[KeyPath, Any]:
+    """Follow ``loc`` through the data and the model types together.
+
+    Returns the key path in the YAML (tags dropped) and the model type holding the last
+    element (None when it cannot be known).
+    """
+    path: list[str | int] = []
+    tp: Any = root
+    holder: Any = None
+    for index, part in enumerate(loc):
+        last = index == len(loc) - 1
+        members = _members(_unwrap(tp))
+        models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+        if len(models) > 1 and isinstance(part, str):
+            # A discriminated union: this element is the tag, not a key of the data.
+            tp = _tag_member(models, part)
+            continue
+        model = models[0] if models else None
+        container = typing.get_origin(members[0]) if members else None
+        if model is not None and isinstance(part, str):
+            holder = model
+            tp = _field(model, part)
+        elif container is list and isinstance(part, int):
+            tp = typing.get_args(members[0])[0]
+        elif container is dict:
+            tp = typing.get_args(members[0])[1]
+        else:
+            tp = None
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+            path.append(part)
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+            path.append(part)
+        elif last:
+            path.append(part)
+            data = None
+        else:
+            data = None
+    return tuple(path), holder
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def problems_from(exc: ValidationError, root: type[BaseModel], data: Any, positions: Positions) -> list[Problem]:
+    """One problem per pydantic error, located in the YAML and worded for users."""
+    problems: list[Problem] = []
+    for error in exc.errors(include_url=False):
+        kind, loc, ctx = error["type"], tuple(error["loc"]), error.get("ctx") or {}
+        path, holder = walk(root, loc, data)
+        value = error.get("input")
+        at_value = True
+        if kind == "missing":
+            message, at_value = "required key is missing", False
+        elif kind == "extra_forbidden":
+            known = keys_of(holder) if holder is not None else []
+            message = f"unknown key {path[-1]!r}" + did_you_mean(path[-1], known)
+            if known and not did_you_mean(path[-1], known):
+                message += f" (expected one of: {', '.join(known)})"
+            at_value = False
+        elif kind == "literal_error":
+            choices = [c.strip().strip("'") for c in ctx["expected"].replace(" or ", ", ").split(",")]
+            message = (
+                f"expected one of {', '.join(repr(c) for c in choices)}; got {_shown(value)}"
+                + did_you_mean(value, choices)
+            )
+        elif kind == "union_tag_invalid" and "step_op" in str(ctx.get("discriminator")):
+            ops = [c.strip().strip("'") for c in ctx["expected_tags"].split(",")]
+            op = ctx["tag"]
+            path = (*path, op)
+            message = f"unknown op {op!r}" + did_you_mean(op, ops) + f" (ops: {', '.join(ops)})"
+            at_value = False
+        elif kind == "union_tag_not_found" and "step_op" in str(ctx.get("discriminator")):
+            message = f"expected a mapping with exactly one op key (e.g. 'filter: ...'); got {_shown(value)}"
+        elif kind == "union_tag_invalid":
+            tags = [c.strip().strip("'") for c in ctx["expected_tags"].split(",")]
+            path = (*path, str(ctx["discriminator"]).strip("'"))
+            message = (
+                f"expected one of {', '.join(repr(t) for t in tags)}; got {ctx['tag']!r}"
+                + did_you_mean(ctx["tag"], tags)
+            )
+        elif kind == "union_tag_not_found":
+            path = (*path, str(ctx["discriminator"]).strip("'"))
+            message = "required key is missing"
+            at_value = False
+        elif kind == "value_error":
+            message = str(ctx.get("error", error["msg"]))
+        elif kind in {"list_type", "dict_type", "model_type", "model_attributes_type"}:
+            wanted = "a list" if kind == "list_type" else "a mapping"
+            message = f"expected {wanted}; got {_shown(value)}"
+        elif kind == "too_short":
+            message = (
+                "must not be empty"
+                if isinstance(value, (str, list, dict)) and not value
+                else f"expected at least {ctx.get('min_length', 1)} item(s); got {_shown(value)}"
+            )
+        elif kind == "string_too_short":
+            message = "must not be empty"
+        elif kind == "string_type":
+            message = f"expected a string; got {_shown(value)}"
+        elif kind in {"int_type", "int_parsing", "int_from_float"}:
+            message = f"expected an integer; got {_shown(value)}"
+        elif kind in {"bool_type", "bool_parsing"}:
+            message = f"expected true or false; got {_shown(value)}"
+        elif kind in {"greater_than_equal", "greater_than"}:
+            message = f"{error['msg'].lower()}; got {_shown(value)}"
+        else:
+            message = f"{error['msg']}; got {_shown(value)}"
+        problems.append(positions.problem(path, message, at_value=at_value))
+    return problems

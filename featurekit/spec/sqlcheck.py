@@ -1,0 +1,42 @@
+"""Tell a query from a statement without a SQL engine.
+
+A ``sql`` step must be one SELECT/WITH query: Spark runs DDL and DML eagerly the moment
+``spark.sql`` sees them, so anything else is refused at validation time, before a JVM.
+"""
+
+from __future__ import annotations
+
+import re
+
+QUERY_STARTS = {"select", "with", "from", "values", "table"}
+# Words that turn a query into a statement wherever they stand (e.g. ``WITH ... INSERT``);
+# any other statement is caught by its first word.
+STATEMENT_WORDS = {"insert", "update", "delete", "merge", "create", "drop", "alter", "truncate"}
+_TOKENS = re.compile(
+    r"--[^\n]*|/\*.*?\*/|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`|;|\(|[A-Za-z_][A-Za-z0-9_]*",
+    re.DOTALL,
+)
+
+
+def query_problem(sql: str) -> str | None:
+    """Why ``sql`` is not a single read-only query, or None when it is one."""
+    words: list[str] = []
+    statements = 1
+    for token in _TOKENS.findall(sql):
+        if token.startswith(("--", "/*", "'", '"', "`")):
+            continue
+        if token == ";":
+            statements += 1
+            continue
+        if statements > 1:
+            return "expected a single SELECT/WITH query; got more than one statement (';')"
+        words.append(token.lower())
+    if not words:
+        return "expected a SELECT/WITH query; got no SQL"
+    first = next((w for w in words if w != "("), "")
+    if first not in QUERY_STARTS:
+        return f"expected a SELECT/WITH query; got a statement starting with {first.upper()!r}"
+    bad = sorted({w for w in words if w in STATEMENT_WORDS})
+    if bad:
+        return f"expected a read-only query; got {', '.join(w.upper() for w in bad)}"
+    return None

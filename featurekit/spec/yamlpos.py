@@ -1,0 +1,112 @@
+"""Position-aware YAML loading.
+
+The YAML is parsed once into plain Python data plus a map from key path (a tuple of
+mapping keys and sequence indexes) to ``(line, col)``, both 1-based. Errors found later
+by pydantic or by cross-checks are located through :meth:`Positions.locate`, which falls
+back to the nearest ancestor when the path itself is absent (e.g. a missing key).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError
+
+from featurekit.errors import Problem
+
+KeyPath = tuple[str | int, ...]
+
+
+@dataclass
+class Positions:
+    """Line/column of every key and sequence item of one YAML document."""
+
+    file: str
+    spots: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
+    values: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
+
+    def locate(self, path: KeyPath, at_value: bool = False) -> tuple[int | None, int | None]:
+        """Position of ``path`` (its value with ``at_value``), else of its nearest ancestor."""
+        if at_value and tuple(path) in self.values:
+            return self.values[tuple(path)]
+        for end in range(len(path), -1, -1):
+            spot = self.spots.get(tuple(path[:end]))
+            if spot is not None:
+                return spot
+        return None, None
+
+    def problem(self, path: KeyPath, message: str, at_value: bool = False) -> Problem:
+        line, col = self.locate(path, at_value)
+        return Problem(self.file, line, col, dotted(path), message)
+
+
+def dotted(path: KeyPath) -> str:
+    """``("steps", 3, "dedup", "keys")`` -> ``steps[3].dedup.keys``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _plain(node: Any, path: KeyPath, pos: Positions) -> Any:
+    if isinstance(node, CommentedMap):
+        out: dict[str, Any] = {}
+        for key in node:
+            sub = (*path, str(key))
+            line, col = node.lc.key(key)
+            pos.spots[sub] = (line + 1, col + 1)
+            vline, vcol = node.lc.value(key)
+            pos.values[sub] = (vline + 1, vcol + 1)
+            out[str(key)] = _plain(node[key], sub, pos)
+        return out
+    if isinstance(node, CommentedSeq):
+        items = []
+        for index, item in enumerate(node):
+            line, col = node.lc.item(index)
+            pos.spots[(*path, index)] = pos.values[(*path, index)] = (line + 1, col + 1)
+            items.append(_plain(item, (*path, index), pos))
+        return items
+    if isinstance(node, str):
+        return str(node)  # drop ruamel's scalar string subclasses
+    return node
+
+
+def load_yaml(text: str, file: str) -> tuple[Any, Positions, list[Problem]]:
+    """Parse ``text``; return data, positions and syntax problems (data is None then)."""
+    yaml = YAML(typ="rt", pure=True)
+    positions = Positions(file=file, spots={(): (1, 1)})
+    try:
+        node = yaml.load(text)
+    except DuplicateKeyError as exc:
+        mark = exc.problem_mark
+        key_text = (exc.problem or "").split("\"")[1] if "\"" in (exc.problem or "") else ""
+        message = f"duplicate key {key_text!r}" if key_text else "duplicate key"
+        return None, positions, [Problem(file, mark.line + 1, mark.column + 1, "", message)]
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        col = mark.column + 1 if mark else None
+        detail = exc.problem or exc.context or "invalid YAML"
+        lines = text.splitlines()
+        if line and line <= len(lines) and "${" in lines[line - 1] and "{" in lines[line - 1].split("${")[0]:
+            detail += ' (inside {...} or [...] a value with ${...} must be quoted: path: "${root}/x")'
+        return None, positions, [Problem(file, line, col, "", f"YAML syntax error: {detail}")]
+    return _plain(node, (), positions), positions, []
+
+
+def load_yaml_file(path: Path, shown_as: str | None = None) -> tuple[Any, Positions, list[Problem]]:
+    """Read and parse a YAML file; ``shown_as`` is the name used in messages."""
+    name = shown_as or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return None, Positions(file=name), [Problem(name, None, None, "", f"cannot read: {exc.strerror}")]
+    return load_yaml(text, name)
