@@ -138,6 +138,42 @@ def _n(value: Optional[int]) -> str:
 
 
 @app.command()
+def show(
+    job: Annotated[str, typer.Argument(help="Job name or path.")],
+    limit: Annotated[int, typer.Option(help="Rows to show.")] = 5,
+    env: Env = "local",
+) -> None:
+    """Show a job's output table: version, recent commits, row count, first rows (no JVM)."""
+    from featurekit import pipeline
+    from featurekit.sinks.inspect import inspect_table
+
+    loaded, _ = pipeline.load(_project(), job, env)
+    view = inspect_table(loaded.spec.output.path, limit)
+    out.print(f"[bold]{view.path}[/]  version {view.version}, {view.rows:,} rows, properties {view.properties}")
+    commits = Table(title="recent commits", title_justify="left")
+    for column in ("version", "operation", "run_id", "fingerprint"):
+        commits.add_column(column)
+    for commit in view.commits:
+        commits.add_row(*(str(commit.get(c, "")) for c in ("version", "operation", "run_id", "fingerprint")))
+    out.print(commits)
+    rows = Table(title=f"first {len(view.head)} rows (one per column)", title_justify="left")
+    rows.add_column("column")
+    for index in range(len(view.head)):
+        rows.add_column(f"row {index + 1}")
+    for column in view.columns:
+        rows.add_row(column, *(_cell(row[column]) for row in view.head))
+    out.print(rows)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if hasattr(value, "isoformat"):
+        return value.isoformat()  # type: ignore[union-attr]
+    return str(value)
+
+
+@app.command()
 def setup(env: Env = "local") -> None:
     """Fetch the Delta Lake jars once into the project's cache (the only network step)."""
     import shutil
@@ -167,12 +203,14 @@ def generate_demo_data(
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Run the CLI; map errors to exit codes; return the code."""
-    import click
+    """Run the CLI; map errors to exit codes; return the code.
 
+    Usage errors are typer's (exit 2); featurekit's own errors carry their exit code.
+    """
     try:
-        app(args=argv if argv is not None else sys.argv[1:], standalone_mode=False, prog_name="featurekit")
-        return 0
+        app(args=argv if argv is not None else sys.argv[1:], prog_name="featurekit")
+    except SystemExit as exc:  # typer ends every invocation this way, success included
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except SpecError as exc:
         for problem in exc.problems:
             err.print(str(problem), markup=False)
@@ -183,14 +221,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         if _state["debug"]:
             traceback.print_exc()
         return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return 2
-    except click.exceptions.Abort:
-        err.print("aborted")
-        return 1
     except Exception as exc:  # an unexpected failure is an infrastructure failure
         err.print(f"error: {type(exc).__name__}: {exc}", markup=False, style="red")
         if _state["debug"]:
@@ -198,3 +228,4 @@ def main(argv: Optional[list[str]] = None) -> int:
         else:
             err.print("(run with --debug for the traceback)")
         return 1
+    return 0

@@ -103,7 +103,7 @@ def submit_command(project: Project, job: LoadedJob, settings: Settings) -> list
     conf.setdefault("spark.pyspark.driver.python", python)
     for key, value in conf.items():
         command += ["--conf", f"{key}={value}"]
-    command += [str(entrypoint), "run", str(job.path), "--env", settings.env, "--project", str(project.root)]
+    command += [str(entrypoint), "--project", str(project.root), "run", str(job.path), "--env", settings.env]
     return command
 
 

@@ -1,0 +1,48 @@
+# featurekit: `make demo` and `make test` do everything on a fresh machine (set-up included).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FK := $(VENV)/bin/featurekit
+INSTALLED := $(VENV)/.installed
+JARS := .featurekit/jars/manifest.json
+ROWS ?= 200000
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test unit bench lint clean
+
+setup: $(INSTALLED) $(JARS)  ## venv + package + Delta jars (the only network step)
+
+$(INSTALLED): pyproject.toml
+	@command -v java >/dev/null || { echo "Java 17 is needed (e.g. apt-get install openjdk-17-jdk-headless)"; exit 1; }
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "featurekit needs Python 3.11; set PYTHON=python3.11"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+$(JARS): $(INSTALLED)
+	$(FK) setup
+
+demo: setup  ## raw data -> validate -> both demo jobs -> Delta tables
+	test -f data/raw/_manifest.json || $(FK) generate-demo-data --rows $(ROWS)
+	$(FK) validate
+	$(FK) plan driver_hourly_stats
+	$(FK) run driver_profile
+	$(FK) run driver_hourly_stats
+	$(FK) show driver_hourly_stats --limit 5
+
+test: setup  ## every tier: unit, integration (Spark + Delta), e2e (CLI, spark-submit)
+	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+unit: setup
+	$(PY) -m pytest -q tests/unit
+
+bench: setup  ## benchmarks/ (see docs/benchmarks.md)
+	$(PY) benchmarks/prep_job.py
+
+lint: setup
+	$(VENV)/bin/lint-imports
+
+clean:
+	rm -rf data .featurekit/runs spark-warehouse

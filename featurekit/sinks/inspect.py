@@ -1,0 +1,44 @@
+"""Reading a committed table back without Spark (delta-rs), for people and tests."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from featurekit.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TableView:
+    path: str
+    version: int
+    rows: int
+    properties: dict[str, str]
+    commits: list[dict[str, Any]]
+    head: list[dict[str, Any]]
+    columns: list[str]
+
+
+def inspect_table(path: str, limit: int = 5, history: int = 5) -> TableView:
+    """Version, row count, recent commits (with featurekit's metadata) and the first rows."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        table = DeltaTable(path)
+    except TableNotFoundError as exc:
+        raise ConfigError.single(f"no Delta table at {path} (has the job run?)", file="output", field="path") from exc
+    commits = []
+    for entry in table.history(history):
+        meta = entry.get("userMetadata")
+        try:
+            meta = json.loads(meta) if meta else {}
+        except ValueError:
+            meta = {"userMetadata": meta}
+        commits.append({"version": entry.get("version"), "operation": entry.get("operation"),
+                        "timestamp": entry.get("timestamp"), **meta})
+    dataset = table.to_pyarrow_dataset()
+    head = dataset.head(limit).to_pylist() if limit else []
+    return TableView(path, table.version(), dataset.count_rows(), dict(table.metadata().configuration),
+                     commits, head, dataset.schema.names)

@@ -1,0 +1,143 @@
+"""As a user would: the CLI and spark-submit on a copy of the example project.
+
+Each run here starts its own JVM, as `featurekit run` and `spark-submit` do for users.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from tests.conftest import REPO
+
+FEATUREKIT = [str(Path(sys.executable).parent / "featurekit")]
+
+
+def _env(root: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "FEATUREKIT_JARS_DIR": str(REPO / ".featurekit" / "jars"),
+        "PYTHONPATH": "",
+    }
+
+
+def _cli(root: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*FEATUREKIT, *args], cwd=cwd or root, env=_env(root), capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example project (conf/ + jobs/) with a small generated raw data set."""
+    root = tmp_path_factory.mktemp("e2e") / "shop"
+    root.mkdir()
+    for folder in ("conf", "jobs"):
+        subprocess.run(["cp", "-r", str(REPO / folder), str(root / folder)], check=True)
+    done = _cli(root, "generate-demo-data", "--rows", "4000")
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+def test_validate_plan_run_show(project: Path) -> None:
+    nested = project / "jobs"  # found from a subfolder, like git
+    done = _cli(project, "validate", cwd=nested)
+    assert done.returncode == 0, done.stderr
+    assert "2 job(s) valid" in done.stdout
+
+    done = _cli(project, "run", "driver_profile")
+    assert done.returncode == 0, done.stderr
+    assert "committed" in done.stdout
+    profile = DeltaTable(str(project / "data" / "lake" / "driver_profile"))
+    manifest = json.loads((project / "data" / "raw" / "_manifest.json").read_text())
+    frame = profile.to_pandas()
+    assert frame["driver_id"].is_unique
+    assert len(frame) == manifest["drivers"]
+
+    done = _cli(project, "run", "driver_hourly_stats")
+    assert done.returncode == 0, done.stderr
+    stats = DeltaTable(str(project / "data" / "lake" / "driver_hourly_stats"))
+    first = stats.to_pandas().sort_values(["driver_id", "event_ts"]).reset_index(drop=True)
+    assert stats.version() == 0
+    assert not first.duplicated(["driver_id", "event_ts"]).any()
+    # the dirty rows are counted, not lost: read = dropped by each filter/dedup + aggregated
+    report = json.loads(max((project / ".featurekit" / "runs" / "driver_hourly_stats").glob("*.json")).read_text())
+    assert report["status"] == "succeeded"
+    read = report["sources"][0]["rows_read"]
+    assert read == manifest["trips_rows"]
+    dropped = {s["index"]: s["dropped"] for s in report["steps"]}
+    assert dropped[0] == manifest["null_driver_id"] + manifest["bad_timestamp"]
+    assert dropped[1] == manifest["negative_fare"]
+    assert dropped[2] == manifest["duplicate_trip_id"]
+    assert first["trips_1h"].sum() == read - sum(dropped[i] for i in (0, 1, 2))
+
+    # a rerun of the merge job on the same input: a new version, the same contents
+    done = _cli(project, "run", "driver_hourly_stats")
+    assert done.returncode == 0, done.stderr
+    stats = DeltaTable(str(project / "data" / "lake" / "driver_hourly_stats"))
+    assert stats.version() == 1
+    again = stats.to_pandas().sort_values(["driver_id", "event_ts"]).reset_index(drop=True)
+    assert again.equals(first)
+
+    done = _cli(project, "show", "driver_hourly_stats", "--limit", "2")
+    assert done.returncode == 0, done.stderr
+    assert "version 1" in done.stdout and "MERGE" in done.stdout
+
+
+def test_spark_submit_runs_the_planned_command(project: Path, tmp_path: Path) -> None:
+    """`featurekit plan` prints the spark-submit command; run exactly that, from elsewhere."""
+    from featurekit import pipeline
+    from featurekit.config import Project
+
+    os.environ["FEATUREKIT_JARS_DIR"] = str(REPO / ".featurekit" / "jars")
+    try:
+        proj = Project(project)
+        job, settings = pipeline.load(proj, "driver_hourly_stats", "local")
+        command = pipeline.submit_command(proj, job, settings)
+    finally:
+        del os.environ["FEATUREKIT_JARS_DIR"]
+    planned = _cli(project, "plan", "driver_hourly_stats")
+    assert planned.returncode == 0
+    assert command[-7].endswith("featurekit/entrypoint.py")
+    assert command[-6:] == ["--project", str(project), "run", str(project / "jobs" / "driver_hourly_stats.yaml"), "--env", "local"]
+    assert " ".join(command[-6:]) in planned.stdout.replace("\n", "")
+    table = project / "data" / "lake" / "driver_hourly_stats"
+    before = DeltaTable(str(table)).version() if (table / "_delta_log").exists() else -1
+    done = subprocess.run(command, cwd=tmp_path, env=_env(project), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "committed" in done.stdout
+    assert DeltaTable(str(table)).version() == before + 1
+
+
+def test_exit_codes(project: Path) -> None:
+    jobs = project / "jobs"
+    (jobs / "broken.yaml").write_text("name: broken\nsources: {}\noutput: {path: x, mode: upsert}\n")
+    done = _cli(project, "validate")
+    assert done.returncode == 2
+    assert "jobs/broken.yaml:2:10 sources: must not be empty" in done.stderr
+    assert ("jobs/broken.yaml:3:25 output.mode: expected one of 'overwrite', 'append', 'merge', "
+            "'replace_partitions'; got 'upsert' — did you mean 'merge'?") in done.stderr
+    (jobs / "broken.yaml").unlink()
+
+    (jobs / "boom.yaml").write_text(
+        "name: boom\n"
+        "sources:\n"
+        "  trips: {format: csv, path: \"${raw_root}/trips\", options: {header: true}}\n"
+        "steps:\n"
+        "  - with_columns: {x: \"raise_error('bad row')\"}\n"
+        "output: {path: \"${lake_root}/boom\"}\n"
+    )
+    done = _cli(project, "run", "boom")
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "bad row" in done.stderr
+    assert not (project / "data" / "lake" / "boom").exists()
+    (jobs / "boom.yaml").unlink()
+
+    done = _cli(project, "run", "driver_hourly_stat")
+    assert done.returncode == 2
+    assert "did you mean 'driver_hourly_stats'" in done.stderr
