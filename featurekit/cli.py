@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from featurekit.config import Project, find_project, load_settings
-from featurekit.errors import FeaturekitError, InfraError, SpecError
+from featurekit.config.project import is_project
+from featurekit.errors import ConfigError, FeaturekitError, InfraError, SpecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Declarative PySpark prep jobs into Delta Lake tables.")
@@ -39,8 +40,12 @@ def _options(
 
 
 def _project() -> Project:
-    if _state["project"] is not None:
-        os.environ["FEATUREKIT_PROJECT"] = str(Path(_state["project"]).resolve())
+    explicit = _state["project"]
+    if explicit is not None:
+        root = Path(explicit).resolve()
+        if not is_project(root):
+            raise ConfigError.single(f"--project {explicit}: no conf/ and jobs/ folders there", file=str(explicit))
+        return Project(root)
     return find_project()
 
 

@@ -68,11 +68,22 @@ class _Merged:
         target = self.data if into is None else into
         for key, value in data.items():
             sub = (*path, key)
-            self.origin[sub] = positions
             if isinstance(value, dict) and isinstance(target.get(key), dict):
+                self.origin.setdefault(sub, positions)
                 self.add(value, positions, sub, target[key])
             else:
                 target[key] = value
+                self._mark(value, positions, sub)
+
+    def _mark(self, value: Any, positions: Positions, path: KeyPath) -> None:
+        """Record ``positions`` as the origin of ``path`` and everything below it."""
+        self.origin[path] = positions
+        if isinstance(value, dict):
+            for key, item in value.items():
+                self._mark(item, positions, (*path, key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self._mark(item, positions, (*path, index))
 
     def problem(self, path: KeyPath, message: str, at_value: bool = True) -> Problem:
         for end in range(len(path), 0, -1):
@@ -115,15 +126,12 @@ def load_settings(project: Project, env: str = "local") -> Settings:
     try:
         settings = Settings.model_validate(filled)
     except ValidationError as exc:
-        problems += [_relocate(p, merged) for p in problems_from(exc, Settings, filled, Positions("conf"))]
+        problems += problems_from(exc, Settings, filled, merged)
     if problems:
         raise ConfigError(problems)
-    return settings
-
-
-def _relocate(problem: Problem, merged: _Merged) -> Problem:
-    path = tuple(int(p) if p.isdigit() else p for p in problem.field.replace("[", ".").replace("]", "").split(".") if p)
-    return merged.problem(path, problem.message, at_value=problem.message.startswith("expected"))
+    # Defaults may use variables too (e.g. the run-log folder under ${project_root}).
+    again = _fill(settings.model_dump(), {**variables, **builtins}, merged, (), problems)
+    return Settings.model_validate({**again, "vars": variables})
 
 
 def _resolve_vars(merged: _Merged, builtins: dict[str, str]) -> tuple[dict[str, str], list[Problem]]:
@@ -142,13 +150,13 @@ def _resolve_vars(merged: _Merged, builtins: dict[str, str]) -> tuple[dict[str, 
         if not changed:
             break
     for name, value in values.items():
-        _, unknown = substitute(value, {**values, **builtins})
-        for missing in unknown:
-            problems.append(merged.problem(
-                ("vars", name),
-                f"unknown variable ${{{missing}}}" + did_you_mean(missing, [*values, *builtins])
-                + " (or a cycle between vars)",
-            ))
+        _, unknown = substitute(value, builtins)
+        for missing in dict.fromkeys(unknown):
+            if missing in values:
+                message = f"${{{missing}}} never resolves: the vars refer to each other in a cycle"
+            else:
+                message = f"unknown variable ${{{missing}}}" + did_you_mean(missing, [*values, *builtins])
+            problems.append(merged.problem(("vars", name), message))
     return values, problems
 
 

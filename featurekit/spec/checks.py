@@ -41,26 +41,33 @@ _ALIAS = re.compile(r"(?is)^.+\s+as\s+`?([A-Za-z_][A-Za-z0-9_]*)`?\s*$")
 
 
 class _Checker:
-    def __init__(self, spec: JobSpec, positions: Positions) -> None:
+    def __init__(self, spec: JobSpec, positions: Positions, data: object = None) -> None:
         self.spec = spec
         self.positions = positions
+        self.data = data
         self.problems: list[Problem] = []
 
     def report(self, path: KeyPath, message: str, at_value: bool = True) -> None:
         self.problems.append(self.positions.problem(path, message, at_value=at_value))
 
-    def need(self, columns: Columns, names: list[str], path: KeyPath, index_paths: bool = True) -> None:
-        """Report each name in ``names`` that ``columns`` (when known) lacks."""
+    def need(self, columns: Columns, names: list[str], path: KeyPath, index_paths: bool = True,
+             keyed: bool = False, where: str = "at this point") -> None:
+        """Report each name in ``names`` that ``columns`` (when known) lacks.
+
+        The problem is located at ``path[i]`` (a list), ``path.name`` (``keyed``: a
+        mapping keyed by column) or ``path`` itself.
+        """
         if columns is None:
             return
         lowered = {c.lower() for c in columns}
         for i, name in enumerate(names):
             if name.lower() not in lowered:
-                where = (*path, i) if index_paths else path
+                spot = (*path, name) if keyed else (*path, i) if index_paths else path
                 self.report(
-                    where,
-                    f"column {name!r} does not exist at this point" + did_you_mean(name, columns)
+                    spot,
+                    f"column {name!r} does not exist {where}" + did_you_mean(name, columns)
                     + f" (columns: {', '.join(columns)})",
+                    at_value=not keyed,
                 )
 
 
@@ -77,9 +84,9 @@ def _select_name(entry: str) -> str | None:
     return match.group(1) if match else None
 
 
-def check_job(spec: JobSpec, positions: Positions, file: Path | None) -> list[Problem]:
-    """Every cross-field problem of one parsed job."""
-    c = _Checker(spec, positions)
+def check_job(spec: JobSpec, positions: Positions, file: Path | None, data: object = None) -> list[Problem]:
+    """Every cross-field problem of one parsed job (``data``: the YAML as written)."""
+    c = _Checker(spec, positions, data)
     if file is not None and spec.name != file.stem:
         c.report(("name",), f"must equal the file name {file.stem!r}; got {spec.name!r}")
     for name, source in spec.sources.items():
@@ -103,7 +110,7 @@ def check_job(spec: JobSpec, positions: Positions, file: Path | None) -> list[Pr
         f = spec.features
         c.need(columns, f.join_keys, ("features", "join_keys"))
         c.need(columns, [f.timestamp], ("features", "timestamp"), index_paths=False)
-        if f.timestamp in f.join_keys:
+        if f.timestamp.lower() in {k.lower() for k in f.join_keys}:
             c.report(("features", "timestamp"), "the timestamp column cannot also be a join key")
     return c.problems
 
@@ -119,17 +126,15 @@ def _check_step(c: _Checker, step: object, path: KeyPath, columns: Columns) -> C
         return None if columns is None else _merge(columns, list(step.with_columns))
     if isinstance(step, DedupStep):
         c.need(columns, step.dedup.keys, (*path, "keys"))
-        order = step.dedup.order_by
-        if isinstance(order, str):
-            c.need(columns, [order], (*path, "order_by"), index_paths=False)
-        elif order:
-            c.need(columns, order, (*path, "order_by"))
+        order = step.dedup.order_by or []
+        written_as_list = isinstance(_raw(c, (*path, "order_by")), list)
+        c.need(columns, order, (*path, "order_by"), index_paths=written_as_list)
         return columns
     if isinstance(step, JoinStep):
         join = step.join
         right = _source(c, join.source, (*path, "source"))
-        c.need(columns, join.on, (*path, "on"))
-        c.need(right, join.on, (*path, "on"))
+        c.need(columns, join.on, (*path, "on"), where="in the running frame")
+        c.need(right, join.on, (*path, "on"), where=f"in source {join.source!r}")
         if join.how in {"semi", "anti"}:
             return columns
         if columns is None or right is None:
@@ -147,19 +152,27 @@ def _check_step(c: _Checker, step: object, path: KeyPath, columns: Columns) -> C
         return _check_aggregate(c, step, path, columns)
     if isinstance(step, SelectStep):
         names = [_select_name(entry) for entry in step.select]
+        seen: set[str] = set()
         for i, (name, entry) in enumerate(zip(names, step.select)):
             if name is not None and name == entry.strip("` "):
                 c.need(columns, [name], (*path, i), index_paths=False)
+            if name is not None and name.lower() in seen:
+                c.report((*path, i), f"column {name!r} is selected twice")
+            seen.add((name or "").lower())
         return None if any(n is None for n in names) else [n for n in names if n]
     if isinstance(step, RenameStep):
-        c.need(columns, list(step.rename), path, index_paths=False)
+        c.need(columns, list(step.rename), path, keyed=True)
         if columns is None:
             return None
         mapping = {k.lower(): v for k, v in step.rename.items()}
-        return [mapping.get(col.lower(), col) for col in columns]
+        renamed = [mapping.get(col.lower(), col) for col in columns]
+        for old, new in step.rename.items():
+            if sum(col.lower() == new.lower() for col in renamed) > 1:
+                c.report((*path, old), f"renaming {old!r} to {new!r} would make two columns named {new!r}")
+        return renamed
     if isinstance(step, (CastStep, FillNullStep)):
         names = list(step.cast if isinstance(step, CastStep) else step.fill_null)
-        c.need(columns, names, path, index_paths=False)
+        c.need(columns, names, path, keyed=True)
         return columns
     if isinstance(step, DropStep):
         c.need(columns, step.drop, path)
@@ -168,6 +181,19 @@ def _check_step(c: _Checker, step: object, path: KeyPath, columns: Columns) -> C
         gone = {d.lower() for d in step.drop}
         return [col for col in columns if col.lower() not in gone]
     return columns  # filter keeps the columns
+
+
+def _raw(c: _Checker, path: KeyPath) -> object:
+    """The value at ``path`` as written in the YAML (before parsing), or None."""
+    node: object = c.data
+    for part in path:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return None
+    return node
 
 
 def _source(c: _Checker, name: str, path: KeyPath) -> Columns:
@@ -187,9 +213,14 @@ def _check_aggregate(c: _Checker, step: AggregateStep, path: KeyPath, columns: C
         seconds = parse_duration(window)
         if seconds % every:
             c.report((*path, "windows", i), f"window {window!r} must be a whole multiple of every ({agg.every!r})")
-    labels = [w for w in agg.windows]
-    if len(set(labels)) != len(labels):
-        c.report((*path, "windows"), "windows repeat a value")
+    spans: dict[int, str] = {}
+    for i, window in enumerate(agg.windows):
+        seconds = parse_duration(window)
+        if seconds in spans:
+            c.report((*path, "windows", i), f"window {window!r} repeats {spans[seconds]!r}")
+        spans.setdefault(seconds, window)
+    if len(spans) != len(agg.windows):
+        return [*agg.keys, agg.timestamp, *(f"{m}_{w}" for m in agg.metrics for w in dict.fromkeys(agg.windows))]
     for name, text in agg.metrics.items():
         try:
             parse_metric(text)
@@ -199,7 +230,8 @@ def _check_aggregate(c: _Checker, step: AggregateStep, path: KeyPath, columns: C
     seen: set[str] = set()
     for name in produced:
         if name.lower() in seen:
-            c.report((*path, "metrics"), f"output column {name!r} would appear twice")
+            c.report((*path, "metrics"), f"output column {name!r} would appear twice "
+                     "(a metric_window name equals a key, the timestamp or another metric_window)")
         seen.add(name.lower())
     return produced
 

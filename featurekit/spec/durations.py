@@ -11,6 +11,8 @@ _PATTERN = re.compile(r"^([1-9][0-9]*)([smhdw])$")
 def parse_duration(text: str) -> int:
     """Seconds in ``text``; ValueError with the accepted form otherwise."""
     match = _PATTERN.match(text.strip()) if isinstance(text, str) else None
+    if isinstance(text, str) and re.match(r"^0+[smhdw]$", text.strip()):
+        raise ValueError(f"expected a positive duration; got {text!r}")
     if not match:
         raise ValueError(
             f"expected a duration like '30s', '15m', '1h', '7d' or '2w'; got {text!r}"

@@ -69,6 +69,8 @@ def walk(root: type[BaseModel], loc: tuple[Any, ...], data: Any) -> tuple[KeyPat
     holder: Any = None
     for index, part in enumerate(loc):
         last = index == len(loc) - 1
+        if part == "[key]":  # pydantic's marker for "the mapping key itself is invalid"
+            continue
         members = _members(_unwrap(tp))
         models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
         if len(models) > 1 and isinstance(part, str):
@@ -101,6 +103,8 @@ def walk(root: type[BaseModel], loc: tuple[Any, ...], data: Any) -> tuple[KeyPat
 
 
 def _shown(value: Any) -> str:
+    if value is None:
+        return "no value (null)"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -112,7 +116,7 @@ def problems_from(exc: ValidationError, root: type[BaseModel], data: Any, positi
         kind, loc, ctx = error["type"], tuple(error["loc"]), error.get("ctx") or {}
         path, holder = walk(root, loc, data)
         value = error.get("input")
-        at_value = True
+        at_value = "[key]" not in loc
         if kind == "missing":
             message, at_value = "required key is missing", False
         elif kind == "extra_forbidden":

@@ -55,17 +55,24 @@ def parse_job(path: Path, variables: Mapping[str, str], shown_as: str | None = N
     raw, positions, problems = load_yaml_file(path, shown)
     if problems:
         return None, problems
+    if raw is None:
+        return None, [Problem(shown, 1, 1, "", "the file is empty; expected a mapping of job keys (name, sources, steps, output)")]
     if not isinstance(raw, dict):
-        return None, [Problem(shown, 1, 1, "", f"expected a mapping of job keys; got {type(raw).__name__}")]
+        return None, [Problem(shown, 1, 1, "", f"expected a mapping of job keys (name, sources, steps, output); got {_kind(raw)}")]
     resolved, problems = resolve(raw, variables, positions)
     try:
         spec = JobSpec.model_validate(resolved)
     except ValidationError as exc:
         return None, problems + problems_from(exc, JobSpec, resolved, positions)
-    problems += check_job(spec, positions, path)
+    problems += check_job(spec, positions, path, resolved)
     if problems:
         return None, problems
     return LoadedJob(spec, path, shown, positions, fingerprint(raw), raw), []
+
+
+def _kind(value: Any) -> str:
+    return {"list": "a list", "str": "a string", "int": "a number", "float": "a number", "bool": "true/false"}.get(
+        type(value).__name__, type(value).__name__)
 
 
 def load_job(path: Path, variables: Mapping[str, str], shown_as: str | None = None) -> LoadedJob:

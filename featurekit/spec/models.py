@@ -41,6 +41,12 @@ def _job_name(text: str) -> str:
     return text
 
 
+def _version(value: int) -> int:
+    if value < 0:
+        raise ValueError(f"expected a table version (0 or more); got {value}")
+    return value
+
+
 def _option_value(value: Any) -> Any:
     """Spark options are strings; YAML's ``true``/``1`` are taken as ``"true"``/``"1"``."""
     if isinstance(value, bool):
@@ -96,7 +102,7 @@ class DeltaSource(_SourceBase):
     """A Delta table; the version read is pinned at the start of the run and reported."""
 
     format: Literal["delta"]
-    version: Annotated[int, Field(ge=0)] | None = None
+    version: Annotated[int, AfterValidator(_version)] | None = None
 
 
 SourceSpec = Annotated[
@@ -125,9 +131,14 @@ class WithColumnsStep(Strict):
     with_columns: Annotated[dict[Name, NonEmptyStr], Field(min_length=1)]
 
 
+def _as_list(value: Any) -> Any:
+    """``order_by: event_ts`` is short for ``order_by: [event_ts]``."""
+    return [value] if isinstance(value, str) else value
+
+
 class DedupArgs(Strict):
     keys: Annotated[list[Name], Field(min_length=1)]
-    order_by: Name | Annotated[list[Name], Field(min_length=1)] | None = None
+    order_by: Annotated[list[Name], Field(min_length=1), BeforeValidator(_as_list)] | None = None
     keep: Literal["last", "first"] = "last"
 
 
@@ -188,10 +199,16 @@ class DropStep(Strict):
     drop: Annotated[list[Name], Field(min_length=1)]
 
 
+def _scalar(value: Any) -> Any:
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    raise ValueError(f"expected true/false, a number or a string; got {value!r}")
+
+
 class FillNullStep(Strict):
     """Replace nulls in the named columns by a literal value."""
 
-    fill_null: Annotated[dict[Name, Union[bool, int, float, str]], Field(min_length=1)]
+    fill_null: Annotated[dict[Name, Annotated[Any, AfterValidator(_scalar)]], Field(min_length=1)]
 
 
 class UnionArgs(Strict):

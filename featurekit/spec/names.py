@@ -22,6 +22,12 @@ SYNONYMS = {
     "fillna": "fill_null",
     "drop_columns": "drop",
     "bigint": "long",
+    "outer": "full",
+    "full_outer": "full",
+    "left_outer": "left",
+    "leftsemi": "semi",
+    "left_semi": "semi",
+    "left_anti": "anti",
 }
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -62,8 +68,11 @@ def check_column_type(text: str) -> str:
     if lowered in _SIMPLE_TYPES:
         return lowered
     match = _DECIMAL.match(lowered)
-    if match and 0 < int(match.group(1)) <= 38 and int(match.group(2)) <= int(match.group(1)):
-        return f"decimal({match.group(1)},{match.group(2)})"
+    if match:
+        precision, scale = int(match.group(1)), int(match.group(2))
+        if 0 < precision <= 38 and scale <= precision:
+            return f"decimal({precision},{scale})"
+        raise ValueError(f"expected decimal(p,s) with 1 <= p <= 38 and s <= p; got {text!r}")
     accepted = ", ".join(sorted(_SIMPLE_TYPES)) + ", decimal(p,s)"
     raise ValueError(
         f"expected a column type ({accepted}); got {text!r}" + did_you_mean(lowered, _SIMPLE_TYPES)

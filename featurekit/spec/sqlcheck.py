@@ -9,9 +9,21 @@ from __future__ import annotations
 import re
 
 QUERY_STARTS = {"select", "with", "from", "values", "table"}
-# Words that turn a query into a statement wherever they stand (e.g. ``WITH ... INSERT``);
-# any other statement is caught by its first word.
-STATEMENT_WORDS = {"insert", "update", "delete", "merge", "create", "drop", "alter", "truncate"}
+# Word pairs that turn a query into a statement wherever they stand (e.g. ``WITH ...
+# INSERT INTO``); any other statement is caught by its first word. Pairs, not single words,
+# so that a column called ``delete`` or ``merge`` stays usable.
+_OBJECTS = {"table", "view", "database", "schema", "namespace", "function", "temporary", "temp",
+            "global", "or", "if", "catalog", "index", "external"}
+STATEMENT_PAIRS = {
+    "insert": {"into", "overwrite", "table"},
+    "delete": {"from"},
+    "merge": {"into"},
+    "update": None,  # UPDATE <table> SET: checked below
+    "create": _OBJECTS,
+    "drop": _OBJECTS,
+    "alter": _OBJECTS,
+    "truncate": {"table"},
+}
 _TOKENS = re.compile(
     r"--[^\n]*|/\*.*?\*/|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`|;|\(|[A-Za-z_][A-Za-z0-9_]*",
     re.DOTALL,
@@ -36,7 +48,10 @@ def query_problem(sql: str) -> str | None:
     first = next((w for w in words if w != "("), "")
     if first not in QUERY_STARTS:
         return f"expected a SELECT/WITH query; got a statement starting with {first.upper()!r}"
-    bad = sorted({w for w in words if w in STATEMENT_WORDS})
+    bad = sorted({
+        w for w, nxt, after in zip(words, words[1:] + [""], words[2:] + ["", ""])
+        if w in STATEMENT_PAIRS and (nxt in STATEMENT_PAIRS[w] if STATEMENT_PAIRS[w] is not None else after == "set")
+    })
     if bad:
         return f"expected a read-only query; got {', '.join(w.upper() for w in bad)}"
     return None

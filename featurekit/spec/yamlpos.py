@@ -64,7 +64,8 @@ def _plain(node: Any, path: KeyPath, pos: Positions) -> Any:
             line, col = node.lc.key(key)
             pos.spots[sub] = (line + 1, col + 1)
             vline, vcol = node.lc.value(key)
-            pos.values[sub] = (vline + 1, vcol + 1)
+            # an empty value has no token of its own: point at its key, not the next line
+            pos.values[sub] = (vline + 1, vcol + 1) if node[key] is not None else pos.spots[sub]
             out[str(key)] = _plain(node[key], sub, pos)
         return out
     if isinstance(node, CommentedSeq):
@@ -95,8 +96,13 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions, list[Problem]]:
         line = mark.line + 1 if mark else None
         col = mark.column + 1 if mark else None
         detail = exc.problem or exc.context or "invalid YAML"
+        if "<block end>" in detail or "<block mapping start>" in detail:
+            detail = "bad indentation: this line does not line up with the keys above it"
+        elif exc.context and exc.context_mark and exc.problem:
+            detail += f" ({exc.context} at line {exc.context_mark.line + 1})"
         lines = text.splitlines()
-        if line and line <= len(lines) and "${" in lines[line - 1] and "{" in lines[line - 1].split("${")[0]:
+        before = lines[line - 1].split("${")[0] if line and line <= len(lines) else ""
+        if line and line <= len(lines) and "${" in lines[line - 1] and ("{" in before or "[" in before):
             detail += ' (inside {...} or [...] a value with ${...} must be quoted: path: "${root}/x")'
         return None, positions, [Problem(file, line, col, "", f"YAML syntax error: {detail}")]
     return _plain(node, (), positions), positions, []

@@ -26,9 +26,8 @@ def apply(frame: "DataFrame", step: DedupStep, ctx: BuildContext) -> "DataFrame"
     if args.order_by is None:
         kept = counted.dropDuplicates(args.keys)
     else:
-        order = [args.order_by] if isinstance(args.order_by, str) else args.order_by
         ordering = [
-            F.col(c).desc_nulls_last() if args.keep == "last" else F.col(c).asc_nulls_last() for c in order
+            F.col(c).desc_nulls_last() if args.keep == "last" else F.col(c).asc_nulls_last() for c in args.order_by
         ]
         window = Window.partitionBy(*args.keys).orderBy(*ordering)
         ranked = counted.withColumn(_RANK, F.row_number().over(window))
