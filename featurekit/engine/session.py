@@ -29,12 +29,18 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
+
+
 def session_conf(settings: Settings, jars: list[Path]) -> dict[str, str]:
     """Every Spark setting featurekit passes, in the order it passes them."""
     conf = dict(DELTA_CONF)
     if jars:
         conf["spark.jars"] = ",".join(str(j) for j in jars)
     conf.update(settings.spark.conf)
+    java_options = conf.get("spark.driver.extraJavaOptions", "")
+    if "log4j2.configurationFile" not in java_options:
+        conf["spark.driver.extraJavaOptions"] = f"{java_options} -Dlog4j2.configurationFile=file:{LOG_CONFIG}".strip()
     return conf
 
 
