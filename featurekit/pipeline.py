@@ -69,6 +69,7 @@ class RunResult:
     commit_metrics: dict[str, Any] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    exit_code: int = 0
     featurekit_version: str = __version__
 
     def to_json(self) -> str:
@@ -147,11 +148,12 @@ def run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSessi
         _run(project, job, settings, spark, result)
         result.status = "succeeded"
     except FeaturekitError as exc:
-        result.status, result.error = "failed", str(exc)
+        result.status, result.error, result.exit_code = "failed", str(exc), exc.exit_code
         raise
     except Exception as exc:
-        result.status, result.error = "failed", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise classify(exc) from exc
+        error = classify(exc)
+        result.status, result.error, result.exit_code = "failed", str(error), error.exit_code
+        raise error from exc
     finally:
         write_report(settings, result)
     return result
@@ -161,6 +163,7 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
     with _phase(result, "session"):
         spark = spark or session(settings, f"{settings.spark.app_name}:{job.name}")
     ctx = BuildContext(spark=spark, prefix=f"fk_{result.run_id.replace('-', '_')}")
+    frame = None
     try:
         with _phase(result, "read"):
             try:
@@ -188,8 +191,9 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
                 f"row accounting failed: computed {result.rows_out} rows but the Delta commit "
                 f"(version {done.version}) reports {done.rows_in_commit}"
             )
-        frame.unpersist()
     finally:
+        if frame is not None:
+            frame.unpersist()
         ctx.drop_views()
 
 
@@ -207,6 +211,8 @@ def _step_counts(job: LoadedJob, counts: dict[str, dict[str, int] | None]) -> li
             nulls = seen_in.get("null_timestamp", 0)
             note = f"{nulls} row(s) without a timestamp left out" if nulls else ""
             dropped = nulls
+        elif op == "join" and rows_in is not None and rows_out is not None and rows_out > rows_in:
+            dropped, note = None, f"{rows_out - rows_in} row(s) added: keys matched more than once"
         else:
             dropped = rows_in - rows_out if rows_in is not None and rows_out is not None else None
         out.append(StepCount(index, op, rows_in, rows_out, dropped, note))
@@ -226,6 +232,42 @@ def _missing_table(project: Project, job: LoadedJob, settings: Settings, exc: Mi
     return SpecError([job.positions.problem(("sources", exc.source, "path"), f"no Delta table at {exc.path}{hint}", at_value=True)])
 
 
+_DATA_CONDITIONS = (
+    "MALFORMED_RECORD", "CAST_INVALID_INPUT", "CAST_OVERFLOW", "DIVIDE_BY_ZERO", "ARITHMETIC_OVERFLOW",
+    "NUMERIC_VALUE_OUT_OF_RANGE", "USER_RAISED_EXCEPTION", "CANNOT_PARSE", "DATETIME", "INVALID_ARRAY_INDEX",
+    "INVALID_INDEX", "INVALID_FRACTION", "CONVERSION_INVALID_INPUT",
+)
+
+
+def _spark_errors(exc: BaseException) -> Iterator[tuple[str, str]]:
+    """(condition, message) for the exception and, through Py4J, its Java causes."""
+    get = getattr(exc, "getCondition", None)
+    if callable(get):
+        try:
+            yield str(get() or ""), str(exc)
+        except Exception:  # a pyspark exception whose condition the JVM cannot name
+            pass
+    java = getattr(exc, "java_exception", None)
+    seen = 0
+    while java is not None and seen < 20:
+        seen += 1
+        condition = ""
+        try:
+            if java.getClass().getName() != "java.lang.Throwable" and hasattr(java, "getCondition"):
+                condition = str(java.getCondition() or "")
+        except Exception:
+            condition = ""
+        try:
+            message = str(java.getMessage() or java.getClass().getName())
+        except Exception:
+            message = ""
+        yield condition, message
+        try:
+            java = java.getCause()
+        except Exception:
+            java = None
+
+
 def classify(exc: Exception) -> FeaturekitError:
     """Map an exception from Spark to a featurekit error with the right exit code."""
     from pyspark.errors import (
@@ -234,18 +276,23 @@ def classify(exc: Exception) -> FeaturekitError:
         DateTimeException,
         IllegalArgumentException,
         NumberFormatException,
-        PySparkException,
         SparkRuntimeException,
     )
 
-    first = next((line for line in str(exc).strip().splitlines() if line.strip()), type(exc).__name__)
+    def first(text: str) -> str:
+        return next((line.strip() for line in text.strip().splitlines() if line.strip()), type(exc).__name__)
+
+    causes = list(_spark_errors(exc))
+    for condition, message in causes:
+        if condition.startswith(_DATA_CONDITIONS):
+            return DataError(f"the data broke the job: {first(message)}")
     if isinstance(exc, (ArithmeticException, DateTimeException, NumberFormatException, SparkRuntimeException, IllegalArgumentException)):
-        return DataError(f"the data broke the job: {first}")
-    if isinstance(exc, AnalysisException):  # e.g. the result does not fit the existing table
-        return ConfigError.single(f"Spark refused the job: {first}", file="output")
-    if isinstance(exc, PySparkException):
-        return InfraError(f"Spark failed: {first}")
-    return InfraError(f"{type(exc).__name__}: {first}")
+        return DataError(f"the data broke the job: {first(str(exc))}")
+    if isinstance(exc, AnalysisException) or any(c.startswith(("DELTA_", "UNRESOLVED_", "PATH_NOT_FOUND")) for c, _ in causes):
+        message = next((m for c, m in causes if c), str(exc))
+        return ConfigError.single(f"Spark refused the job: {first(message)}", file="output")
+    detail = next((m for c, m in causes if c), None) or next((m for _, m in reversed(causes) if m), str(exc))
+    return InfraError(f"Spark failed: {first(detail)}")
 
 
 def write_report(settings: Settings, result: RunResult) -> Path | None:

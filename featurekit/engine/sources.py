@@ -46,9 +46,14 @@ def read_source(spark: "SparkSession", name: str, source: SourceSpec) -> tuple["
     version = None
     try:
         if isinstance(source, DeltaSource):
-            version = source.version if source.version is not None else delta_version(spark, source.path)
-            if version is None:
+            current = delta_version(spark, source.path)
+            if current is None:
                 raise MissingTable(name, source.path)
+            if source.version is not None and source.version > current:
+                raise ConfigError.single(f"source {name!r}: version {source.version} does not exist "
+                                         f"(the table at {source.path} is at version {current})",
+                                         file="sources", field=name)
+            version = current if source.version is None else source.version
             frame = reader.format("delta").option("versionAsOf", version).load(source.path)
         else:
             schema = source.schema_

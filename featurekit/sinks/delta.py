@@ -79,6 +79,10 @@ def check_target(spark: "SparkSession", out: OutputSpec, job: str) -> bool:
 def commit(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: CommitMeta) -> CommitResult:
     """Write ``frame`` to ``out.path`` as one Delta commit and describe that commit."""
     exists = check_target(spark, out, meta.job)
+    if out.mode == "merge":
+        check_unique_keys(frame, out.keys)
+    if exists and out.mode in {"append", "merge", "replace_partitions"}:
+        check_schema(spark, frame, out)
     previous = spark.conf.get(_USER_METADATA, None)
     spark.conf.set(_USER_METADATA, meta.to_json())
     try:
@@ -118,20 +122,54 @@ def _create(frame: "DataFrame", out: OutputSpec, meta: CommitMeta) -> None:
     writer.create()
 
 
-def _merge(spark: "SparkSession", frame: "DataFrame", out: OutputSpec) -> None:
-    from delta.tables import DeltaTable
+def check_unique_keys(frame: "DataFrame", keys: list[str]) -> None:
+    """A merge source must have one row per key, or the upsert is ambiguous."""
     from pyspark.sql import functions as F
-    from pyspark.sql.types import MapType
 
-    duplicates = frame.groupBy(*out.keys).count().filter(F.col("count") > 1)
+    duplicates = frame.groupBy(*keys).count().filter(F.col("count") > 1)
     examples = duplicates.limit(5).collect()
     if examples:
         total = duplicates.count()
         raise DataError(
-            f"merge keys ({', '.join(out.keys)}) are not unique in the result: {total} key(s) repeat; "
+            f"merge keys ({', '.join(keys)}) are not unique in the result: {total} key(s) repeat; "
             "add a dedup step on these keys",
-            [", ".join(f"{k}={row[k]!r}" for k in out.keys) + f" appears {row['count']} times" for row in examples],
+            [", ".join(f"{k}={_text(row[k])}" for k in keys) + f" appears {row['count']} times" for row in examples],
         )
+
+
+def _text(value: object) -> str:
+    return "null" if value is None else repr(value.isoformat() if hasattr(value, "isoformat") else value)  # type: ignore[union-attr]
+
+
+def check_schema(spark: "SparkSession", frame: "DataFrame", out: OutputSpec) -> None:
+    """The result must fit the existing table (only ``overwrite`` may change the schema)."""
+    table = {f.name.lower(): f for f in spark.read.format("delta").load(out.path).schema.fields}
+    result = {f.name.lower(): f for f in frame.schema.fields}
+    problems = []
+    extra = [result[n].name for n in result if n not in table]
+    missing = [table[n].name for n in table if n not in result]
+    if extra:
+        problems.append(f"new column(s) {', '.join(extra)}")
+    if missing:
+        problems.append(f"missing column(s) {', '.join(missing)}")
+    for name in result.keys() & table.keys():
+        if result[name].dataType != table[name].dataType:
+            problems.append(
+                f"column {result[name].name} is {result[name].dataType.simpleString()} "
+                f"but the table has {table[name].dataType.simpleString()}"
+            )
+    if problems:
+        raise ConfigError.single(
+            f"the result does not fit the table at {out.path} ({'; '.join(problems)}); mode {out.mode!r} keeps "
+            "the table's schema — use mode 'overwrite' to replace it",
+            file="output", field="path",
+        )
+
+
+def _merge(spark: "SparkSession", frame: "DataFrame", out: OutputSpec) -> None:
+    from delta.tables import DeltaTable
+    from pyspark.sql.types import MapType
+
     on = " AND ".join(f"t.{_quote(k)} <=> s.{_quote(k)}" for k in out.keys)
     values = [f.name for f in frame.schema.fields if f.name not in out.keys]
     comparable = not any(isinstance(f.dataType, MapType) for f in frame.schema.fields)

@@ -90,6 +90,9 @@ def check_job(spec: JobSpec, positions: Positions, file: Path | None, data: obje
     if file is not None and spec.name != file.stem:
         c.report(("name",), f"must equal the file name {file.stem!r}; got {spec.name!r}")
     for name, source in spec.sources.items():
+        if name.lower() == "input":
+            c.report(("sources", name), "the name 'input' is reserved: sql steps use it for the running frame",
+                     at_value=False)
         if isinstance(source, (CsvSource, JsonSource)):
             mode = next((v for k, v in source.options.items() if k.lower() == "mode"), None)
             if mode is not None and mode.upper() == "DROPMALFORMED":
@@ -139,7 +142,13 @@ def _check_step(c: _Checker, step: object, path: KeyPath, columns: Columns) -> C
             return columns
         if columns is None or right is None:
             return None
-        return _merge(columns, [col for col in right if col.lower() not in {o.lower() for o in join.on}])
+        keys = {o.lower() for o in join.on}
+        left = {col.lower() for col in columns}
+        for col in right:
+            if col.lower() in left and col.lower() not in keys:
+                c.report((*path, "source"), f"column {col!r} is on both sides and not a join key: the result "
+                         "would have it twice (rename or drop it on one side first)")
+        return _merge(columns, [col for col in right if col.lower() not in keys])
     if isinstance(step, UnionStep):
         right = _source(c, step.union.source, (*path, "source"))
         if columns is not None and right is not None and step.union.by_name and not step.union.allow_missing:

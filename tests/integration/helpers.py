@@ -13,6 +13,7 @@ import json
 import shutil
 import textwrap
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,24 @@ def sort_rows(rows: list[dict[str, Any]], by: list[str] | None = None) -> list[d
         return tuple((row[c] is None, row[c]) for c in (by or list(row)))
 
     return sorted(rows, key=key)
+
+
+@contextmanager
+def physical_plans(spark: object) -> Iterator[list[str]]:
+    """The physical plans of the SQL executions run inside the block (from Spark's SQL status
+    store, which is kept with the UI disabled too)."""
+    store = spark._jsparkSession.sharedState().statusStore()  # type: ignore[attr-defined]
+
+    def executions() -> list[object]:
+        found, it = [], store.executionsList().iterator()
+        while it.hasNext():
+            found.append(it.next())
+        return found
+
+    seen = max((e.executionId() for e in executions()), default=-1)
+    plans: list[str] = []
+    yield plans
+    plans += [e.physicalPlanDescription() for e in executions() if e.executionId() > seen]
 
 
 class Lab:

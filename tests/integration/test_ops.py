@@ -11,7 +11,7 @@ import pytest
 from deltalake import write_deltalake
 
 from featurekit.pipeline import StepCount
-from tests.integration.helpers import Lab, lab, ts  # noqa: F401  (lab is a fixture)
+from tests.integration.helpers import Lab, lab, physical_plans, ts  # noqa: F401  (lab is a fixture)
 
 PEOPLE = """
     id,name,city,score,at
@@ -291,6 +291,24 @@ def test_join(lab: Lab, orders: None, how: str, broadcast: bool, expected: list[
     assert counts(result) == [(0, "join", 4, len(expected), 4 - len(expected))]
     assert [c for c, _ in lab.columns(name)] == columns
     assert lab.rows(name, by=["order_id"]) == expected
+
+
+@pytest.mark.parametrize("broadcast", [True, False])
+def test_broadcast_hint_makes_a_broadcast_join(lab: Lab, orders: None, broadcast: bool) -> None:  # noqa: F811
+    """With Spark's own size-based broadcasting off, only the hint can make a broadcast join."""
+    name = f"join_hint_{str(broadcast).lower()}"
+    conf = lab.spark.conf  # type: ignore[attr-defined]
+    previous = conf.get("spark.sql.autoBroadcastJoinThreshold")
+    conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
+    try:
+        with physical_plans(lab.spark) as plans:
+            lab.run(name, join_job(name, f"{{source: customers, on: [cust], broadcast: {str(broadcast).lower()}}}"))
+    finally:
+        conf.set("spark.sql.autoBroadcastJoinThreshold", previous)
+    joins = [p for p in plans if "Join" in p]
+    assert joins
+    assert all(("BroadcastHashJoin" in p) == broadcast and ("SortMergeJoin" in p) != broadcast for p in joins)
+    assert lab.rows(name, by=["order_id"]) == FULL[:2]
 
 
 def test_join_on_repeated_key_multiplies_rows_and_counts_show_it(lab: Lab, orders: None) -> None:  # noqa: F811

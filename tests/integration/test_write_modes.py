@@ -59,6 +59,8 @@ def test_overwrite_replaces_rows_and_schema(lab: Lab) -> None:  # noqa: F811
     assert lab.columns("wm_overwrite") == [("id", "long"), ("b", "double")]
     assert lab.rows("wm_overwrite") == [{"id": 3, "b": 1.5}]
     assert lab.rows("wm_overwrite", version=0) == [{"id": 1, "a": "x"}, {"id": 2, "a": "y"}]
+    assert [user_metadata(c) for c in history(lab, "wm_overwrite")] == [metadata_of(first), metadata_of(second)]
+    assert first.fingerprint != second.fingerprint    # the job changed between the runs
     # the owner property set at creation survives a schema-changing overwrite
     assert lab.table("wm_overwrite").metadata().configuration["featurekit.job"] == "wm_overwrite"
 
@@ -80,7 +82,10 @@ def test_append_adds_rows_and_sets_table_properties(lab: Lab) -> None:  # noqa: 
     second = lab.run("wm_append", text)
 
     assert (first.table_version, second.table_version) == (0, 1)
-    assert [c["operation"] for c in history(lab, "wm_append")] == ["CREATE TABLE AS SELECT", "WRITE"]
+    commits = history(lab, "wm_append")
+    assert [c["operation"] for c in commits] == ["CREATE TABLE AS SELECT", "WRITE"]
+    assert [user_metadata(c) for c in commits] == [metadata_of(first), metadata_of(second)]
+    assert first.fingerprint == second.fingerprint and first.run_id != second.run_id
     assert second.commit_metrics["numOutputRows"] == 2
     # append does not deduplicate: (2, b) is there twice
     assert lab.rows("wm_append") == [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}, {"id": 2, "v": "b"}, {"id": 3, "v": "c"}]
@@ -191,7 +196,6 @@ def test_each_commit_carries_user_metadata_and_the_job_property(lab: Lab, merges
     assert lab.table("wm_merge").metadata().configuration["featurekit.job"] == "wm_merge"
 
 
-@pytest.mark.xfail(strict=True, reason="a merge job's first run creates the table without checking key uniqueness")
 def test_merge_first_run_with_duplicate_keys_is_a_data_error_too(lab: Lab) -> None:  # noqa: F811
     lab.csv("merge_first_dups", MERGE_DUPLICATES)
     text = job("wm_merge_first", "merge_first_dups", "{id: long, day: string, v: string}",
@@ -276,3 +280,41 @@ def test_an_empty_existing_folder_is_fine(lab: Lab) -> None:  # noqa: F811
     (lab.lake / "wm_empty").mkdir(parents=True)
     result = lab.run("wm_empty", job("wm_empty", "empty_in", "{id: long}", 'path: "${lake_root}/wm_empty"'))
     assert result.table_version == 0 and lab.rows("wm_empty") == [{"id": 1}]
+
+
+# --------------------------------------------------------------------------- merge and the table's schema
+
+MERGE_COLUMNS = """
+    id,v
+    1,a
+    2,b
+"""
+
+
+def merge_columns_job(name: str, steps: str) -> str:
+    return f"""
+        name: {name}
+        sources:
+          src: {{format: csv, path: "${{raw_root}}/merge_cols_in", options: {{header: true}}, schema: {{id: long, v: string}}}}
+        steps: {steps}
+        output: {{path: "${{lake_root}}/{name}", mode: merge, keys: [id]}}
+    """
+
+
+def test_merge_result_missing_a_table_column_is_a_config_error(lab: Lab) -> None:  # noqa: F811
+    lab.csv("merge_cols_in", MERGE_COLUMNS)
+    lab.run("wm_merge_fewer", merge_columns_job("wm_merge_fewer", "[]"))
+    error = lab.run_fails("wm_merge_fewer", merge_columns_job("wm_merge_fewer", "[{select: [id]}]"), ConfigError)
+    assert "does not fit the table" in str(error) and "missing column(s) v" in str(error)
+    assert lab.table("wm_merge_fewer").version() == 0
+    assert lab.rows("wm_merge_fewer") == [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}]
+
+
+def test_merge_result_with_a_new_column_is_a_config_error_naming_it(lab: Lab) -> None:  # noqa: F811
+    lab.csv("merge_cols_in", MERGE_COLUMNS)
+    lab.run("wm_merge_more", merge_columns_job("wm_merge_more", "[]"))
+    error = lab.run_fails("wm_merge_more", merge_columns_job("wm_merge_more", '[{with_columns: {extra_col: "1"}}]'),
+                          ConfigError)
+    assert "extra_col" in str(error)
+    assert lab.table("wm_merge_more").version() == 0
+    assert lab.rows("wm_merge_more") == [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}]

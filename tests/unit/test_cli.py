@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -121,11 +122,14 @@ def test_plan_prints_resolved_paths_and_the_spark_submit_command_without_a_jvm(
     assert "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog" in confs
     assert "spark.sql.session.timeZone=UTC" in confs
     assert command[command.index("--master") + 1] == "local[*]"
-    # No JVM was started: pyspark may be imported (to find spark-submit) but has no gateway.
-    pyspark = sys.modules.get("pyspark")
-    if pyspark is not None:
-        assert pyspark.SparkContext._gateway is None
-        assert pyspark.SparkContext._active_spark_context is None
+    # No JVM is started: in a fresh process (this one may hold the integration tests'
+    # session), pyspark may be imported to find spark-submit but has no gateway.
+    probe = (
+        "import sys; from featurekit.cli import main; rc = main(['plan', 'driver_hourly_stats']); "
+        "import pyspark; print('GATEWAY', pyspark.SparkContext._gateway, rc)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=project, capture_output=True, text=True)
+    assert "GATEWAY None 0" in done.stdout, done.stderr
 
 
 def test_plan_unknown_job_exits_2_with_did_you_mean(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
