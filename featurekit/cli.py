@@ -119,21 +119,35 @@ def run(job: Annotated[str, typer.Argument(help="Job name or path.")], env: Env 
     _print_run(result)
 
 
-def _print_run(result) -> None:  # type: ignore[no-untyped-def]
+def _print_run(result: object) -> None:
+    """The run summary: the row arithmetic first, then where the rows went."""
+    from featurekit.pipeline import RunResult
+
+    assert isinstance(result, RunResult)
     table = Table(title=f"run {result.run_id}  job {result.job}  ({result.status})", title_justify="left")
     table.add_column("what")
     table.add_column("rows", justify="right")
-    table.add_column("detail")
+    table.add_column("detail", overflow="fold")
     for source in result.sources:
         detail = f"{source['format']} {source['path']}"
         if source["delta_version"] is not None:
             detail += f" @ v{source['delta_version']}"
         table.add_row(f"read {source['name']}", _n(source["rows_read"]), detail)
+        if source.get("rows_malformed"):
+            table.add_row(f"  malformed in {source['name']}", _n(source["rows_malformed"]), "quarantined with their raw text")
     for step in result.steps:
-        if step.dropped:
-            table.add_row(f"dropped by step {step.index} ({step.op})", _n(step.dropped), step.note or f"{_n(step.rows_in)} in, {_n(step.rows_out)} out")
-    table.add_row("result", _n(result.rows_out), "")
-    table.add_row("committed", _n(result.rows_out), f"{result.output_path} v{result.table_version} ({result.commit_operation}, mode {result.mode})")
+        if step.dropped or step.note:
+            table.add_row(f"  step {step.index} ({step.op})", _n(step.dropped) if step.dropped else "",
+                          step.note or f"dropped: {_n(step.rows_in)} in, {_n(step.rows_out)} out")
+    table.add_row("checked by the gate", _n(result.rows_out), "")
+    for check in (result.gate or {}).get("checks", []):
+        table.add_row(f"  refused: {check['column']} {check['check']}", _n(check["failures"]), check["message"])
+    if result.quarantine:
+        q = result.quarantine
+        table.add_row("quarantined", _n(q.get("rows")), f"{q['path']} v{q['version']}"
+                      + (f" ({q['already_quarantined']:,} already there from earlier runs)" if q.get("already_quarantined") else ""))
+    table.add_row("written", _n(result.rows_written),
+                  f"{result.output_path} v{result.table_version} ({result.commit_operation}, mode {result.mode})")
     out.print(table)
     out.print("durations: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.durations.items()))
 
@@ -176,6 +190,40 @@ def _cell(value: object) -> str:
     if hasattr(value, "isoformat"):
         return value.isoformat()  # type: ignore[union-attr]
     return str(value)
+
+
+@app.command()
+def runs(
+    what: Annotated[Optional[list[str]], typer.Argument(help="[JOB] to list runs, or: show RUN_ID")] = None,
+    limit: Annotated[int, typer.Option(help="Runs to list.")] = 20,
+    env: Env = "local",
+) -> None:
+    """List recent runs (`runs [JOB]`) or print one report (`runs show RUN_ID`)."""
+    import json
+
+    from featurekit import pipeline
+
+    runs_dir = load_settings(_project(), env).runs_dir
+    args = what or []
+    if args[:1] == ["show"]:
+        if len(args) != 2:
+            raise ConfigError.single("usage: featurekit runs show RUN_ID", file="runs")
+        out.print_json(json.dumps(pipeline.read_run(runs_dir, args[1])))
+        return
+    if len(args) > 1:
+        raise ConfigError.single("usage: featurekit runs [JOB] | featurekit runs show RUN_ID", file="runs")
+    table = Table(title=f"recent runs in {runs_dir}", title_justify="left")
+    for column in ("run id", "job", "status", "read", "written", "bad", "v"):
+        table.add_column(column, no_wrap=True, justify="left" if column in {"run id", "job", "status"} else "right")
+    for report in pipeline.list_runs(runs_dir, args[0] if args else None, limit):
+        read = sum(s.get("rows_read") or 0 for s in report.get("sources", []))
+        malformed = sum(s.get("rows_malformed") or 0 for s in report.get("sources", []))
+        status = "ok" if report.get("status") == "succeeded" else f"{report.get('status', '?')} {report.get('exit_code') or ''}".strip()
+        version = report.get("table_version")
+        table.add_row(report.get("run_id", ""), report.get("job", ""), status, _n(read),
+                      _n(report.get("rows_written")), _n((report.get("rows_quarantined") or 0) + malformed),
+                      "" if version is None else str(version))
+    out.print(table)
 
 
 @app.command()

@@ -45,6 +45,10 @@ class SpecError(FeaturekitError):
         self.problems = sorted(problems, key=lambda p: (p.file, p.line or 0, p.col or 0, p.field))
         super().__init__("\n".join(str(p) for p in self.problems))
 
+    @classmethod
+    def single(cls, message: str, file: str = "spec", field: str = "") -> "SpecError":
+        return cls([Problem(file=file, line=None, col=None, field=field, message=message)])
+
 
 class ConfigError(SpecError):
     """Problems in conf/ or the project layout (same exit code as a spec problem)."""
@@ -52,6 +56,7 @@ class ConfigError(SpecError):
     @classmethod
     def single(cls, message: str, file: str = "conf", field: str = "") -> "ConfigError":
         return cls([Problem(file=file, line=None, col=None, field=field, message=message)])
+
 
 
 class DataError(FeaturekitError):

@@ -18,6 +18,7 @@ class BuildContext:
     spark: "SparkSession"
     prefix: str
     sources: dict[str, "DataFrame"] = field(default_factory=dict)
+    malformed: dict[str, "DataFrame"] = field(default_factory=dict)
     views: list[str] = field(default_factory=list)
     step: int = -1
     _observations: dict[str, Any] = field(default_factory=dict)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from featurekit.errors import ConfigError, Problem
-from featurekit.spec.models import DeltaSource, SourceSpec
+from featurekit.spec.models import CsvSource, DeltaSource, JsonSource, SourceSpec
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -20,12 +20,25 @@ class MissingTable(ConfigError):
         super().__init__([Problem("sources", None, None, source, f"no Delta table at {path}")])
 
 
+RAW = "_fk_raw"  # the raw text of a record that does not parse (Spark's corrupt-record column)
+
+
 @dataclass(frozen=True)
 class SourceRead:
     name: str
     format: str
     path: str
     delta_version: int | None
+    captures_malformed: bool = False
+
+
+def _captures_malformed(source: SourceSpec) -> bool:
+    """CSV/JSON read PERMISSIVE keep a record that does not parse, whole, in ``_fk_raw``
+    (unless the user chose FAILFAST, which fails the run instead)."""
+    if not isinstance(source, (CsvSource, JsonSource)):
+        return False
+    mode = next((v for k, v in source.options.items() if k.lower() == "mode"), "PERMISSIVE")
+    return mode.upper() == "PERMISSIVE"
 
 
 def delta_version(spark: "SparkSession", path: str) -> int | None:
@@ -56,12 +69,18 @@ def read_source(spark: "SparkSession", name: str, source: SourceSpec) -> tuple["
             version = current if source.version is None else source.version
             frame = reader.format("delta").option("versionAsOf", version).load(source.path)
         else:
+            capture = _captures_malformed(source)
+            if capture:
+                reader = reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", RAW)
             schema = source.schema_
             if schema:
-                reader = reader.schema(", ".join(f"`{col}` {kind}" for col, kind in schema.items()))
+                columns = [f"`{col}` {kind}" for col, kind in schema.items()]
+                if capture:
+                    columns.append(f"`{RAW}` string")
+                reader = reader.schema(", ".join(columns))
             frame = reader.format(source.format).load(source.path)
     except AnalysisException as exc:
         first = str(exc).strip().splitlines()[0]
         raise ConfigError.single(f"source {name!r} ({source.format} at {source.path}): {first}",
                                  file="sources", field=name) from exc
-    return frame, SourceRead(name, source.format, source.path, version)
+    return frame, SourceRead(name, source.format, source.path, version, RAW in frame.columns)

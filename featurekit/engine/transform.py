@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from featurekit.engine.context import BuildContext
 from featurekit.engine.ops import OPS
-from featurekit.engine.sources import SourceRead, read_source
+from featurekit.engine.sources import RAW, SourceRead, read_source
 from featurekit.errors import SpecError
 from featurekit.spec.loader import LoadedJob
 from featurekit.spec.models import step_op
@@ -16,11 +16,23 @@ if TYPE_CHECKING:
 
 
 def read_sources(ctx: BuildContext, job: LoadedJob) -> list[SourceRead]:
-    """Read every source, count its rows as they are read, and name it as a view."""
+    """Read every source, count its rows as they are read, and name it as a view.
+
+    Records that do not parse (CSV/JSON) are split off here, counted, and kept in
+    ``ctx.malformed`` for the quarantine; the steps see only records that parsed.
+    """
+    from pyspark.sql import functions as F
+
     reads = []
     for name, source in job.spec.sources.items():
         frame, read = read_source(ctx.spark, name, source)
-        frame = ctx.observe(frame, f"source.{name}")
+        if read.captures_malformed:
+            raw = F.col(RAW)
+            frame = ctx.observe(frame, f"source.{name}", malformed=F.count_if(raw.isNotNull()))
+            ctx.malformed[name] = frame.filter(raw.isNotNull())
+            frame = frame.filter(raw.isNull()).drop(RAW)
+        else:
+            frame = ctx.observe(frame, f"source.{name}")
         ctx.sources[name] = frame
         ctx.register_view(name, frame)
         reads.append(read)

@@ -101,7 +101,7 @@ def commit(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: Com
             writer.save(out.path)
     except Exception:
         if not exists:
-            _remove_partial(out.path)
+            remove_partial(out.path)
         raise
     finally:
         if previous is None:
@@ -183,10 +183,11 @@ def _merge(spark: "SparkSession", frame: "DataFrame", out: OutputSpec) -> None:
     )
 
 
-def _remove_partial(path: str) -> None:
-    """A failed first write may leave data files without a log; the folder was ours."""
+def remove_partial(path: str) -> None:
+    """A failed first write may leave data files and an empty log; the folder was ours."""
     local = Path(path.removeprefix("file:"))
-    if _is_local(path) and local.exists() and not (local / "_delta_log").exists():
+    committed = any((local / "_delta_log").glob("*.json"))
+    if _is_local(path) and local.exists() and not committed:
         shutil.rmtree(local, ignore_errors=True)
 
 

@@ -109,6 +109,13 @@ def check_job(spec: JobSpec, positions: Positions, file: Path | None, data: obje
         c.report(("output", "mode"), "mode 'replace_partitions' needs output.partition_by")
     c.need(columns, out.keys, ("output", "keys"))
     c.need(columns, out.partition_by, ("output", "partition_by"))
+    if spec.validation is not None:
+        v = spec.validation
+        c.need(columns, [n for n, rule in v.columns.items() if rule.required], ("validate", "columns"), keyed=True)
+        if v.unique is not None:
+            c.need(columns, v.unique.keys, ("validate", "unique", "keys")
+                   if isinstance(_raw(c, ("validate", "unique")), dict) else ("validate", "unique"))
+            c.need(columns, v.unique.order_by, ("validate", "unique", "order_by"))
     if spec.features is not None:
         f = spec.features
         c.need(columns, f.join_keys, ("features", "join_keys"))

@@ -10,63 +10,19 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Discriminator, Field, Tag
+
+from featurekit.spec.validate import ValidateSpec
+from featurekit.spec.types import (
+    ColumnType,
+    Duration,
+    Name,
+    NonEmptyStr,
+    OptionValue,
+    Strict,
+    job_name,
+    table_version,
 )
-
-from featurekit.spec.durations import parse_duration
-from featurekit.spec.names import IDENTIFIER, JOB_NAME, check_column_type
-
-
-def _duration(text: str) -> str:
-    parse_duration(text)
-    return text
-
-
-def _identifier(text: str) -> str:
-    if not IDENTIFIER.match(text):
-        raise ValueError(f"expected a name of letters, digits and '_' (not starting with a digit); got {text!r}")
-    return text
-
-
-def _job_name(text: str) -> str:
-    if not JOB_NAME.match(text):
-        raise ValueError(f"expected lower_snake_case (letters, digits, '_'); got {text!r}")
-    return text
-
-
-def _version(value: int) -> int:
-    if value < 0:
-        raise ValueError(f"expected a table version (0 or more); got {value}")
-    return value
-
-
-def _option_value(value: Any) -> Any:
-    """Spark options are strings; YAML's ``true``/``1`` are taken as ``"true"``/``"1"``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return value
-
-
-Duration = Annotated[str, AfterValidator(_duration)]
-Name = Annotated[str, AfterValidator(_identifier)]
-ColumnType = Annotated[str, AfterValidator(check_column_type)]
-OptionValue = Annotated[str, BeforeValidator(_option_value)]
-NonEmptyStr = Annotated[str, Field(min_length=1)]
-
-
-class Strict(BaseModel):
-    """Base of every spec model: unknown keys are errors; parsed specs are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 # --------------------------------------------------------------------------- sources
@@ -102,7 +58,7 @@ class DeltaSource(_SourceBase):
     """A Delta table; the version read is pinned at the start of the run and reported."""
 
     format: Literal["delta"]
-    version: Annotated[int, AfterValidator(_version)] | None = None
+    version: Annotated[int, AfterValidator(table_version)] | None = None
 
 
 SourceSpec = Annotated[
@@ -280,13 +236,14 @@ class FeaturesSpec(Strict):
 
 
 class JobSpec(Strict):
-    """A prep job: sources -> ordered steps -> a Delta output (-> features)."""
+    """A prep job: sources -> ordered steps -> validation gate -> a Delta output (-> features)."""
 
-    name: Annotated[str, AfterValidator(_job_name)]
+    name: Annotated[str, AfterValidator(job_name)]
     description: str = ""
     owner: str = ""
     sources: Annotated[dict[Name, SourceSpec], Field(min_length=1)]
     steps: list[StepSpec] = Field(default_factory=list)
+    validation: ValidateSpec | None = Field(default=None, alias="validate")
     output: OutputSpec
     features: FeaturesSpec | None = None
 
@@ -294,6 +251,12 @@ class JobSpec(Strict):
     def first_source(self) -> str:
         """The running frame starts as the first declared source."""
         return next(iter(self.sources))
+
+    @property
+    def quarantine_path(self) -> str:
+        """Where bad rows go: ``validate.quarantine_path`` or ``<output.path>_quarantine``."""
+        declared = self.validation.quarantine_path if self.validation else None
+        return declared or self.output.path.rstrip("/") + "_quarantine"
 
 
 # --------------------------------------------------------------------------- metrics

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
-from featurekit.spec.models import ColumnType, Name, Strict
+from featurekit.spec.types import ColumnType, Name, Strict
 
 Scalar = Union[bool, int, float, str]
 

@@ -65,16 +65,21 @@ def test_validate_plan_run_show(project: Path) -> None:
     first = stats.to_pandas().sort_values(["driver_id", "event_ts"]).reset_index(drop=True)
     assert stats.version() == 0
     assert not first.duplicated(["driver_id", "event_ts"]).any()
-    # the dirty rows are counted, not lost: read = dropped by each filter/dedup + aggregated
+    # the dirty rows are counted or quarantined, not lost:
+    # read = malformed (quarantined) + dropped by each filter/dedup + aggregated
     report = json.loads(max((project / ".featurekit" / "runs" / "driver_hourly_stats").glob("*.json")).read_text())
     assert report["status"] == "succeeded"
     read = report["sources"][0]["rows_read"]
     assert read == manifest["trips_rows"]
+    assert report["sources"][0]["rows_malformed"] == manifest["bad_timestamp"]
     dropped = {s["index"]: s["dropped"] for s in report["steps"]}
-    assert dropped[0] == manifest["null_driver_id"] + manifest["bad_timestamp"]
+    assert dropped[0] == manifest["null_driver_id"]
     assert dropped[1] == manifest["negative_fare"]
     assert dropped[2] == manifest["duplicate_trip_id"]
-    assert first["trips_1h"].sum() == read - sum(dropped[i] for i in (0, 1, 2))
+    assert first["trips_1h"].sum() == read - manifest["bad_timestamp"] - sum(dropped[i] for i in (0, 1, 2))
+    quarantine = DeltaTable(str(project / "data" / "lake" / "driver_hourly_stats_quarantine")).to_pandas()
+    assert len(quarantine) == manifest["bad_timestamp"]
+    assert quarantine["_fk_raw"].notna().all() and set(quarantine["_fk_source"]) == {"trips"}
 
     # a rerun of the merge job on the same input: a new version, the same contents
     done = _cli(project, "run", "driver_hourly_stats")
@@ -83,6 +88,9 @@ def test_validate_plan_run_show(project: Path) -> None:
     assert stats.version() == 1
     again = stats.to_pandas().sort_values(["driver_id", "event_ts"]).reset_index(drop=True)
     assert again.equals(first)
+    # ... and the quarantine holds each bad record once: the rerun found them already there
+    quarantine = DeltaTable(str(project / "data" / "lake" / "driver_hourly_stats_quarantine"))
+    assert len(quarantine.to_pandas()) == manifest["bad_timestamp"]
 
     done = _cli(project, "show", "driver_hourly_stats", "--limit", "2")
     assert done.returncode == 0, done.stderr

@@ -60,7 +60,7 @@ def test_csv_source_with_schema_and_header(lab: Lab) -> None:  # noqa: F811
     result = lab.run("src_csv", job("src_csv", "  []\n"))
     assert result.status == "succeeded"
     assert result.sources == [{"name": "people", "format": "csv", "path": str(lab.raw / "people"),
-                               "delta_version": None, "rows_read": 4}]
+                               "delta_version": None, "rows_read": 4, "rows_malformed": 0, "rows_parsed": 4}]
     assert result.rows_out == 4 and result.table_version == 0
     assert lab.columns("src_csv") == [("id", "long"), ("name", "string"), ("city", "string"),
                                       ("score", "long"), ("at", "timestamp")]
@@ -121,7 +121,7 @@ def test_delta_source_pins_latest_version_and_time_travels(lab: Lab) -> None:  #
     write_deltalake(path, pa.table({"id": pa.array([3], pa.int64()), "s": ["c"]}), mode="append")
 
     latest = lab.run("src_delta_latest", DELTA_JOB.format(name="src_delta_latest", version=""))
-    assert latest.sources == [{"name": "d", "format": "delta", "path": path, "delta_version": 1, "rows_read": 3}]
+    assert latest.sources == [{"name": "d", "format": "delta", "path": path, "delta_version": 1, "rows_read": 3, "rows_malformed": 0, "rows_parsed": 3}]
     assert lab.rows("src_delta_latest") == [{"id": 1, "s": "a"}, {"id": 2, "s": "b"}, {"id": 3, "s": "c"}]
 
     pinned = lab.run("src_delta_v0", DELTA_JOB.format(name="src_delta_v0", version=", version: 0"))

@@ -1,0 +1,99 @@
+"""Row accounting: every row read is written, quarantined or counted by a declared step.
+
+The counts come from Spark observations filled by the one pass that computes the result,
+from the gate's aggregation over the same cached rows, and from Delta's commit metrics; this
+module only does the arithmetic and refuses a run where it does not add up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from featurekit.errors import DataError
+from featurekit.pipeline.report import RunResult, StepCount
+from featurekit.spec.loader import LoadedJob
+from featurekit.spec.models import step_op
+
+# Ops that neither add nor remove rows: what goes in comes out.
+ROW_PRESERVING = {"with_columns", "select", "rename", "cast", "drop", "fill_null"}
+
+Counts = dict[str, dict[str, int] | None]
+
+
+def step_counts(job: LoadedJob, counts: Counts) -> list[StepCount]:
+    out = []
+    for index, step in enumerate(job.spec.steps):
+        seen_in, seen_out = counts.get(f"step{index}.in"), counts.get(f"step{index}.out")
+        if seen_in is None and seen_out is None:
+            continue
+        rows_in = seen_in["rows"] if seen_in else None
+        rows_out = seen_out["rows"] if seen_out else None
+        op = step_op(step) or ""
+        note = ""
+        if op == "aggregate" and seen_in:
+            nulls = seen_in.get("null_timestamp", 0)
+            note = f"{nulls} row(s) without a timestamp left out" if nulls else ""
+            dropped: int | None = nulls
+        elif op == "join" and rows_in is not None and rows_out is not None and rows_out > rows_in:
+            dropped, note = None, f"{rows_out - rows_in} row(s) added: keys matched more than once"
+        else:
+            dropped = rows_in - rows_out if rows_in is not None and rows_out is not None else None
+        out.append(StepCount(index, op, rows_in, rows_out, dropped, note))
+    return out
+
+
+def source_counts(reads: list[Any], counts: Counts) -> list[dict[str, Any]]:
+    out = []
+    for read in reads:
+        seen = counts.get(f"source.{read.name}") or {}
+        rows, malformed = seen.get("rows"), seen.get("malformed", 0)
+        out.append({
+            "name": read.name, "format": read.format, "path": read.path, "delta_version": read.delta_version,
+            "rows_read": rows, "rows_malformed": malformed,
+            "rows_parsed": None if rows is None else rows - (malformed or 0),
+        })
+    return out
+
+
+def check(job: LoadedJob, result: RunResult, counts: Counts) -> None:
+    """Fail the run (exit 3) where the counts do not add up.
+
+    - each source: rows read = rows parsed + malformed rows quarantined;
+    - along the steps from the first source: the rows entering each counted step equal the
+      rows the previous counted step passed on (through steps that keep rows as they are),
+      and rows out = rows in - rows dropped;
+    - the gate: rows entering = the steps' last count (when the chain is unbroken) =
+      good rows + bad rows.
+    """
+    problems = []
+    first = job.spec.first_source
+    expected = next((s["rows_parsed"] for s in result.sources if s["name"] == first), None)
+    for index, step in enumerate(job.spec.steps):
+        op = step_op(step) or ""
+        seen_in, seen_out = counts.get(f"step{index}.in"), counts.get(f"step{index}.out")
+        if seen_in is not None:
+            if expected is not None and seen_in["rows"] != expected:
+                problems.append(f"step {index} ({op}) received {seen_in['rows']} rows; the step before passed on {expected}")
+            expected = seen_in["rows"]
+        if seen_out is not None:
+            expected = seen_out["rows"]
+        elif op not in ROW_PRESERVING:
+            expected = None
+    gate = result.gate
+    if expected is not None and result.rows_out is not None and expected != result.rows_out:
+        problems.append(f"the gate received {result.rows_out} rows; the steps passed on {expected}")
+    if gate and gate.get("rows_good", 0) + gate.get("rows_bad", 0) != gate.get("rows_checked"):
+        problems.append(f"gate: {gate['rows_checked']} rows checked != {gate['rows_good']} good + {gate['rows_bad']} bad")
+    if problems:
+        raise DataError("row accounting does not add up", problems)
+
+
+def check_commits(result: RunResult, written: int | None, quarantine_offered: int | None, quarantine_expected: int) -> None:
+    """After the commits: Delta's own counts must equal what the gate decided."""
+    problems = []
+    if written is not None and result.rows_written is not None and written != result.rows_written:
+        problems.append(f"the Delta commit holds {written} rows; the gate passed {result.rows_written}")
+    if quarantine_offered is not None and quarantine_offered != quarantine_expected:
+        problems.append(f"the quarantine commit received {quarantine_offered} rows; {quarantine_expected} were refused")
+    if problems:
+        raise DataError("row accounting does not add up", problems)

@@ -1,0 +1,243 @@
+"""The one place that wires the layers: spec + settings -> Spark plan -> gate -> Delta.
+
+A run has these phases, each timed:
+
+1. ``read``: sources are opened (Delta sources pinned to their current version, malformed
+   CSV/JSON records split off) and the steps are applied, building one plan.
+2. ``compute``: the plan runs once, with the gate's per-row checks in it; the result is
+   cached, and one aggregation counts rows, bad rows and failures per check while Spark
+   observations fill every count along the way (rows read, in/out of each counted step).
+3. ``gate``: policy, bad fraction, row count, pandera's schema verdict; the accounting
+   must add up. A refusal fails the run here: nothing has been written anywhere.
+4. ``write``: the quarantine commit, then the feature table commit (Delta, atomic); if the
+   second fails the first is taken back, so both tables stay at their previous versions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from featurekit.config import Project, Settings, load_settings
+from featurekit.engine.context import BuildContext
+from featurekit.engine.jars import ensure_jars, spark_submit
+from featurekit.engine.session import get_session, session_conf
+from featurekit.engine.sources import MissingTable
+from featurekit.engine.transform import apply_steps, read_sources
+from featurekit.errors import DataError, FeaturekitError, SpecError
+from featurekit.pipeline import accounting
+from featurekit.pipeline.accounting import source_counts, step_counts
+from featurekit.pipeline.report import RunResult, write_report
+from featurekit.pipeline.spark_errors import classify
+from featurekit.sinks.delta import CommitMeta, commit
+from featurekit.sinks.quarantine import append_quarantine, quarantine_rows, undo_quarantine
+from featurekit.spec.loader import LoadedJob, load_job
+from featurekit.validation.gate import ERRORS, GateResult, check_schema, decide, gate_frame, measure, run_opaque_checks
+from featurekit.validation.model import contract_of, load_model, merged_columns
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def load(project: Project, job: str, env: str = "local") -> tuple[LoadedJob, Settings]:
+    """The parsed job and its environment's settings (no JVM)."""
+    settings = load_settings(project, env)
+    path = project.job_path(job)
+    return load_job(path, settings.vars, project.shown(path)), settings
+
+
+def submit_command(project: Project, job: LoadedJob, settings: Settings) -> list[str]:
+    """The exact ``spark-submit`` command that runs ``job`` in ``settings.env``.
+
+    The driver runs this package's ``entrypoint`` with the same arguments as
+    ``featurekit run``: both end in :func:`run`.
+    """
+    import sys
+
+    import featurekit
+
+    entrypoint = Path(featurekit.__file__).parent / "entrypoint.py"
+    jars = _jar_paths(settings, fetch=False)
+    conf = session_conf(settings, jars)
+    command = [str(spark_submit()), "--master", settings.spark.master, "--name", f"{settings.spark.app_name}:{job.name}"]
+    if "spark.jars" in conf:
+        command += ["--jars", conf.pop("spark.jars")]
+    python = sys.executable
+    conf.setdefault("spark.pyspark.python", python)
+    conf.setdefault("spark.pyspark.driver.python", python)
+    for key, value in conf.items():
+        command += ["--conf", f"{key}={value}"]
+    command += [str(entrypoint), "--project", str(project.root), "run", str(job.path), "--env", settings.env]
+    return command
+
+
+def _jar_paths(settings: Settings, fetch: bool) -> list[Path]:
+    from featurekit.engine.jars import DELTA_PACKAGE, cached_jars
+
+    if fetch:
+        return ensure_jars(settings.jars_dir)
+    cached = cached_jars(settings.jars_dir)
+    if cached is None:
+        return [settings.jars_dir / f"<run `featurekit setup` to fetch {DELTA_PACKAGE}>"]
+    return cached
+
+
+def session(settings: Settings, app_name: str | None = None) -> "SparkSession":
+    """The Spark session for ``settings`` (Delta jars fetched once if not cached yet)."""
+    return get_session(settings, _jar_paths(settings, fetch=True), app_name)
+
+
+@contextmanager
+def _phase(result: RunResult, name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        result.durations[name] = round(time.perf_counter() - start, 3)
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSession | None" = None) -> RunResult:
+    """Run one job end to end; the result is also written to the run log."""
+    result = RunResult(
+        run_id=new_run_id(), job=job.name, fingerprint=job.fingerprint, env=settings.env,
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        output_path=job.spec.output.path, mode=job.spec.output.mode,
+    )
+    try:
+        _run(project, job, settings, spark, result)
+        result.status = "succeeded"
+    except FeaturekitError as exc:
+        result.status, result.error, result.exit_code = "failed", str(exc), exc.exit_code
+        raise
+    except Exception as exc:
+        error = classify(exc)
+        result.status, result.error, result.exit_code = "failed", str(error), error.exit_code
+        raise error from exc
+    finally:
+        write_report(settings.runs_dir, result)
+    return result
+
+
+class GateFailed(DataError):
+    """The validation gate refused the result; nothing was written anywhere."""
+
+    def __init__(self, gate: GateResult, result: RunResult) -> None:
+        lines = []
+        for error in gate.schema_errors:
+            lines.append(f"schema: {error}")
+        for check in gate.checks[:8]:
+            lines.append(f"{check.failures:>8,}  {check.column}: {check.check} — {check.message}")
+            for example in check.examples[:2]:
+                lines.append("          e.g. " + json.dumps(example, default=str)[:160])
+        if len(gate.checks) > 8:
+            lines.append(f"          ... {len(gate.checks) - 8} more check(s) in the report")
+        lines.append(f"report: {settings_report_hint(result)}")
+        super().__init__(f"validation gate failed: {gate.failed_because}; nothing was written", lines)
+
+
+def settings_report_hint(result: RunResult) -> str:
+    return f"featurekit runs show {result.run_id}"
+
+
+def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSession | None", result: RunResult) -> None:
+    spec = job.spec
+    with _phase(result, "session"):
+        spark = spark or session(settings, f"{settings.spark.app_name}:{job.name}")
+    ctx = BuildContext(spark=spark, prefix=f"fk_{result.run_id.replace('-', '_')}")
+    gated = None
+    try:
+        with _phase(result, "read"):
+            try:
+                reads = read_sources(ctx, job)
+            except MissingTable as exc:
+                raise _missing_table(project, job, settings, exc) from exc
+            frame = apply_steps(ctx, job)
+            contract = None
+            if spec.validation is not None and spec.validation.schema_model:
+                contract = contract_of(load_model(spec.validation.schema_model, project.root))
+        with _phase(result, "compute"):
+            columns = merged_columns(spec.validation.columns if spec.validation else {}, contract)
+            schema_errors = check_schema(frame, columns)
+            gated, rules = gate_frame(frame, spec.validation, contract)
+            gated = gated.persist()
+            gate = measure(gated, rules, spec.validation)  # the one pass: steps, counts, checks
+            counts = ctx.counts()
+        result.sources = source_counts(reads, counts)
+        result.steps = step_counts(job, counts)
+        result.rows_out = gate.rows_checked
+        with _phase(result, "gate"):
+            gate.schema_errors = schema_errors
+            good = gated.filter(F_size_is(0)).drop(ERRORS)
+            decide(gate, spec.validation)
+            if not gate.failed_because:
+                opaque = run_opaque_checks(good, contract)
+                if opaque:
+                    gate.schema_errors += opaque
+                    gate.failed_because = f"check(s) {', '.join(contract.opaque_names if contract else [])} failed"
+        result.gate = asdict(gate)
+        result.rows_written, result.rows_quarantined = gate.rows_good, gate.rows_bad
+        accounting.check(job, result, counts)
+        if gate.failed_because:
+            result.rows_written = result.rows_quarantined = 0
+            raise GateFailed(gate, result)
+        with _phase(result, "write"):
+            _commit(spark, job, settings, result, gated, good, ctx.malformed)
+    finally:
+        if gated is not None:
+            gated.unpersist()
+        ctx.drop_views()
+
+
+def F_size_is(size: int) -> Any:  # noqa: N802  (a Column factory, named like pyspark's)
+    from pyspark.sql import functions as F
+
+    return F.size(ERRORS) == size
+
+
+def _commit(spark: "SparkSession", job: LoadedJob, settings: Settings, result: RunResult,
+            gated: Any, good: Any, malformed: dict[str, Any]) -> None:
+    """Quarantine first, then the feature table; if the second fails, take the first back."""
+    meta = CommitMeta(job.name, result.run_id, job.fingerprint, settings.env)
+    malformed_rows = {s["name"]: s["rows_malformed"] for s in result.sources}
+    bad = gated.filter(F_size_is(0) == False) if result.rows_quarantined else None  # noqa: E712
+    frames = {name: frame for name, frame in malformed.items() if malformed_rows.get(name)}
+    expected = (result.rows_quarantined or 0) + sum(malformed_rows.get(n, 0) or 0 for n in frames)
+    rows = quarantine_rows(bad, frames, good.schema, result.run_id)
+    held = None
+    if rows is not None:
+        held = append_quarantine(spark, rows, job.spec.quarantine_path, meta)
+        result.quarantine = {"path": held.path, "version": held.version, "rows": held.rows,
+                             "inserted": held.inserted, "already_quarantined": held.rows - held.inserted}
+    try:
+        done = commit(spark, good, job.spec.output, meta)
+        accounting.check_commits(result, done.rows_in_commit, held.rows if held else None, expected)
+    except Exception:
+        if held is not None:
+            undo_quarantine(spark, held)
+            result.quarantine["undone"] = True
+        raise
+    result.table_version, result.commit_operation, result.commit_metrics = done.version, done.operation, done.metrics
+def _missing_table(project: Project, job: LoadedJob, settings: Settings, exc: MissingTable) -> SpecError:
+    writer = None
+    for path in project.job_files():
+        try:
+            other = load_job(path, settings.vars, project.shown(path))
+        except SpecError:
+            continue
+        if other.spec.output.path.rstrip("/") == exc.path.rstrip("/"):
+            writer = other.name
+    hint = f"; run `featurekit run {writer}` first" if writer else "; no job in this project writes it"
+    return SpecError([job.positions.problem(("sources", exc.source, "path"), f"no Delta table at {exc.path}{hint}", at_value=True)])
+
+
+

@@ -1,0 +1,94 @@
+"""Run reports: what a run did, in numbers, as JSON under the run-log folder; and reading
+them back for ``featurekit runs``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from featurekit import __version__
+from featurekit.errors import ConfigError
+from featurekit.spec.names import did_you_mean
+
+
+@dataclass
+class StepCount:
+    index: int
+    op: str
+    rows_in: int | None
+    rows_out: int | None
+    dropped: int | None
+    note: str = ""
+
+
+@dataclass
+class RunResult:
+    """What a run did, in numbers; also written as JSON under the run-log folder."""
+
+    run_id: str
+    job: str
+    fingerprint: str
+    env: str
+    started_at: str
+    status: str = "running"
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[StepCount] = field(default_factory=list)
+    rows_out: int | None = None           # rows entering the gate
+    rows_written: int | None = None
+    rows_quarantined: int | None = None   # refused by the checks (malformed source records are per source)
+    gate: dict[str, Any] = field(default_factory=dict)
+    quarantine: dict[str, Any] = field(default_factory=dict)
+    output_path: str = ""
+    mode: str = ""
+    table_version: int | None = None
+    commit_operation: str = ""
+    commit_metrics: dict[str, Any] = field(default_factory=dict)
+    durations: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+    exit_code: int = 0
+    report_path: str = ""
+    featurekit_version: str = __version__
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, default=str)
+
+
+def write_report(runs_dir: Path, result: RunResult) -> Path | None:
+    """Write the run's JSON report to ``<runs>/<job>/<run_id>.json``; never fails the run."""
+    folder = runs_dir / result.job
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{result.run_id}.json"
+        result.report_path = str(path)
+        path.write_text(result.to_json() + "\n", encoding="utf-8")
+        return path
+    except OSError:
+        return None
+
+
+def list_runs(runs_dir: Path, job: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest reports first (run ids start with their UTC start time)."""
+    folders = [runs_dir / job] if job else sorted(p for p in runs_dir.glob("*") if p.is_dir())
+    if job and not (runs_dir / job).is_dir():
+        known = sorted(p.name for p in runs_dir.glob("*") if p.is_dir())
+        raise ConfigError.single(f"no runs recorded for job {job!r}" + did_you_mean(job, known), file=str(runs_dir))
+    reports = []
+    for folder in folders:
+        for path in folder.glob("*.json"):
+            try:
+                reports.append(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                continue
+    reports.sort(key=lambda r: r.get("run_id", ""), reverse=True)
+    return reports[:limit]
+
+
+def read_run(runs_dir: Path, run_id: str) -> dict[str, Any]:
+    """One report by run id (a unique prefix is enough)."""
+    matches = sorted(runs_dir.glob(f"*/{run_id}*.json"))
+    if len(matches) != 1:
+        what = "no run" if not matches else f"{len(matches)} runs"
+        raise ConfigError.single(f"{what} with id {run_id!r} under {runs_dir}", file=str(runs_dir))
+    return json.loads(matches[0].read_text(encoding="utf-8"))

@@ -1,0 +1,55 @@
+"""The small shared types of the spec models: names, durations, column types, options."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+from featurekit.spec.durations import parse_duration
+from featurekit.spec.names import IDENTIFIER, JOB_NAME, check_column_type
+
+
+def _duration(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
+def _identifier(text: str) -> str:
+    if not IDENTIFIER.match(text):
+        raise ValueError(f"expected a name of letters, digits and '_' (not starting with a digit); got {text!r}")
+    return text
+
+
+def job_name(text: str) -> str:
+    if not JOB_NAME.match(text):
+        raise ValueError(f"expected lower_snake_case (letters, digits, '_'); got {text!r}")
+    return text
+
+
+def table_version(value: int) -> int:
+    if value < 0:
+        raise ValueError(f"expected a table version (0 or more); got {value}")
+    return value
+
+
+def _option_value(value: Any) -> Any:
+    """Spark options are strings; YAML's ``true``/``1`` are taken as ``"true"``/``"1"``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+Name = Annotated[str, AfterValidator(_identifier)]
+ColumnType = Annotated[str, AfterValidator(check_column_type)]
+OptionValue = Annotated[str, BeforeValidator(_option_value)]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+class Strict(BaseModel):
+    """Base of every spec model: unknown keys are errors; parsed specs are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

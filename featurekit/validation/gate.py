@@ -1,0 +1,227 @@
+"""The validation gate between a job's steps and its Delta commit.
+
+One pass over the result: every row-level rule is a SQL condition, and a single projection
+gives each row ``_fk_errors``, the array of the rules it breaks (empty for a good row). The
+result with that column is cached, and one aggregation both materialises the cache and
+counts rows, bad rows and failures per rule (the Spark observations of the steps are filled
+by that same pass). pandera does what it is good at, on the schema: dtypes and column
+presence (``SCHEMA_ONLY`` depth, no data read), plus any check that cannot be made row-level
+(run on the good rows; a failure fails the run with the check's name).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from featurekit.spec.validate import ColumnRule, ValidateSpec
+from featurekit.validation.model import ModelContract, merged_columns
+from featurekit.validation.rules import RowRule, column_rules, literal, quote
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+ERRORS = "_fk_errors"
+ERROR_TYPE = "array<struct<check:string,column:string,message:string>>"
+EXAMPLES = 5
+
+
+@dataclass
+class CheckResult:
+    check: str
+    column: str
+    message: str
+    failures: int
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class GateResult:
+    """What the gate found; ``failed_because`` is empty when the rows may be committed."""
+
+    policy: str
+    max_bad_fraction: float
+    rows_checked: int = 0
+    rows_good: int = 0
+    rows_bad: int = 0
+    checks: list[CheckResult] = field(default_factory=list)
+    schema_errors: list[str] = field(default_factory=list)
+    failed_because: str = ""
+
+    @property
+    def bad_fraction(self) -> float:
+        return self.rows_bad / self.rows_checked if self.rows_checked else 0.0
+
+
+def effective_spec(spec: ValidateSpec | None) -> ValidateSpec:
+    return spec if spec is not None else ValidateSpec()
+
+
+def rules_for(columns: dict[str, ColumnRule]) -> list[RowRule]:
+    rules: list[RowRule] = []
+    for name, rule in columns.items():
+        rules += column_rules(name, rule)
+    return rules
+
+
+def _unique_rules(spec: ValidateSpec, columns: dict[str, ColumnRule], frame_columns: list[str]) -> list[tuple[RowRule, list[str], list[str], str]]:
+    """(rule, keys, order columns, keep) for each uniqueness rule; the rule's SQL is filled later."""
+    out = []
+    if spec.unique is not None:
+        keys = list(spec.unique.keys)
+        order = list(spec.unique.order_by) or [c for c in frame_columns if c not in keys]
+        label = ",".join(keys)
+        message = f"({label}) repeats an earlier row"
+        out.append((RowRule("unique", label, "", message), keys, order, spec.unique.keep))
+    for name, rule in columns.items():
+        if rule.checks.unique:
+            order = [c for c in frame_columns if c != name]
+            out.append((RowRule("unique", name, "", "repeats an earlier row"), [name], order, "first"))
+    return out
+
+
+def check_schema(frame: "DataFrame", columns: dict[str, ColumnRule]) -> list[str]:
+    """pandera's schema-level verdict (dtype, presence) on the result; no data is read."""
+    import pandera.pyspark as pa
+    from pandera.config import ValidationDepth, config_context
+    from pyspark.sql.types import _parse_datatype_string
+
+    present = {f.name for f in frame.schema.fields}
+    schema_columns = {}
+    for name, rule in columns.items():
+        dtype = _parse_datatype_string(rule.type) if rule.type else None
+        schema_columns[name] = pa.Column(dtype, nullable=True, required=rule.required)
+    if not schema_columns:
+        return []
+    with config_context(validation_depth=ValidationDepth.SCHEMA_ONLY):
+        checked = pa.DataFrameSchema(schema_columns).validate(frame)
+    errors = []
+    for group in (checked.pandera.errors or {}).values():
+        for kind, items in group.items():
+            for item in items:
+                errors.append(f"{item.get('column', '?')}: {item.get('error', kind)}")
+    # columns a rule needs but the schema check skipped (required: false and absent)
+    for name, rule in columns.items():
+        if name not in present and rule.required and not any(e.startswith(f"{name}:") for e in errors):
+            errors.append(f"{name}: column is missing")
+    return errors
+
+
+def gate_frame(frame: "DataFrame", spec: ValidateSpec | None, contract: ModelContract | None) -> tuple["DataFrame", list[RowRule]]:
+    """The result with ``_fk_errors`` added (not yet computed), and the rules behind it."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    spec = effective_spec(spec)
+    columns = merged_columns(spec.columns, contract)
+    present = {c.lower() for c in frame.columns}
+    rules = [r for r in rules_for(columns) if r.column.lower() in present]
+    helpers = []
+    for index, (rule, keys, order, keep) in enumerate(_unique_rules(spec, columns, frame.columns)):
+        helper = f"__fk_unique{index}"
+        ordering = [F.col(c).asc_nulls_last() if keep == "first" else F.col(c).desc_nulls_last()
+                    for c in order if _orderable(frame, c)]
+        window = Window.partitionBy(*keys).orderBy(*ordering) if ordering else Window.partitionBy(*keys).orderBy(F.lit(1))
+        frame = frame.withColumn(helper, F.row_number().over(window))
+        helpers.append(helper)
+        rules.append(RowRule(rule.check, rule.column, f"{quote(helper)} > 1", rule.message))
+    if rules:
+        items = ", ".join(
+            f"CASE WHEN {r.failure_sql} THEN named_struct('check', {literal(r.check)}, "
+            f"'column', {literal(r.column)}, 'message', {literal(r.message)}) END"
+            for r in rules
+        )
+        errors = F.expr(f"filter(array({items}), e -> e IS NOT NULL)")
+    else:
+        errors = F.expr(f"CAST(array() AS {ERROR_TYPE})")
+    gated = frame.withColumn(ERRORS, errors)
+    return (gated.drop(*helpers) if helpers else gated), rules
+
+
+def _orderable(frame: "DataFrame", column: str) -> bool:
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    kind = next((f.dataType for f in frame.schema.fields if f.name == column), None)
+    return kind is not None and not isinstance(kind, (MapType, ArrayType, StructType))
+
+
+def measure(gated: "DataFrame", rules: list[RowRule], spec: ValidateSpec | None) -> GateResult:
+    """Materialise the (cached) gated result and count everything in one aggregation."""
+    from pyspark.sql import functions as F
+
+    spec = effective_spec(spec)
+    result = GateResult(policy=spec.policy, max_bad_fraction=spec.max_bad_fraction)
+    per_rule = [
+        F.count_if(F.expr(f"exists({ERRORS}, e -> e.check = {literal(r.check)} AND e.column = {literal(r.column)})")).alias(f"r{i}")
+        for i, r in enumerate(rules)
+    ]
+    row = gated.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count_if(F.size(ERRORS) == 0).alias("good"),
+        F.count_if(F.size(ERRORS) > 0).alias("bad"),
+        *per_rule,
+    ).first()
+    result.rows_checked, result.rows_good, result.rows_bad = int(row["rows"]), int(row["good"]), int(row["bad"])
+    for index, rule in enumerate(rules):
+        failures = int(row[f"r{index}"])
+        if failures:
+            result.checks.append(CheckResult(rule.check, rule.column, rule.message, failures))
+    result.checks.sort(key=lambda c: -c.failures)
+    for check in result.checks:
+        matching = gated.filter(F.expr(
+            f"exists({ERRORS}, e -> e.check = {literal(check.check)} AND e.column = {literal(check.column)})"))
+        check.examples = [_plain_row(r.asDict(recursive=True)) for r in matching.drop(ERRORS).limit(EXAMPLES).collect()]
+    return result
+
+
+def decide(result: GateResult, spec: ValidateSpec | None) -> None:
+    """Set ``failed_because`` when the policy, the bad fraction or the row count says stop."""
+    spec = effective_spec(spec)
+    if result.schema_errors:
+        result.failed_because = "the result does not match the declared schema"
+    elif spec.policy == "strict" and result.rows_bad:
+        result.failed_because = f"policy strict: {result.rows_bad} row(s) break the checks"
+    elif result.rows_bad and result.bad_fraction > spec.max_bad_fraction:
+        result.failed_because = (
+            f"{result.rows_bad} of {result.rows_checked} rows ({result.bad_fraction:.2%}) break the checks; "
+            f"max_bad_fraction is {spec.max_bad_fraction:.2%}"
+        )
+    elif spec.row_count is not None:
+        low, high = spec.row_count.min, spec.row_count.max
+        if low is not None and result.rows_good < low:
+            result.failed_because = f"row_count: {result.rows_good} good row(s); at least {low} required"
+        elif high is not None and result.rows_good > high:
+            result.failed_because = f"row_count: {result.rows_good} good row(s); at most {high} allowed"
+
+
+def run_opaque_checks(good: "DataFrame", contract: ModelContract | None) -> list[str]:
+    """Checks of a DataFrameModel that are not row-level, run by pandera on the good rows."""
+    if contract is None or contract.opaque_schema is None:
+        return []
+    from pandera.config import ValidationDepth, config_context
+
+    with config_context(validation_depth=ValidationDepth.SCHEMA_AND_DATA):
+        checked = contract.opaque_schema.validate(good)
+    failed = []
+    for group in (checked.pandera.errors or {}).values():
+        for items in group.values():
+            for item in items:
+                failed.append(f"{item.get('check', '?')} on {item.get('column', 'the result')}: {item.get('error', '')}".strip())
+    return failed
+
+
+def _plain_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as JSON-safe values for the run report."""
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, (dt.datetime, dt.date)):
+            out[key] = value.isoformat()
+        elif isinstance(value, decimal.Decimal):
+            out[key] = str(value)
+        elif isinstance(value, (bytes, bytearray)):
+            out[key] = value.hex()
+        else:
+            out[key] = value
+    return out
