@@ -31,6 +31,7 @@ demo: setup  ## raw data -> validate -> both demo jobs -> Delta tables
 	$(FK) run driver_profile
 	$(FK) run driver_hourly_stats
 	$(FK) show driver_hourly_stats --limit 5
+	$(FK) runs
 
 test: setup  ## every tier: unit, integration (Spark + Delta), e2e (CLI, spark-submit)
 	$(PY) -m pytest $(PYTEST_ARGS) tests

@@ -38,7 +38,16 @@ from featurekit.pipeline.spark_errors import classify
 from featurekit.sinks.delta import CommitMeta, commit
 from featurekit.sinks.quarantine import append_quarantine, quarantine_rows, undo_quarantine
 from featurekit.spec.loader import LoadedJob, load_job
-from featurekit.validation.gate import ERRORS, GateResult, check_schema, decide, gate_frame, measure, run_opaque_checks
+from featurekit.validation.gate import (
+    GateResult,
+    check_schema,
+    decide,
+    effective_spec,
+    gate_frame,
+    measure,
+    run_opaque_checks,
+    split,
+)
 from featurekit.validation.model import contract_of, load_model, merged_columns
 
 if TYPE_CHECKING:
@@ -165,9 +174,16 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
             contract = None
             if spec.validation is not None and spec.validation.schema_model:
                 contract = contract_of(load_model(spec.validation.schema_model, project.root))
+        columns = merged_columns(spec.validation.columns if spec.validation else {}, contract)
+        schema_errors = check_schema(frame, columns)  # pandera, SCHEMA_ONLY: no data is read
+        if schema_errors:
+            refused = GateResult(policy=effective_spec(spec.validation).policy,
+                                 max_bad_fraction=effective_spec(spec.validation).max_bad_fraction,
+                                 schema_errors=schema_errors)
+            decide(refused, spec.validation)
+            result.gate = asdict(refused)
+            raise GateFailed(refused, result)
         with _phase(result, "compute"):
-            columns = merged_columns(spec.validation.columns if spec.validation else {}, contract)
-            schema_errors = check_schema(frame, columns)
             gated, rules = gate_frame(frame, spec.validation, contract)
             gated = gated.persist()
             gate = measure(gated, rules, spec.validation)  # the one pass: steps, counts, checks
@@ -176,14 +192,14 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
         result.steps = step_counts(job, counts)
         result.rows_out = gate.rows_checked
         with _phase(result, "gate"):
-            gate.schema_errors = schema_errors
-            good = gated.filter(F_size_is(0)).drop(ERRORS)
+            gate.rows_malformed = sum(s["rows_malformed"] or 0 for s in result.sources)
+            good, bad = split(gated)
             decide(gate, spec.validation)
             if not gate.failed_because:
                 opaque = run_opaque_checks(good, contract)
                 if opaque:
                     gate.schema_errors += opaque
-                    gate.failed_because = f"check(s) {', '.join(contract.opaque_names if contract else [])} failed"
+                    gate.failed_because = f"{len(opaque)} check(s) that are not row-level failed"
         result.gate = asdict(gate)
         result.rows_written, result.rows_quarantined = gate.rows_good, gate.rows_bad
         accounting.check(job, result, counts)
@@ -191,28 +207,21 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
             result.rows_written = result.rows_quarantined = 0
             raise GateFailed(gate, result)
         with _phase(result, "write"):
-            _commit(spark, job, settings, result, gated, good, ctx.malformed)
+            _commit(spark, job, settings, result, good, bad, ctx.malformed)
     finally:
         if gated is not None:
             gated.unpersist()
         ctx.drop_views()
 
 
-def F_size_is(size: int) -> Any:  # noqa: N802  (a Column factory, named like pyspark's)
-    from pyspark.sql import functions as F
-
-    return F.size(ERRORS) == size
-
-
 def _commit(spark: "SparkSession", job: LoadedJob, settings: Settings, result: RunResult,
-            gated: Any, good: Any, malformed: dict[str, Any]) -> None:
+            good: Any, bad: Any, malformed: dict[str, Any]) -> None:
     """Quarantine first, then the feature table; if the second fails, take the first back."""
     meta = CommitMeta(job.name, result.run_id, job.fingerprint, settings.env)
     malformed_rows = {s["name"]: s["rows_malformed"] for s in result.sources}
-    bad = gated.filter(F_size_is(0) == False) if result.rows_quarantined else None  # noqa: E712
     frames = {name: frame for name, frame in malformed.items() if malformed_rows.get(name)}
     expected = (result.rows_quarantined or 0) + sum(malformed_rows.get(n, 0) or 0 for n in frames)
-    rows = quarantine_rows(bad, frames, good.schema, result.run_id)
+    rows = quarantine_rows(bad if result.rows_quarantined else None, frames, good.schema, result.run_id)
     held = None
     if rows is not None:
         held = append_quarantine(spark, rows, job.spec.quarantine_path, meta)

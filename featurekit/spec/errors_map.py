@@ -169,8 +169,11 @@ def problems_from(exc: ValidationError, root: type[BaseModel], data: Any, positi
             message = f"expected an integer; got {_shown(value)}"
         elif kind in {"bool_type", "bool_parsing"}:
             message = f"expected true or false; got {_shown(value)}"
-        elif kind in {"greater_than_equal", "greater_than"}:
-            message = f"{error['msg'].lower()}; got {_shown(value)}"
+        elif kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
+            bound = next(iter(ctx.values()), "?")
+            word = {"greater_than_equal": "at least", "greater_than": "more than",
+                    "less_than_equal": "at most", "less_than": "less than"}[kind]
+            message = f"expected {word} {bound}; got {_shown(value)}"
         else:
             message = f"{error['msg']}; got {_shown(value)}"
         problems.append(positions.problem(path, message, at_value=at_value))

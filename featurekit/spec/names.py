@@ -28,6 +28,12 @@ SYNONYMS = {
     "leftsemi": "semi",
     "left_semi": "semi",
     "left_anti": "anti",
+    "greater_equal": "ge", "greater_than_or_equal_to": "ge", "gte": "ge", "min": "ge",
+    "greater_than": "gt", "less_than": "lt", "less_equal": "le", "less_than_or_equal_to": "le",
+    "lte": "le", "max": "le", "equal": "eq", "equal_to": "eq", "not_equal_to": "ne",
+    "in": "isin", "one_of": "isin", "not_in": "notin", "range": "in_range", "between": "in_range",
+    "regex": "str_matches", "pattern": "str_matches", "matches": "str_matches",
+    "startswith": "str_startswith", "length": "str_length", "len": "str_length",
 }
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

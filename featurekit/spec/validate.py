@@ -25,6 +25,12 @@ def _regex(text: str) -> str:
     return text
 
 
+def _model_reference(text: str) -> str:
+    if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", text):
+        raise ValueError(f"expected 'module:Class' (e.g. jobs.schemas:DriverHourlyStats); got {text!r}")
+    return text
+
+
 def _pair(value: Any) -> Any:
     """``[lo, hi]`` is short for ``{min: lo, max: hi}``."""
     if isinstance(value, list):
@@ -121,5 +127,5 @@ class ValidateSpec(Strict):
     columns: dict[Name, ColumnRule] = Field(default_factory=dict)
     unique: Annotated[UniqueSpec, BeforeValidator(_unique)] | None = None
     row_count: RowCount | None = None
-    schema_model: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
+    schema_model: Annotated[str, AfterValidator(_model_reference)] | None = None
     quarantine_path: str | None = None

@@ -46,13 +46,16 @@ class GateResult:
     rows_checked: int = 0
     rows_good: int = 0
     rows_bad: int = 0
+    rows_malformed: int = 0  # source records that did not parse (quarantined too)
     checks: list[CheckResult] = field(default_factory=list)
     schema_errors: list[str] = field(default_factory=list)
     failed_because: str = ""
 
     @property
     def bad_fraction(self) -> float:
-        return self.rows_bad / self.rows_checked if self.rows_checked else 0.0
+        """Bad rows (refused by the checks or unparsable at the source) among all of them."""
+        total = self.rows_checked + self.rows_malformed
+        return (self.rows_bad + self.rows_malformed) / total if total else 0.0
 
 
 def effective_spec(spec: ValidateSpec | None) -> ValidateSpec:
@@ -176,16 +179,26 @@ def measure(gated: "DataFrame", rules: list[RowRule], spec: ValidateSpec | None)
     return result
 
 
+def split(gated: "DataFrame") -> tuple["DataFrame", "DataFrame"]:
+    """(good rows without ``_fk_errors``, bad rows with it)."""
+    from pyspark.sql import functions as F
+
+    return gated.filter(F.size(ERRORS) == 0).drop(ERRORS), gated.filter(F.size(ERRORS) > 0)
+
+
 def decide(result: GateResult, spec: ValidateSpec | None) -> None:
     """Set ``failed_because`` when the policy, the bad fraction or the row count says stop."""
     spec = effective_spec(spec)
+    bad = result.rows_bad + result.rows_malformed
+    what = f"{result.rows_bad} row(s) break the checks" + (
+        f", {result.rows_malformed} source record(s) do not parse" if result.rows_malformed else "")
     if result.schema_errors:
         result.failed_because = "the result does not match the declared schema"
-    elif spec.policy == "strict" and result.rows_bad:
-        result.failed_because = f"policy strict: {result.rows_bad} row(s) break the checks"
-    elif result.rows_bad and result.bad_fraction > spec.max_bad_fraction:
+    elif spec.policy == "strict" and bad:
+        result.failed_because = f"policy strict: {what}"
+    elif bad and result.bad_fraction > spec.max_bad_fraction:
         result.failed_because = (
-            f"{result.rows_bad} of {result.rows_checked} rows ({result.bad_fraction:.2%}) break the checks; "
+            f"{what} ({result.bad_fraction:.2%} of {result.rows_checked + result.rows_malformed}); "
             f"max_bad_fraction is {spec.max_bad_fraction:.2%}"
         )
     elif spec.row_count is not None:

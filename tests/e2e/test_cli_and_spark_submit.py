@@ -52,7 +52,7 @@ def test_validate_plan_run_show(project: Path) -> None:
 
     done = _cli(project, "run", "driver_profile")
     assert done.returncode == 0, done.stderr
-    assert "committed" in done.stdout
+    assert "written" in done.stdout
     profile = DeltaTable(str(project / "data" / "lake" / "driver_profile"))
     manifest = json.loads((project / "data" / "raw" / "_manifest.json").read_text())
     frame = profile.to_pandas()
@@ -118,7 +118,7 @@ def test_spark_submit_runs_the_planned_command(project: Path, tmp_path: Path) ->
     before = DeltaTable(str(table)).version() if (table / "_delta_log").exists() else -1
     done = subprocess.run(command, cwd=tmp_path, env=_env(project), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "committed" in done.stdout
+    assert "written" in done.stdout
     assert DeltaTable(str(table)).version() == before + 1
 
 
@@ -145,6 +145,36 @@ def test_exit_codes(project: Path) -> None:
     assert "bad row" in done.stderr
     assert not (project / "data" / "lake" / "boom").exists()
     (jobs / "boom.yaml").unlink()
+
+    # the gate refuses: strict policy, and the raw trips have unparsable timestamps
+    (jobs / "strict.yaml").write_text(
+        "name: strict\n"
+        "sources:\n"
+        "  trips:\n"
+        "    format: csv\n"
+        "    path: \"${raw_root}/trips\"\n"
+        "    options: {header: true}\n"
+        "    schema: {trip_id: string, driver_id: long, fare: double, distance_km: double,\n"
+        "             city: string, payment_type: string, event_ts: timestamp}\n"
+        "validate:\n"
+        "  policy: strict\n"
+        "  columns:\n"
+        "    fare: {checks: {ge: 0}}\n"
+        "output: {path: \"${lake_root}/strict\"}\n"
+    )
+    done = _cli(project, "run", "strict")
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "validation gate failed: policy strict:" in done.stderr
+    assert "nothing was written" in done.stderr
+    assert "fare: ge — must be >= 0" in done.stderr
+    manifest = json.loads((project / "data" / "raw" / "_manifest.json").read_text())
+    assert (f"{manifest['negative_fare']} row(s) break the checks, "
+            f"{manifest['bad_timestamp']} source record(s) do not parse") in done.stderr
+    assert not (project / "data" / "lake" / "strict").exists()
+    assert not (project / "data" / "lake" / "strict_quarantine").exists()
+    listed = _cli(project, "runs", "strict")
+    assert listed.returncode == 0 and "failed 3" in listed.stdout
+    (jobs / "strict.yaml").unlink()
 
     done = _cli(project, "run", "driver_hourly_stat")
     assert done.returncode == 2
