@@ -14,6 +14,7 @@ import platform
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -213,6 +214,48 @@ def summarize(samples: list[Sample], baseline: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _category(execution: dict[str, Any]) -> str:
+    """Which part of a run a top-level SQL execution belongs to (by its call site and plan)."""
+    where, plan = execution["description"], execution["plan_head"]
+    if "MergeIntoCommand" in plan:
+        return "quarantine MERGE"
+    if any(k in plan for k in ("SaveIntoDataSourceCommand", "TableAsSelect", "AppendData", "OverwriteByExpression")):
+        return "Delta write"
+    if "getHistory" in where or "DescribeDeltaDetail" in plan or "sinks/" in where:
+        return "Delta log reads (history/detail)"
+    if "gate.py" in where and "first" in where:
+        return "compute pass + gate counts"
+    if "gate.py" in where:
+        return "gate examples"
+    if "CreateViewCommand" in plan:
+        return "temp views"
+    if "pandera" in where:
+        return "pandera checks"
+    return "other Spark"
+
+
+def breakdown(sample: Sample) -> dict[str, float]:
+    """Seconds per part of the run: top-level SQL executions by category, the rest is driver time."""
+    parts: dict[str, float] = {}
+    for execution in sample.sql_executions:
+        if execution["root"] != execution["id"] or execution["seconds"] is None:
+            continue
+        key = _category(execution)
+        parts[key] = round(parts.get(key, 0.0) + execution["seconds"], 3)
+    parts["driver (outside SQL executions)"] = round(sample.wall_s - sum(parts.values()), 3)
+    return parts
+
+
+def print_breakdown(title: str, samples: dict[str, Sample]) -> list[dict[str, Any]]:
+    """A table: one row per category, one column per variant (seconds)."""
+    per_variant = {name: breakdown(sample) for name, sample in samples.items()}
+    categories = list(dict.fromkeys(k for parts in per_variant.values() for k in parts))
+    rows = [{"check": c, **{n: parts.get(c) for n, parts in per_variant.items()}} for c in categories]
+    rows.append({"check": "wall", **{n: s.wall_s for n, s in samples.items()}})
+    print_table(title, rows, [("check", "part"), *((n, n) for n in samples)])
+    return rows
+
+
 # --------------------------------------------------------------------------- the machine
 
 def load_average() -> float:
@@ -270,12 +313,14 @@ def print_table(title: str, rows: list[dict[str, Any]], columns: list[tuple[str,
         table.add_column(header, justify="left" if header in {"variant", "check"} else "right")
     for row in rows:
         table.add_row(*(_cell(row.get(key)) for key, _ in columns))
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:,.3f}"
     if isinstance(value, int):

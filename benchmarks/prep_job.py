@@ -10,7 +10,10 @@ Variants, all in one SparkSession, on one generated input
 
 - ``hand-written``: the plain PySpark a good engineer would write (the baseline);
 - ``featurekit``: ``pipeline.run`` on the equivalent job spec, no ``validate`` block;
-- ``featurekit+validate``: the same with the demo's ``validate`` block.
+- ``featurekit+validate``: the same with the demo's ``validate`` block;
+- with ``--ablation``: the hand-written job plus featurekit's nine row-count observations
+  (``hand+observations``), plus its corrupt-record column (``hand+corrupt-column``), or both,
+  to attribute featurekit's cost inside the compute pass.
 
 One warm-up run of each, then ``--repeat`` rounds that alternate the variants (the order
 rotates each round). Reported: median wall time, ratio to the hand-written median, Spark
@@ -19,6 +22,7 @@ compared row for row; a benchmark of different results would be worthless.
 
     python benchmarks/prep_job.py                   # 2,000,000 rows, 3 rounds
     python benchmarks/prep_job.py --rows 200000 --repeat 1 --profile
+    python benchmarks/prep_job.py --ablation --json prep_job.json
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
-    Sample, bench_project, load_average, machine, measure, print_table, save_json, start_session,
-    summarize, wait_until_quiet, work_folder, write_job,
+    Sample, bench_project, load_average, machine, measure, print_breakdown, print_table, save_json,
+    start_session, summarize, wait_until_quiet, work_folder, write_job,
 )
 
 from featurekit import pipeline  # noqa: E402
@@ -117,15 +121,38 @@ def write_jobs(project: Project) -> None:
 
 # --------------------------------------------------------------------------- the baseline
 
-def hand_written(spark: "SparkSession", raw: str) -> "DataFrame":
-    """driver_hourly_stats in plain PySpark: the result frame (not yet written)."""
-    from pyspark.sql import Window
+def hand_written(spark: "SparkSession", raw: str, observe: bool = False, corrupt_column: bool = False) -> "DataFrame":
+    """driver_hourly_stats in plain PySpark: the result frame (not yet written).
+
+    ``observe`` and ``corrupt_column`` add two things featurekit does, for the ablation
+    (``--ablation``): the same nine row-count observations, and reading the CSV with a
+    corrupt-record column whose non-null rows are split off.
+    """
+    from pyspark.sql import Observation, Window
     from pyspark.sql import functions as F
 
-    trips = spark.read.option("header", True).schema(TRIP_SCHEMA).csv(raw)
-    clean = trips.where("driver_id IS NOT NULL AND event_ts IS NOT NULL").where("fare >= 0")
+    def counted(frame: "DataFrame", name: str, **extra: Any) -> "DataFrame":
+        if not observe:
+            return frame
+        return frame.observe(Observation(f"{name}_{time.monotonic_ns()}"), F.count(F.lit(1)).alias("rows"),
+                             *(column.alias(key) for key, column in extra.items()))
+
+    schema = TRIP_SCHEMA + (", _raw string" if corrupt_column else "")
+    reader = spark.read.option("header", True).schema(schema)
+    if corrupt_column:
+        reader = reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", "_raw")
+    trips = reader.csv(raw)
+    if corrupt_column:
+        trips = counted(trips, "source", malformed=F.count_if(F.col("_raw").isNotNull()))
+        trips = trips.where("_raw IS NULL").drop("_raw")
+    else:
+        trips = counted(trips, "source")
+    kept = counted(counted(trips, "f0_in").where("driver_id IS NOT NULL AND event_ts IS NOT NULL"), "f0_out")
+    clean = counted(counted(kept, "f1_in").where("fare >= 0"), "f1_out")
     newest_first = Window.partitionBy("trip_id").orderBy(F.col("event_ts").desc())
-    latest = clean.withColumn("rn", F.row_number().over(newest_first)).where("rn = 1").drop("rn")
+    ranked = counted(clean, "dedup_in").withColumn("rn", F.row_number().over(newest_first))
+    latest = counted(ranked.where("rn = 1").drop("rn"), "dedup_out")
+    latest = counted(latest, "agg_in", null_timestamp=F.count_if(F.col("event_ts").isNull()))
 
     micros = F.unix_micros("event_ts")
     hour_end = (micros + F.pmod(-micros, F.lit(HOUR_US))).alias("hour_end")  # right-closed hourly buckets
@@ -142,7 +169,7 @@ def hand_written(spark: "SparkSession", raw: str) -> "DataFrame":
 
     day, week = trailing(24), trailing(24 * 7)
     event_ts = F.timestamp_micros("hour_end")
-    return hourly.select(
+    result = hourly.select(
         "driver_id",
         event_ts.alias("event_ts"),
         F.to_date(event_ts).alias("event_date"),
@@ -157,10 +184,11 @@ def hand_written(spark: "SparkSession", raw: str) -> "DataFrame":
         F.sum("km").over(week).alias("km_7d"),
         F.sum("cash").over(week).alias("cash_trips_7d"),
     )
+    return counted(result, "agg_out")
 
 
-def run_hand_written(spark: "SparkSession", raw: str, out: str) -> None:
-    (hand_written(spark, raw).write.format("delta").mode("overwrite")
+def run_hand_written(spark: "SparkSession", raw: str, out: str, **features: bool) -> None:
+    (hand_written(spark, raw, **features).write.format("delta").mode("overwrite")
      .partitionBy("event_date").save(out))
 
 
@@ -220,6 +248,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="before measuring, wait up to SECONDS for the 1-minute load to drop below --max-load")
     parser.add_argument("--max-load", type=float, default=1.0, help="load considered quiet (default 1.0)")
+    parser.add_argument("--ablation", action="store_true",
+                        help="add hand-written variants with featurekit's row-count observations and corrupt-record column")
     parser.add_argument("--profile", action="store_true", help="print each variant's SQL executions (last round)")
     parser.add_argument("--json", type=Path, help="also write every sample and summary to this JSON file")
     return parser.parse_args(argv)
@@ -265,6 +295,12 @@ def _bench(args: argparse.Namespace, project: Project, settings: Settings, spark
         "featurekit": lambda: run_featurekit(project, JOBS["featurekit"], spark),
         "featurekit+validate": lambda: run_featurekit(project, JOBS["featurekit+validate"], spark),
     }
+    if args.ablation:
+        variants["hand+observations"] = lambda: run_hand_written(spark, raw, str(lake / "bench_hourly_obs"), observe=True)
+        variants["hand+corrupt-column"] = lambda: run_hand_written(spark, raw, str(lake / "bench_hourly_corrupt"),
+                                                                   corrupt_column=True)
+        variants["hand+both"] = lambda: run_hand_written(spark, raw, str(lake / "bench_hourly_both"),
+                                                         observe=True, corrupt_column=True)
     names = list(variants)
     jvm_gc = spark.sparkContext._jvm.java.lang.System  # type: ignore[union-attr]
 
@@ -303,13 +339,20 @@ def _bench(args: argparse.Namespace, project: Project, settings: Settings, spark
         keys = sorted({k for p in phases for k in p if k != "variant"})
         print_table("featurekit phases (last round, s)", phases, [("variant", "variant"), *((k, k) for k in keys)])
 
+    last = {name: [s for s in samples if s.variant == name][-1] for name in names}
+    parts = print_breakdown("where the time goes (last round, s; top-level SQL executions by kind)", last)
     if args.profile:
         for name in names:
-            last = [s for s in samples if s.variant == name][-1]
-            print_table(f"SQL executions of {name} (last round)", last.sql_executions,
-                        [("id", "id"), ("seconds", "s"), ("description", "description"), ("plan_head", "top of plan")])
+            print_table(f"SQL executions of {name} (last round)", last[name].sql_executions,
+                        [("id", "id"), ("root", "root"), ("seconds", "s"), ("description", "description"),
+                         ("plan_head", "top of plan")])
 
-    checks = compare_outputs(spark, {"hand-written": hand_out, **{n: str(lake / j) for n, j in JOBS.items()}}, "hand-written")
+    outputs = {"hand-written": hand_out, **{n: str(lake / j) for n, j in JOBS.items()}}
+    if args.ablation:
+        outputs.update({"hand+observations": str(lake / "bench_hourly_obs"),
+                        "hand+corrupt-column": str(lake / "bench_hourly_corrupt"),
+                        "hand+both": str(lake / "bench_hourly_both")})
+    checks = compare_outputs(spark, outputs, "hand-written")
     print_table("outputs vs hand-written", checks,
                 [("variant", "variant"), ("rows", "rows"), ("baseline_rows", "hand-written rows"),
                  ("same_schema", "same schema"), ("exact_diff", "rows differing (exact)"),
@@ -318,7 +361,7 @@ def _bench(args: argparse.Namespace, project: Project, settings: Settings, spark
         save_json(args.json, {"benchmark": "prep_job", "args": {k: str(v) for k, v in vars(args).items()},
                               "machine": machine(), "input": data, "load_before": load_before,
                               "load_after": load_after, "summary": summary, "outputs": checks,
-                              "phases": phases, "samples": samples})
+                              "phases": phases, "breakdown": parts, "samples": samples})
     return 0 if all(c["identical"] for c in checks) else 1
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from featurekit.errors import DataError
 from featurekit.pipeline.report import RunResult, StepCount
+from featurekit.sinks.delta import NO_CHANGE
 from featurekit.spec.loader import LoadedJob
 from featurekit.spec.models import step_op
 
@@ -88,11 +89,21 @@ def check(job: LoadedJob, result: RunResult, counts: Counts) -> None:
         raise DataError("row accounting does not add up", problems)
 
 
-def check_commits(result: RunResult, written: int | None, quarantine_offered: int | None, quarantine_expected: int) -> None:
-    """After the commits: Delta's own counts must equal what the gate decided."""
+def check_commits(result: RunResult, done: Any, quarantine_offered: int | None, quarantine_expected: int) -> None:
+    """After the commits: Delta's own counts must equal what the gate decided.
+
+    A write must hold every good row; a MERGE receives only the rows that are new or
+    changed (at most the good rows) and must insert or update each of them.
+    """
     problems = []
-    if written is not None and result.rows_written is not None and written != result.rows_written:
-        problems.append(f"the Delta commit holds {written} rows; the gate passed {result.rows_written}")
+    offered, landed = done.rows_offered, done.rows_landed
+    if offered is not None and landed is not None and offered != landed:
+        problems.append(f"the Delta commit (v{done.version}) received {offered} rows but stored {landed}")
+    upsert = done.operation in {"MERGE", NO_CHANGE}
+    if not upsert and landed is not None and result.rows_written is not None and landed != result.rows_written:
+        problems.append(f"the Delta commit holds {landed} rows; the gate passed {result.rows_written}")
+    if upsert and offered is not None and result.rows_written is not None and offered > result.rows_written:
+        problems.append(f"the MERGE received {offered} rows; the gate passed only {result.rows_written}")
     if quarantine_offered is not None and quarantine_offered != quarantine_expected:
         problems.append(f"the quarantine commit received {quarantine_offered} rows; {quarantine_expected} were refused")
     if problems:

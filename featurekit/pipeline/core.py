@@ -229,7 +229,7 @@ def _commit(spark: "SparkSession", job: LoadedJob, settings: Settings, result: R
                              "inserted": held.inserted, "already_quarantined": held.rows - held.inserted}
     try:
         done = commit(spark, good, job.spec.output, meta)
-        accounting.check_commits(result, done.rows_in_commit, held.rows if held else None, expected)
+        accounting.check_commits(result, done, held.rows if held else None, expected)
     except Exception:
         if held is not None:
             undo_quarantine(spark, held)

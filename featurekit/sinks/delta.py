@@ -2,8 +2,8 @@
 
 - ``overwrite``: the table becomes the result (schema included).
 - ``append``: the result's rows are added.
-- ``merge``: upsert on ``keys`` (null-safe equality); a row whose values did not change is
-  not rewritten, so a rerun on the same input leaves the contents as they were.
+- ``merge``: upsert on ``keys`` (null-safe equality); only rows that are new or changed
+  reach the MERGE, so a rerun on the same input rewrites no file and makes no new version.
 - ``replace_partitions``: the partitions present in the result are replaced, others kept.
 
 Each commit carries ``userMetadata`` (JSON: job, run id, spec fingerprint, env); a table
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 JOB_PROPERTY = "featurekit.job"
+NO_CHANGE = "NONE (no row new or changed)"
 _USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 
 
@@ -42,11 +43,19 @@ class CommitMeta:
 
 @dataclass(frozen=True)
 class CommitResult:
+    """A Delta commit as its log describes it.
+
+    ``rows_offered``: rows the operation received (a MERGE's source; a write's output);
+    ``rows_landed``: rows it inserted or updated. They must be equal — else rows were lost.
+    """
+
     version: int
     operation: str
     created: bool
-    rows_in_commit: int | None
+    rows_offered: int | None
+    rows_landed: int | None
     metrics: dict[str, Any] = field(default_factory=dict)
+    run_id: str = ""  # the featurekit run that made the commit (from its userMetadata)
 
 
 def _quote(name: str) -> str:
@@ -108,7 +117,10 @@ def commit(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: Com
             spark.conf.unset(_USER_METADATA)
         else:
             spark.conf.set(_USER_METADATA, previous)
-    return describe_last_commit(spark, out.path, created=not exists)
+    done = describe_last_commit(spark, out.path, created=not exists)
+    if done.run_id != meta.run_id:  # a MERGE with nothing new or changed commits nothing
+        return CommitResult(done.version, NO_CHANGE, False, 0, 0, {}, meta.run_id)
+    return done
 
 
 def _create(frame: "DataFrame", out: OutputSpec, meta: CommitMeta) -> None:
@@ -171,13 +183,17 @@ def _merge(spark: "SparkSession", frame: "DataFrame", out: OutputSpec) -> None:
     from pyspark.sql.types import MapType
 
     on = " AND ".join(f"t.{_quote(k)} <=> s.{_quote(k)}" for k in out.keys)
-    values = [f.name for f in frame.schema.fields if f.name not in out.keys]
     comparable = not any(isinstance(f.dataType, MapType) for f in frame.schema.fields)
-    changed = " OR ".join(f"NOT (t.{_quote(c)} <=> s.{_quote(c)})" for c in values) if comparable and values else None
+    source = frame
+    if comparable:
+        # Only rows that are new or differ from the table reach the MERGE: a rerun on the
+        # same input then rewrites no file (it still commits, recording the run).
+        current = spark.read.format("delta").load(out.path).select(*frame.columns)
+        source = frame.exceptAll(current)
     (
         DeltaTable.forPath(spark, out.path).alias("t")
-        .merge(frame.alias("s"), on)
-        .whenMatchedUpdateAll(condition=changed)
+        .merge(source.alias("s"), on)
+        .whenMatchedUpdateAll()
         .whenNotMatchedInsertAll()
         .execute()
     )
@@ -196,12 +212,17 @@ def describe_last_commit(spark: "SparkSession", path: str, created: bool = False
 
     row = DeltaTable.forPath(spark, path).history(1).first()
     metrics = {k: _number(v) for k, v in (row["operationMetrics"] or {}).items()}
-    rows = None
-    for key in ("numSourceRows", "numOutputRows"):
-        if key in metrics:
-            rows = int(metrics[key])
-            break
-    return CommitResult(int(row["version"]), str(row["operation"]), created, rows, metrics)
+    try:
+        run_id = json.loads(row["userMetadata"] or "{}").get("run_id", "")
+    except ValueError:
+        run_id = ""
+    offered = landed = None
+    if "numSourceRows" in metrics:  # MERGE
+        offered = int(metrics["numSourceRows"])
+        landed = int(metrics.get("numTargetRowsInserted", 0)) + int(metrics.get("numTargetRowsUpdated", 0))
+    elif "numOutputRows" in metrics:  # a write
+        offered = landed = int(metrics["numOutputRows"])
+    return CommitResult(int(row["version"]), str(row["operation"]), created, offered, landed, metrics, run_id)
 
 
 def _number(text: str) -> int | float | str:

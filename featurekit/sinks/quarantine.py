@@ -101,9 +101,8 @@ def append_quarantine(spark: "SparkSession", rows: "DataFrame", path: str, meta:
             else:
                 spark.conf.set(key, value)
     done = describe_last_commit(spark, path, created=not exists)
-    offered = int(done.rows_in_commit or 0)
-    inserted = int(done.metrics.get("numTargetRowsInserted", offered if not exists else 0))
-    return QuarantineCommit(path, not exists, before, done.version, offered, inserted)
+    offered = int(done.rows_offered or 0)
+    return QuarantineCommit(path, not exists, before, done.version, offered, int(done.rows_landed or 0))
 
 
 def undo_quarantine(spark: "SparkSession", commit: QuarantineCommit) -> None:

@@ -81,11 +81,12 @@ def test_validate_plan_run_show(project: Path) -> None:
     assert len(quarantine) == manifest["bad_timestamp"]
     assert quarantine["_fk_raw"].notna().all() and set(quarantine["_fk_source"]) == {"trips"}
 
-    # a rerun of the merge job on the same input: a new version, the same contents
+    # a rerun of the merge job on the same input: nothing new or changed, so no new version
     done = _cli(project, "run", "driver_hourly_stats")
     assert done.returncode == 0, done.stderr
+    assert "NONE (no row new or changed)" in done.stdout
     stats = DeltaTable(str(project / "data" / "lake" / "driver_hourly_stats"))
-    assert stats.version() == 1
+    assert stats.version() == 0
     again = stats.to_pandas().sort_values(["driver_id", "event_ts"]).reset_index(drop=True)
     assert again.equals(first)
     # ... and the quarantine holds each bad record once: the rerun found them already there
@@ -94,7 +95,7 @@ def test_validate_plan_run_show(project: Path) -> None:
 
     done = _cli(project, "show", "driver_hourly_stats", "--limit", "2")
     assert done.returncode == 0, done.stderr
-    assert "version 1" in done.stdout and "MERGE" in done.stdout
+    assert "version 0" in done.stdout and "CREATE TABLE AS SELECT" in done.stdout
 
 
 def test_spark_submit_runs_the_planned_command(project: Path, tmp_path: Path) -> None:
@@ -116,6 +117,8 @@ def test_spark_submit_runs_the_planned_command(project: Path, tmp_path: Path) ->
     assert " ".join(command[-6:]) in planned.stdout.replace("\n", "")
     table = project / "data" / "lake" / "driver_hourly_stats"
     before = DeltaTable(str(table)).version() if (table / "_delta_log").exists() else -1
+    fresh = _cli(project, "generate-demo-data", "--rows", "4000", "--seed", "8")  # new trips: a real MERGE
+    assert fresh.returncode == 0, fresh.stderr
     done = subprocess.run(command, cwd=tmp_path, env=_env(project), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "written" in done.stdout

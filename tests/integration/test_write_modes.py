@@ -160,17 +160,17 @@ def test_merge_creates_the_table_on_first_run(merges: dict[str, Any]) -> None:
 def test_merge_rerun_on_same_input_changes_nothing(merges: dict[str, Any]) -> None:
     rerun = merges["rerun"]
     assert merges["rows_rerun"] == ROWS_V0       # no duplicates (the null key too), same values
-    assert rerun.commit_operation == "MERGE" and rerun.table_version == 1
-    assert rerun.commit_metrics["numSourceRows"] == 3
-    assert rerun.commit_metrics["numTargetRowsUpdated"] == 0
-    assert rerun.commit_metrics["numTargetRowsInserted"] == 0
+    # only new or changed rows reach the MERGE: none here, so no file is rewritten, no version made
+    assert rerun.commit_operation == "NONE (no row new or changed)" and rerun.table_version == 0
+    assert rerun.rows_written == 3
 
 
 def test_merge_updates_changed_rows_and_inserts_new_ones(merges: dict[str, Any]) -> None:
     change = merges["change"]
     assert merges["rows_change"] == ROWS_V1
-    assert change.table_version == 2
-    # (2, B) and (null, N) changed; (1, a) is matched but equal, so not rewritten; (3, c) is new
+    assert change.table_version == 1
+    # (2, B) and (null, N) changed; (1, a) is equal, so it does not even reach the MERGE; (3, c) is new
+    assert change.commit_metrics["numSourceRows"] == 3
     assert change.commit_metrics["numTargetRowsUpdated"] == 2
     assert change.commit_metrics["numTargetRowsInserted"] == 1
     assert change.rows_out == 4
@@ -182,17 +182,18 @@ def test_merge_with_duplicate_keys_is_a_data_error_and_table_untouched(lab: Lab,
     assert error.message == ("merge keys (id, day) are not unique in the result: 1 key(s) repeat; "
                              "add a dedup step on these keys")
     assert error.details == ["id=4, day='2024-01-03' appears 2 times"]
-    assert merges["version_after_duplicates"] == 2
+    assert merges["version_after_duplicates"] == 1
     assert merges["rows_after_duplicates"] == ROWS_V1
     assert lab.reports("wm_merge")[-1]["status"] == "failed"
 
 
 def test_each_commit_carries_user_metadata_and_the_job_property(lab: Lab, merges: dict[str, Any]) -> None:  # noqa: F811
     commits = history(lab, "wm_merge")
-    assert [c["version"] for c in commits] == [0, 1, 2]      # the failed run committed nothing
-    for commit, result in zip(commits, [merges["create"], merges["rerun"], merges["change"]]):
+    # the no-change rerun and the failed run committed nothing
+    assert [c["version"] for c in commits] == [0, 1]
+    for commit, result in zip(commits, [merges["create"], merges["change"]]):
         assert user_metadata(commit) == metadata_of(result)
-    assert len({c["userMetadata"] for c in commits}) == 3   # one run id per commit
+    assert len({c["userMetadata"] for c in commits}) == 2   # one run id per commit
     assert lab.table("wm_merge").metadata().configuration["featurekit.job"] == "wm_merge"
 
 

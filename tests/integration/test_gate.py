@@ -1,0 +1,617 @@
+"""The validation gate on real Spark + Delta: a small dirty input whose bad rows are known by
+construction, the quarantine table read back with delta-rs, the policies, the row accounting,
+reruns, a feature commit that fails after the quarantine commit, and ``featurekit runs``.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from featurekit import cli
+from featurekit.errors import ConfigError, DataError
+from featurekit.pipeline import GateFailed, RunResult
+from tests.integration.helpers import Lab, lab, ts  # noqa: F401  (lab is a fixture)
+
+META = ("_fk_run_id", "_fk_quarantined_at", "_fk_row_hash")
+
+# --------------------------------------------------------------------------- the dirty input
+# Every bad row is bad on purpose; the comment says which checks it breaks.
+DIRTY = """\
+id,driver,fare,city,code,ts
+1,D-1,10.0,Oslo,ABC,2024-01-01 00:00:00
+2,D-2,-1.0,Oslo,ABC,2024-01-01 00:00:00
+3,D-3,,,,2024-01-01 00:00:00
+4,,12.0,Oslo,ABC,2024-01-01 00:00:00
+5,D-5,12.0,Paris,ABC,2024-01-01 00:00:00
+6,D-6,12.0,O'Hara,ABC,2024-01-01 00:00:00
+7,D-7,12.0,back\\slash,ABC,2024-01-01 00:00:00
+8,D-8,12.0,Oslo,xABC,2024-01-01 00:00:00
+9,D-9,12.0,Oslo,ABCDE,2024-01-01 00:00:00
+10,D-10,900.0,Rome,ABC,2024-01-01 00:00:00
+11,X-11,12.0,Oslo,ABC,2024-01-01 00:00:00
+12,D-12,5.0,Oslo,ABC1,2024-01-01 00:00:00
+13,D-13,5.0,Bergen,ABC,2024-01-02 00:00:00
+13,D-13,5.0,Bergen,ABC,2024-01-01 00:00:00
+1,D-1,-5.0,Oslo,ABC,2024-01-02 00:00:00
+1,D-1,10.0,Oslo,ABC,2024-01-03 00:00:00
+14,D-14,5.0,Oslo,ABC,not-a-time
+x15,D-15,5.0,Oslo,ABC,2024-01-01 00:00:00
+16,test-driver,1.0,Oslo,ABC,2024-01-01 00:00:00
+"""
+#  1  good: the first row of id 1 by ts
+#  2  fare in_range
+#  3  good: nulls pass value checks (fare, city, code)
+#  4  driver nullable (null passes str_startswith: one error only)
+#  5  city isin
+#  6  good: a quote in an isin value
+#  7  good: a backslash in an isin value
+#  8  code str_matches (anchored at the start: "xABC" does not match "[A-Z]{3}")
+#  9  code str_length (5 > 4; the regex matches)
+# 10  fare in_range AND city isin: one row, two errors
+# 11  driver str_startswith
+# 12  good: "ABC1" matches from the start, length 4
+# 13  (ts 01-02, first in the file) unique: not the first of id 13 by ts
+# 13  (ts 01-01) good: kept
+#  1  (ts 01-02) fare in_range AND unique
+#  1  (ts 01-03) unique only
+# 14  malformed: the timestamp does not parse
+# x15 malformed: the id is not a number
+# 16  dropped by the job's filter step (counted, not quarantined)
+
+RAW_BAD_TS = "14,D-14,5.0,Oslo,ABC,not-a-time"
+RAW_BAD_ID = "x15,D-15,5.0,Oslo,ABC,2024-01-01 00:00:00"
+CITIES = ["Oslo", "Bergen", "O'Hara", "back\\slash"]
+
+SOURCE = ('  trips: {format: csv, path: "${raw_root}/%s", options: {header: true},\n'
+          '          schema: {id: long, driver: string, fare: double, city: string, code: string, ts: timestamp}}\n')
+
+
+def dirty_job(name: str, validate: str, source: str = "gate_dirty", mode: str = "merge, keys: [id]",
+              steps: str = "  - filter: \"coalesce(driver, '') != 'test-driver'\"\n") -> str:
+    return (f"name: {name}\nsources:\n{SOURCE % source}steps:\n{steps}"
+            f"validate:\n{textwrap.indent(textwrap.dedent(validate).strip(), '  ')}\n"
+            f'output: {{path: "${{lake_root}}/{name}", mode: {mode}}}\n')
+
+
+YAML_CHECKS = """
+    policy: quarantine
+    max_bad_fraction: 0.7
+    columns:
+      id: {nullable: false}
+      driver: {nullable: false, checks: {str_startswith: "D-"}}
+      fare: {type: double, checks: {in_range: [0, 500]}}
+      city: {checks: {isin: ["Oslo", "Bergen", "O'Hara", "back\\\\slash"]}}
+      code: {checks: {str_matches: "[A-Z]{3}", str_length: [3, 4]}}
+    unique: {keys: [id], order_by: ts}
+"""
+MAIN = dirty_job("gate_main", YAML_CHECKS)
+
+MODELS = '''
+"""Test-only pandera contracts, written into the lab project by tests/integration/test_gate.py."""
+import pandera.pyspark as pa
+import pyspark.sql.types as T
+from pandera.pyspark import DataFrameModel, Field
+from pyspark.sql import functions as F
+
+
+class GateTrips(DataFrameModel):
+    """The same contract as the YAML block of gate_main, as a DataFrameModel."""
+
+    id: T.LongType() = Field(nullable=False)
+    driver: T.StringType() = Field(nullable=False, str_startswith="D-")
+    fare: T.DoubleType() = Field(nullable=True, in_range={"min_value": 0, "max_value": 500})
+    city: T.StringType() = Field(nullable=True, isin=["Oslo", "Bergen", "O'Hara", "back\\\\slash"])
+    code: T.StringType() = Field(nullable=True, str_matches="[A-Z]{3}", str_length={"min_value": 3, "max_value": 4})
+    ts: T.TimestampType() = Field(nullable=True)
+
+
+class GateTripsCustom(GateTrips):
+    """Plus two checks pandera runs on the good rows: one passes, one fails."""
+
+    @pa.dataframe_check(name="has_rows")
+    def has_rows(cls, df) -> bool:
+        return df.limit(1).count() == 1
+
+    @pa.dataframe_check(name="fares_at_most_11")
+    def fares_at_most_11(cls, df) -> bool:
+        return df.filter(F.col("fare") > 11).limit(1).count() == 0
+
+
+class UniqueIds(DataFrameModel):
+    id: T.LongType() = Field(nullable=False)
+    v: T.StringType() = Field(nullable=True)
+
+    class Config:
+        unique = ["id"]
+'''
+MODEL_MODULE = "fk_gate_test_models"   # unique in sys.modules: load_model imports it by name
+
+
+def errors_of(row: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(e["check"], e["column"], e["message"]) for e in row["_fk_errors"]]
+
+
+def quarantined(lab: Lab, table: str, version: int | None = None) -> list[dict[str, Any]]:  # noqa: F811
+    """The quarantine rows read by delta-rs, sorted by id, ts, raw text."""
+    rows = lab.rows(table, by=["id", "ts", "_fk_raw", "fare"], version=version)
+    return rows
+
+
+def without(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k not in columns} for row in rows]
+
+
+def check_counts(result: RunResult | dict[str, Any]) -> dict[tuple[str, str], int]:
+    gate = result.gate if isinstance(result, RunResult) else result["gate"]
+    return {(c["check"], c["column"]): c["failures"] for c in gate["checks"]}
+
+
+# --------------------------------------------------------------------------- the main run, and its rerun
+
+
+@pytest.fixture(scope="module")
+def main(lab: Lab) -> dict[str, Any]:  # noqa: F811
+    """gate_main run on the dirty input, then rerun on the same input."""
+    (lab.root / f"{MODEL_MODULE}.py").write_text(MODELS)
+    lab.csv("gate_dirty", DIRTY)
+    out: dict[str, Any] = {"first": lab.run("gate_main", MAIN)}
+    out["feature_rows"] = lab.rows("gate_main", by=["id"])
+    out["quarantine_rows"] = quarantined(lab, "gate_main_quarantine")
+    out["quarantine_version"] = lab.table("gate_main_quarantine").version()
+    out["rerun"] = lab.run("gate_main", MAIN)
+    out["feature_rows_rerun"] = lab.rows("gate_main", by=["id"])
+    out["quarantine_rows_rerun"] = quarantined(lab, "gate_main_quarantine")
+    out["quarantine_version_rerun"] = lab.table("gate_main_quarantine").version()
+    return out
+
+
+def test_exact_failures_per_check(main: dict[str, Any]) -> None:
+    first = main["first"]
+    assert check_counts(first) == {
+        ("in_range", "fare"): 3,
+        ("unique", "id"): 3,
+        ("isin", "city"): 2,
+        ("nullable", "driver"): 1,
+        ("str_startswith", "driver"): 1,
+        ("str_matches", "code"): 1,
+        ("str_length", "code"): 1,
+    }
+    messages = {(c["check"], c["column"]): c["message"] for c in first.gate["checks"]}
+    assert messages[("in_range", "fare")] == "must be >= 0 and <= 500"
+    assert messages[("unique", "id")] == "(id) repeats an earlier row"
+    assert messages[("isin", "city")] == """must be one of 'Oslo', 'Bergen', "O'Hara", 'back\\\\slash'"""
+    assert messages[("str_matches", "code")] == "must match '[A-Z]{3}' (from the start)"
+    assert messages[("str_length", "code")] == "length must be >= 3 and <= 4"
+    # most failures first
+    assert [c["failures"] for c in first.gate["checks"]] == sorted((c["failures"] for c in first.gate["checks"]), reverse=True)
+    gate = first.gate
+    assert (gate["rows_checked"], gate["rows_good"], gate["rows_bad"], gate["rows_malformed"]) == (16, 6, 10, 2)
+    assert gate["failed_because"] == "" and gate["schema_errors"] == []
+
+
+def test_examples_are_the_failing_rows(main: dict[str, Any]) -> None:
+    checks = {(c["check"], c["column"]): c for c in main["first"].gate["checks"]}
+    fare = sorted(checks[("in_range", "fare")]["examples"], key=lambda r: (r["id"], r["ts"]))
+    assert [(r["id"], r["fare"], r["ts"]) for r in fare] == [
+        (1, -5.0, "2024-01-02T00:00:00"), (2, -1.0, "2024-01-01T00:00:00"), (10, 900.0, "2024-01-01T00:00:00")]
+    assert fare[0] == {"id": 1, "driver": "D-1", "fare": -5.0, "city": "Oslo", "code": "ABC", "ts": "2024-01-02T00:00:00"}
+    assert [r["driver"] for r in checks[("nullable", "driver")]["examples"]] == [None]
+    assert [r["code"] for r in checks[("str_matches", "code")]["examples"]] == ["xABC"]
+
+
+def test_good_rows_are_written(main: dict[str, Any]) -> None:
+    rows = main["feature_rows"]
+    assert [(r["id"], r["ts"]) for r in rows] == [
+        (1, ts("2024-01-01 00:00:00")), (3, ts("2024-01-01 00:00:00")), (6, ts("2024-01-01 00:00:00")),
+        (7, ts("2024-01-01 00:00:00")), (12, ts("2024-01-01 00:00:00")), (13, ts("2024-01-01 00:00:00"))]
+    assert rows[1] == {"id": 3, "driver": "D-3", "fare": None, "city": None, "code": None, "ts": ts("2024-01-01 00:00:00")}
+    assert {r["city"] for r in rows} == {"Oslo", None, "O'Hara", "back\\slash", "Bergen"}   # quote and backslash round-trip
+    first = main["first"]
+    assert (first.rows_written, first.rows_quarantined, first.table_version) == (6, 10, 0)
+
+
+def test_quarantine_rows_carry_their_reasons(main: dict[str, Any]) -> None:
+    rows = main["quarantine_rows"]
+    run_id = main["first"].run_id
+    got = [(r["id"], r["ts"].date().isoformat() if r["ts"] else None, errors_of(r)) for r in rows]
+    fare = ("in_range", "fare", "must be >= 0 and <= 500")
+    city = ("isin", "city", """must be one of 'Oslo', 'Bergen', "O'Hara", 'back\\\\slash'""")
+    unique = ("unique", "id", "(id) repeats an earlier row")
+    parse = ("parse", "trips", "the record does not parse with the source's schema")
+    assert got == [
+        (1, "2024-01-02", [fare, unique]),            # two checks, one row, two errors
+        (1, "2024-01-03", [unique]),
+        (2, "2024-01-01", [fare]),
+        (4, "2024-01-01", [("nullable", "driver", "is null")]),   # null: no str_startswith error
+        (5, "2024-01-01", [city]),
+        (8, "2024-01-01", [("str_matches", "code", "must match '[A-Z]{3}' (from the start)")]),
+        (9, "2024-01-01", [("str_length", "code", "length must be >= 3 and <= 4")]),
+        (10, "2024-01-01", [fare, city]),
+        (11, "2024-01-01", [("str_startswith", "driver", "must start with 'D-'")]),
+        (13, "2024-01-02", [unique]),                 # first in the file, but not first by ts
+        (None, None, [parse]),
+        (None, None, [parse]),
+    ]
+    refused, malformed = rows[:10], rows[10:]
+    assert all(r["_fk_source"] is None and r["_fk_raw"] is None for r in refused)
+    assert sorted(r["_fk_raw"] for r in malformed) == sorted([RAW_BAD_TS, RAW_BAD_ID])
+    assert all(r["_fk_source"] == "trips" for r in malformed)
+    assert all(r[c] is None for r in malformed for c in ("id", "driver", "fare", "city", "code", "ts"))
+    assert {r["_fk_run_id"] for r in rows} == {run_id}
+    assert len({r["_fk_row_hash"] for r in rows}) == 12
+    assert all(isinstance(r["_fk_quarantined_at"], datetime) for r in rows)
+    assert without([refused[0]], META + ("_fk_errors",)) == [{
+        "id": 1, "driver": "D-1", "fare": -5.0, "city": "Oslo", "code": "ABC", "ts": ts("2024-01-02 00:00:00"),
+        "_fk_source": None, "_fk_raw": None}]
+
+
+def test_quarantine_table_layout_and_report(lab: Lab, main: dict[str, Any]) -> None:  # noqa: F811
+    assert lab.columns("gate_main_quarantine") == [
+        ("id", "long"), ("driver", "string"), ("fare", "double"), ("city", "string"), ("code", "string"),
+        ("ts", "timestamp"), ("_fk_errors", "array"), ("_fk_source", "string"), ("_fk_raw", "string"),
+        ("_fk_row_hash", "string"), ("_fk_run_id", "string"), ("_fk_quarantined_at", "timestamp")]
+    first = main["first"]
+    assert first.quarantine == {"path": str(lab.lake / "gate_main_quarantine"), "version": 0, "rows": 12,
+                                "inserted": 12, "already_quarantined": 0}
+    configuration = lab.table("gate_main_quarantine").metadata().configuration
+    assert configuration["featurekit.job"] == "gate_main" and configuration["featurekit.quarantine"] == "true"
+
+
+def test_malformed_csv_records_are_counted_per_source(main: dict[str, Any]) -> None:
+    [source] = main["first"].sources
+    assert (source["name"], source["rows_read"], source["rows_malformed"], source["rows_parsed"]) == ("trips", 19, 2, 17)
+
+
+def test_every_row_is_accounted_for(lab: Lab, main: dict[str, Any]) -> None:  # noqa: F811
+    first = main["first"]
+    [source] = first.sources
+    [step] = first.steps
+    assert (step.op, step.rows_in, step.rows_out, step.dropped) == ("filter", 17, 16, 1)
+    # read = malformed + dropped + written + quarantined; checked = written + quarantined
+    assert source["rows_read"] == source["rows_malformed"] + step.dropped + first.rows_written + first.rows_quarantined
+    assert first.rows_out == first.gate["rows_checked"] == first.rows_written + first.rows_quarantined
+    assert first.quarantine["rows"] == first.rows_quarantined + source["rows_malformed"]
+    assert first.commit_metrics["numOutputRows"] == first.rows_written   # the first run creates the table
+    report = lab.reports("gate_main")[0]
+    assert report["run_id"] == first.run_id and report["status"] == "succeeded"
+    assert (report["rows_out"], report["rows_written"], report["rows_quarantined"]) == (16, 6, 10)
+    assert report["gate"] == json.loads(json.dumps(first.gate, default=str))
+    assert report["quarantine"] == first.quarantine
+
+
+def test_rerun_on_the_same_input_quarantines_nothing_twice(main: dict[str, Any]) -> None:
+    rerun = main["rerun"]
+    assert rerun.status == "succeeded"
+    assert (rerun.rows_written, rerun.rows_quarantined) == (6, 10)
+    assert main["feature_rows_rerun"] == main["feature_rows"]
+    assert main["quarantine_rows_rerun"] == main["quarantine_rows"]          # run ids of the first run kept
+    assert main["quarantine_version_rerun"] == main["quarantine_version"]
+
+
+def test_rerun_reports_every_offered_row_as_already_quarantined(main: dict[str, Any]) -> None:
+    q = main["rerun"].quarantine
+    assert (q["rows"], q["inserted"], q["already_quarantined"]) == (12, 0, 12)
+
+
+# --------------------------------------------------------------------------- the same contract as a DataFrameModel
+
+
+MODEL_CHECKS = f"""
+    policy: quarantine
+    max_bad_fraction: 0.7
+    schema_model: {MODEL_MODULE}:GateTrips
+    unique: {{keys: [id], order_by: ts}}
+"""
+
+
+def test_a_dataframe_model_gives_the_same_split_as_yaml(lab: Lab, main: dict[str, Any]) -> None:  # noqa: F811
+    result = lab.run("gate_model", dirty_job("gate_model", MODEL_CHECKS))
+    assert check_counts(result) == check_counts(main["first"])
+    assert (result.rows_written, result.rows_quarantined) == (6, 10)
+    assert lab.rows("gate_model", by=["id"]) == main["feature_rows"]
+    model_rows = quarantined(lab, "gate_model_quarantine")
+    # the row hash of a refused row is not compared: see test_new_bad_rows_of_a_later_run_are_quarantined_too
+    assert without(model_rows, META) == without(main["quarantine_rows"], META)
+    assert {r["_fk_run_id"] for r in model_rows} == {result.run_id}
+
+
+@pytest.fixture(scope="module")
+def custom(lab: Lab, main: dict[str, Any]) -> tuple[GateFailed, dict[str, Any]]:  # noqa: F811
+    text = dirty_job("gate_custom", MODEL_CHECKS.replace(":GateTrips", ":GateTripsCustom"))
+    error = lab.run_fails("gate_custom", text, GateFailed)
+    return error, lab.reports("gate_custom")[-1]  # type: ignore[return-value]
+
+
+def test_a_failing_custom_check_fails_the_run_naming_it(lab: Lab, main: dict[str, Any],  # noqa: F811
+                                                         custom: tuple[GateFailed, dict[str, Any]]) -> None:
+    error, report = custom
+    assert error.exit_code == 3
+    assert error.message == "validation gate failed: 1 check(s) that are not row-level failed; nothing was written"
+    [line] = [d for d in error.details if d.startswith("schema: ")]
+    assert line.startswith("schema: fares_at_most_11 ")
+    assert report["status"] == "failed" and report["exit_code"] == 3
+    [schema_error] = report["gate"]["schema_errors"]
+    assert schema_error.startswith("fares_at_most_11 ")
+    # the row-level checks were the same as ever; nothing was written anywhere
+    assert check_counts(report) == check_counts(main["first"])
+    assert not (lab.lake / "gate_custom").exists() and not (lab.lake / "gate_custom_quarantine").exists()
+
+
+@pytest.mark.xfail(strict=True, reason="run_opaque_checks formats a failed dataframe check as '<name> on None: "
+                   "<Schema DataFrameSchema(... every check of the schema, the passing ones too ...)> failed "
+                   "validation None' (pandera's error text; its 'column' key is None): a 400-character line "
+                   "in the one-screen summary that names the check which passed")
+def test_a_failing_dataframe_check_gets_a_short_line(custom: tuple[GateFailed, dict[str, Any]]) -> None:
+    error, _ = custom
+    [line] = [d for d in error.details if d.startswith("schema: ")]
+    assert "has_rows" not in line and "None" not in line and len(line) < 160
+
+
+# --------------------------------------------------------------------------- policies and thresholds
+
+
+def simple_job(name: str, source: str, validate: str, mode: str = "append", steps: str = "[]") -> str:
+    return (f"name: {name}\nsources:\n"
+            f'  t: {{format: csv, path: "${{raw_root}}/{source}", options: {{header: true}}, schema: {{id: long, v: long}}}}\n'
+            f"steps: {steps}\nvalidate:\n{textwrap.indent(textwrap.dedent(validate).strip(), '  ')}\n"
+            f'output: {{path: "${{lake_root}}/{name}", mode: {mode}}}\n')
+
+
+def csv_of(rows: list[tuple[Any, Any]]) -> str:
+    return "id,v\n" + "".join(f"{'' if a is None else a},{'' if b is None else b}\n" for a, b in rows)
+
+
+def test_strict_policy_writes_nothing_anywhere(lab: Lab) -> None:  # noqa: F811
+    lab.csv("gate_strict_in", csv_of([(1, 5), (2, -1), (3, 7)]))
+    first = lab.run("gate_strict", simple_job("gate_strict", "gate_strict_in", "columns: {v: {checks: {ge: 0}}}\nmax_bad_fraction: 0.5"))
+    assert (first.rows_written, first.rows_quarantined, first.table_version) == (2, 1, 0)
+    before = {t: (lab.table(t).version(), lab.rows(t, by=["id"])) for t in ("gate_strict", "gate_strict_quarantine")}
+
+    # six bad rows (more than the five examples kept per check) and one malformed record
+    lab.csv("gate_strict_in", csv_of([(10, 1), (11, -1), (12, -2), (13, 3), (14, -3), (15, -4), (16, -5), (17, -6), ("x", 1)]))
+    error = lab.run_fails("gate_strict", simple_job("gate_strict", "gate_strict_in",
+                                                    "policy: strict\ncolumns: {v: {checks: {ge: 0}}}"), GateFailed)
+    assert isinstance(error, DataError) and error.exit_code == 3
+    report = lab.reports("gate_strict")[-1]
+    assert error.message == ("validation gate failed: policy strict: 6 row(s) break the checks, "
+                             "1 source record(s) do not parse; nothing was written")
+    assert error.details == [
+        "       6  v: ge — must be >= 0",
+        '          e.g. {"id": 11, "v": -1}',
+        '          e.g. {"id": 12, "v": -2}',
+        f"report: featurekit runs show {report['run_id']}",
+    ]
+    after = {t: (lab.table(t).version(), lab.rows(t, by=["id"])) for t in ("gate_strict", "gate_strict_quarantine")}
+    assert after == before
+    assert report["status"] == "failed" and report["exit_code"] == 3 and report["error"] == str(error)
+    assert (report["rows_written"], report["rows_quarantined"], report["quarantine"]) == (0, 0, {})
+    [check] = report["gate"]["checks"]
+    assert check["failures"] == 6 and len(check["examples"]) == 5       # capped
+    assert [e["id"] for e in check["examples"]] == [11, 12, 14, 15, 16]
+
+
+FRACTION_IN = [(i, -i if i in (3, 7) else i) for i in range(1, 21)]     # 2 bad of 20: 10%
+
+
+@pytest.mark.parametrize(("name", "limit", "passes"), [("gate_frac_at", 0.1, True), ("gate_frac_over", 0.099, False)])
+def test_max_bad_fraction_is_an_upper_bound(lab: Lab, name: str, limit: float, passes: bool) -> None:  # noqa: F811
+    lab.csv("gate_frac_in", csv_of(FRACTION_IN))
+    text = simple_job(name, "gate_frac_in", f"max_bad_fraction: {limit}\ncolumns: {{v: {{checks: {{gt: 0}}}}}}\n"
+                                            "row_count: {min: 18}")
+    if passes:
+        result = lab.run(name, text)
+        assert (result.rows_written, result.rows_quarantined) == (18, 2)
+        assert [r["id"] for r in lab.rows(f"{name}_quarantine", by=["id"])] == [3, 7]
+        return
+    error = lab.run_fails(name, text, GateFailed)
+    assert error.message == ("validation gate failed: 2 row(s) break the checks (10.00% of 20); "
+                             "max_bad_fraction is 9.90%; nothing was written")
+    assert not (lab.lake / name).exists() and not (lab.lake / f"{name}_quarantine").exists()
+
+
+def test_row_count_min_fails_the_run(lab: Lab) -> None:  # noqa: F811
+    lab.csv("gate_frac_in", csv_of(FRACTION_IN))
+    text = simple_job("gate_rows", "gate_frac_in", "max_bad_fraction: 0.5\ncolumns: {v: {checks: {gt: 0}}}\nrow_count: {min: 19}")
+    error = lab.run_fails("gate_rows", text, GateFailed)
+    assert error.exit_code == 3
+    assert error.message == "validation gate failed: row_count: 18 good row(s); at least 19 required; nothing was written"
+    assert not (lab.lake / "gate_rows").exists() and not (lab.lake / "gate_rows_quarantine").exists()
+
+
+# --------------------------------------------------------------------------- malformed JSON
+
+
+JSON_LINES = [
+    '{"id": 1, "v": 10}',
+    '{"id": "abc", "v": 20}',
+    '{"id": 3, "v": 30',
+    '{"id": 4, "v": 40}',
+    'not json at all',
+]
+
+
+def test_malformed_json_lines_are_quarantined_with_their_raw_text(lab: Lab) -> None:  # noqa: F811
+    folder = lab.raw / "gate_json_in"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "part-0.json").write_text("\n".join(JSON_LINES) + "\n")
+    result = lab.run("gate_json", """name: gate_json
+sources:
+  t: {format: json, path: "${raw_root}/gate_json_in", schema: {id: long, v: long}}
+validate:
+  columns: {v: {checks: {le: 30}}}
+  max_bad_fraction: 0.9
+output: {path: "${lake_root}/gate_json"}
+""")
+    [source] = result.sources
+    assert (source["rows_read"], source["rows_malformed"], source["rows_parsed"]) == (5, 3, 2)
+    assert (result.rows_written, result.rows_quarantined) == (1, 1)
+    assert lab.rows("gate_json") == [{"id": 1, "v": 10}]
+    rows = lab.rows("gate_json_quarantine", by=["id", "_fk_raw"])
+    assert [(r["id"], r["v"], r["_fk_source"], r["_fk_raw"], errors_of(r)) for r in rows] == [
+        (4, 40, None, None, [("le", "v", "must be <= 30")]),
+        *sorted(((None, None, "t", raw, [("parse", "t", "the record does not parse with the source's schema")])
+                 for raw in JSON_LINES[1:3] + JSON_LINES[4:]), key=lambda r: r[3]),
+    ]
+
+
+# --------------------------------------------------------------------------- a feature commit failing after the quarantine commit
+
+
+def test_quarantine_is_restored_when_the_feature_commit_fails(lab: Lab) -> None:  # noqa: F811
+    checks = "columns: {v: {checks: {ge: 0}}}\nmax_bad_fraction: 0.9"
+    lab.csv("gate_undo_in", csv_of([(1, 1), (2, -2)]))
+    first = lab.run("gate_undo", simple_job("gate_undo", "gate_undo_in", checks))
+    assert (first.table_version, first.quarantine["version"]) == (0, 0)
+    before = lab.rows("gate_undo_quarantine", by=["id"])
+    columns_before = lab.columns("gate_undo_quarantine")
+
+    # a new bad row and a new column: the quarantine MERGE takes both (schema evolution), then
+    # the append to the feature table is refused inside commit() because of the new column
+    lab.csv("gate_undo_in", csv_of([(1, 1), (2, -2), (3, -3)]))
+    error = lab.run_fails("gate_undo", simple_job("gate_undo", "gate_undo_in", checks, steps='[{with_columns: {extra: "1"}}]'),
+                          ConfigError)
+    assert "does not fit the table" in str(error) and "new column(s) extra" in str(error)
+    assert lab.reports("gate_undo")[-1]["quarantine"]["undone"] is True
+
+    assert lab.table("gate_undo").version() == 0 and lab.rows("gate_undo") == [{"id": 1, "v": 1}]
+    assert lab.rows("gate_undo_quarantine", by=["id"]) == before
+    assert lab.columns("gate_undo_quarantine") == columns_before
+    operations = [c["operation"] for c in sorted(lab.table("gate_undo_quarantine").history(), key=lambda c: c["version"])]
+    assert operations == ["CREATE TABLE AS SELECT", "MERGE", "RESTORE"]
+
+
+def test_quarantine_created_by_a_failed_run_is_removed(lab: Lab) -> None:  # noqa: F811
+    checks = "columns: {v: {checks: {ge: 0}}}\nmax_bad_fraction: 0.9"
+    lab.csv("gate_undo_new_in", csv_of([(1, 1)]))
+    first = lab.run("gate_undo_new", simple_job("gate_undo_new", "gate_undo_new_in", checks))
+    assert first.quarantine == {} and not (lab.lake / "gate_undo_new_quarantine").exists()
+
+    lab.csv("gate_undo_new_in", csv_of([(1, 1), (2, -2)]))
+    lab.run_fails("gate_undo_new", simple_job("gate_undo_new", "gate_undo_new_in", checks,
+                                              steps='[{with_columns: {extra: "1"}}]'), ConfigError)
+    assert lab.reports("gate_undo_new")[-1]["quarantine"]["undone"] is True
+    assert not (lab.lake / "gate_undo_new_quarantine").exists()
+    assert lab.table("gate_undo_new").version() == 0 and lab.rows("gate_undo_new") == [{"id": 1, "v": 1}]
+
+
+# --------------------------------------------------------------------------- featurekit runs
+
+
+def test_runs_lists_and_shows_the_runs(lab: Lab, main: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    first, rerun = main["first"], main["rerun"]
+    capsys.readouterr()
+    assert cli.main(["--project", str(lab.root), "runs", "gate_main"]) == 0
+    listing = capsys.readouterr().out
+    lines = [line for line in listing.splitlines() if first.run_id in line or rerun.run_id in line]
+    assert len(lines) == 2
+    assert rerun.run_id in lines[0] and first.run_id in lines[1]          # newest first
+    for line in lines:
+        cells = line.replace("│", " ").split()
+        # run id, job, status, read, written, bad (refused + malformed), table version
+        assert cells[1:6] == ["gate_main", "ok", "19", "6", "12"]
+    assert lines[1].replace("│", " ").split()[-1] == "0"                 # the table version of the first run
+
+    assert cli.main(["--project", str(lab.root), "runs", "show", first.run_id]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == json.loads((lab.runs / "gate_main" / f"{first.run_id}.json").read_text())
+    assert shown["gate"]["rows_bad"] == 10 and shown["quarantine"]["rows"] == 12
+
+    assert cli.main(["--project", str(lab.root), "runs", "show", "no-such-run"]) == 2
+    assert cli.main(["--project", str(lab.root), "runs", "gate_mian"]) == 2
+    assert "did you mean 'gate_main'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- known bugs
+
+
+@pytest.mark.xfail(strict=True, reason="quarantine_rows hashes concat_ws('|', _fk_raw, parsed) for refused rows: "
+                   "both null gives '' (not null), so the coalesce never reaches the row's content and the hash "
+                   "is sha2('|<occurrence>'); a later run's DIFFERENT bad rows match the earlier hashes and are "
+                   "never inserted")
+def test_new_bad_rows_of_a_later_run_are_quarantined_too(lab: Lab) -> None:  # noqa: F811
+    checks = "columns: {v: {checks: {ge: 0}}}\nmax_bad_fraction: 0.9"
+    lab.csv("gate_hash_in", csv_of([(1, 1), (2, -2), (3, -3)]))
+    lab.run("gate_hash", simple_job("gate_hash", "gate_hash_in", checks, mode="merge, keys: [id]"))
+    lab.csv("gate_hash_in", csv_of([(1, 1), (8, -8), (9, -9)]))
+    second = lab.run("gate_hash", simple_job("gate_hash", "gate_hash_in", checks, mode="merge, keys: [id]"))
+    assert [(r["id"], r["v"]) for r in lab.rows("gate_hash_quarantine", by=["id"])] == [(2, -2), (3, -3), (8, -8), (9, -9)]
+    assert second.quarantine["inserted"] == 2
+
+
+@pytest.mark.xfail(strict=True, reason="an insert-only MERGE that inserts nothing makes no Delta commit, so "
+                   "append_quarantine describes the PREVIOUS commit (its row count), check_commits compares "
+                   "that with this run's refused rows and fails the run after the feature commit was made")
+def test_rerun_after_one_bad_row_was_fixed_upstream(lab: Lab) -> None:  # noqa: F811
+    checks = "columns: {v: {checks: {ge: 0}}}\nmax_bad_fraction: 0.9"
+    lab.csv("gate_fixed_in", csv_of([(1, 1), (2, -2), (3, -3)]))
+    lab.run("gate_fixed", simple_job("gate_fixed", "gate_fixed_in", checks, mode="merge, keys: [id]"))
+    lab.csv("gate_fixed_in", csv_of([(1, 1), (2, 2), (3, -3)]))          # row 2 fixed, row 3 still bad
+    second = lab.run("gate_fixed", simple_job("gate_fixed", "gate_fixed_in", checks, mode="merge, keys: [id]"))
+    assert (second.rows_written, second.rows_quarantined) == (2, 1)
+    assert (second.quarantine["rows"], second.quarantine["already_quarantined"]) == (1, 1)
+
+
+@pytest.mark.xfail(strict=True, reason="an append of zero rows makes no Delta commit: describe_last_commit returns "
+                   "the previous commit, check_commits sees its row count ('the Delta commit holds 2 rows; the gate "
+                   "passed 0') and fails the run (exit 3) after the quarantine commit, which is then restored")
+def test_append_run_whose_rows_are_all_refused(lab: Lab) -> None:  # noqa: F811
+    checks = "columns: {v: {checks: {ge: 0}}}\nmax_bad_fraction: 1"
+    lab.csv("gate_allbad_in", csv_of([(1, 1), (2, 2)]))
+    lab.run("gate_allbad", simple_job("gate_allbad", "gate_allbad_in", checks))
+    lab.csv("gate_allbad_in", csv_of([(3, -3), (4, -4)]))
+    second = lab.run("gate_allbad", simple_job("gate_allbad", "gate_allbad_in", checks))
+    assert (second.rows_written, second.rows_quarantined) == (0, 2)
+    assert [r["id"] for r in lab.rows("gate_allbad_quarantine", by=["id"])] == [3, 4]
+    assert lab.rows("gate_allbad", by=["id"]) == [{"id": 1, "v": 1}, {"id": 2, "v": 2}]
+
+
+@pytest.mark.xfail(strict=True, reason="with a select that drops a column, Spark's CSV column pruning does not parse "
+                   "it in the compute pass, so its bad value is not counted malformed there (and the row is checked), "
+                   "while the quarantine's second read of all columns finds it malformed: the commit accounting "
+                   "fails (exit 3) after the feature table was already written")
+def test_malformed_value_in_a_column_the_steps_drop(lab: Lab) -> None:  # noqa: F811
+    lab.csv("gate_pruned_in", """\
+        id,driver,fare,city,code,ts
+        1,D-1,10.0,Oslo,ABC,2024-01-01 00:00:00
+        2,D-2,20.0,Oslo,ABC,not-a-time
+        x3,D-3,30.0,Oslo,ABC,2024-01-01 00:00:00
+    """)
+    result = lab.run("gate_pruned", dirty_job("gate_pruned", "columns: {fare: {checks: {ge: 0}}}\nmax_bad_fraction: 0.9",
+                                              source="gate_pruned_in", steps="  - select: [id, fare]\n"))
+    [source] = result.sources
+    assert source["rows_read"] == source["rows_parsed"] + source["rows_malformed"] == 3
+    assert result.rows_out == result.rows_written + result.rows_quarantined == source["rows_parsed"]
+    quarantine = lab.rows("gate_pruned_quarantine", by=["id", "_fk_raw"])
+    assert len(quarantine) == result.rows_quarantined + source["rows_malformed"]
+    written = [r["id"] for r in lab.rows("gate_pruned", by=["id"])]
+    raws = [r["_fk_raw"] for r in quarantine]
+    # record 2 is either written (its bad ts is in a column the job drops) or quarantined: not both
+    assert (2 in written) != ("2,D-2,20.0,Oslo,ABC,not-a-time" in raws)
+
+
+@pytest.mark.xfail(strict=True, reason="contract_of ignores a DataFrameModel's Config.unique (pandera.pyspark "
+                   "supports it): it becomes neither a row-level unique rule nor part of the schema left to "
+                   "pandera, so duplicate keys are written")
+def test_a_models_config_unique_is_enforced(lab: Lab) -> None:  # noqa: F811
+    (lab.root / f"{MODEL_MODULE}.py").write_text(MODELS)
+    lab.csv("gate_model_unique_in", "id,v\n1,a\n1,b\n2,c\n")
+    text = f"""name: gate_model_unique
+sources:
+  t: {{format: csv, path: "${{raw_root}}/gate_model_unique_in", options: {{header: true}}, schema: {{id: long, v: string}}}}
+validate:
+  schema_model: {MODEL_MODULE}:UniqueIds
+  max_bad_fraction: 0.5
+output: {{path: "${{lake_root}}/gate_model_unique"}}
+"""
+    try:
+        lab.run("gate_model_unique", text)
+    except GateFailed as error:
+        assert "unique" in str(error)                      # refusing the run enforces it too
+        return
+    ids = [r["id"] for r in lab.rows("gate_model_unique")]
+    assert len(ids) == len(set(ids))
