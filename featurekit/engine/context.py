@@ -53,7 +53,7 @@ class BuildContext:
         for key, observation in self._observations.items():
             java = observation._jo  # pyspark exposes no non-blocking read
             if java is not None and java.future().isCompleted():
-                out[key] = {k: int(v or 0) for k, v in observation.get.items()}
+                out[key] = {k: int(v or 0) for k, v in observation.get.items() if not k.startswith("_")}
             else:
                 out[key] = None
         return out

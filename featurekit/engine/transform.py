@@ -28,7 +28,11 @@ def read_sources(ctx: BuildContext, job: LoadedJob) -> list[SourceRead]:
         frame, read = read_source(ctx.spark, name, source)
         if read.captures_malformed:
             raw = F.col(RAW)
-            frame = ctx.observe(frame, f"source.{name}", malformed=F.count_if(raw.isNotNull()))
+            # Spark parses only the columns a query needs; a record is malformed if ANY
+            # declared column fails to parse, so the count must need them all.
+            every = F.xxhash64(*(F.col(c) for c in frame.columns if c != RAW))
+            frame = ctx.observe(frame, f"source.{name}", malformed=F.count_if(raw.isNotNull()),
+                                _all_columns=F.max(every))  # an aggregate the optimizer cannot fold
             ctx.malformed[name] = frame.filter(raw.isNotNull())
             frame = frame.filter(raw.isNull()).drop(RAW)
         else:

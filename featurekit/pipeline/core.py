@@ -35,7 +35,7 @@ from featurekit.pipeline import accounting
 from featurekit.pipeline.accounting import source_counts, step_counts
 from featurekit.pipeline.report import RunResult, write_report
 from featurekit.pipeline.spark_errors import classify
-from featurekit.sinks.delta import CommitMeta, commit
+from featurekit.sinks.delta import CommitMeta, commit, undo_commit
 from featurekit.sinks.quarantine import append_quarantine, quarantine_rows, undo_quarantine
 from featurekit.spec.loader import LoadedJob, load_job
 from featurekit.validation.gate import (
@@ -225,12 +225,15 @@ def _commit(spark: "SparkSession", job: LoadedJob, settings: Settings, result: R
     held = None
     if rows is not None:
         held = append_quarantine(spark, rows, job.spec.quarantine_path, meta)
-        result.quarantine = {"path": held.path, "version": held.version, "rows": held.rows,
-                             "inserted": held.inserted, "already_quarantined": held.rows - held.inserted}
+        result.quarantine = {"path": held.path, "version": held.version, "rows": expected,
+                             "inserted": held.inserted, "already_quarantined": expected - held.inserted}
+    done = None
     try:
         done = commit(spark, good, job.spec.output, meta)
         accounting.check_commits(result, done, held.rows if held else None, expected)
     except Exception:
+        if done is not None:  # committed, then refused by the accounting: take it back
+            undo_commit(spark, job.spec.output.path, done)
         if held is not None:
             undo_quarantine(spark, held)
             result.quarantine["undone"] = True

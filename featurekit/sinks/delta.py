@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +56,7 @@ class CommitResult:
     rows_landed: int | None
     metrics: dict[str, Any] = field(default_factory=dict)
     run_id: str = ""  # the featurekit run that made the commit (from its userMetadata)
+    version_before: int | None = None
 
 
 def _quote(name: str) -> str:
@@ -88,6 +89,7 @@ def check_target(spark: "SparkSession", out: OutputSpec, job: str) -> bool:
 def commit(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: CommitMeta) -> CommitResult:
     """Write ``frame`` to ``out.path`` as one Delta commit and describe that commit."""
     exists = check_target(spark, out, meta.job)
+    before = describe_last_commit(spark, out.path).version if exists else None
     if out.mode == "merge":
         check_unique_keys(frame, out.keys)
     if exists and out.mode in {"append", "merge", "replace_partitions"}:
@@ -119,8 +121,23 @@ def commit(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: Com
             spark.conf.set(_USER_METADATA, previous)
     done = describe_last_commit(spark, out.path, created=not exists)
     if done.run_id != meta.run_id:  # a MERGE with nothing new or changed commits nothing
-        return CommitResult(done.version, NO_CHANGE, False, 0, 0, {}, meta.run_id)
-    return done
+        return CommitResult(done.version, NO_CHANGE, False, 0, 0, {}, meta.run_id, before)
+    return replace(done, version_before=before)
+
+
+def undo_commit(spark: "SparkSession", path: str, done: CommitResult) -> None:
+    """Take back a commit this run made (the run failed after it)."""
+    from delta.tables import DeltaTable
+
+    if done.operation == NO_CHANGE:
+        return
+    if done.created:
+        local = Path(path.removeprefix("file:"))
+        if _is_local(path):
+            shutil.rmtree(local, ignore_errors=True)
+        return
+    if done.version_before is not None:
+        DeltaTable.forPath(spark, path).restoreToVersion(done.version_before)
 
 
 def _create(frame: "DataFrame", out: OutputSpec, meta: CommitMeta) -> None:

@@ -35,7 +35,7 @@ class QuarantineCommit:
     created: bool
     version_before: int | None
     version: int
-    rows: int          # rows offered this run
+    rows: int | None   # rows offered this run (None: no commit was made, so Delta did not count them)
     inserted: int      # rows new to the table (the rest were quarantined by an earlier run)
 
 
@@ -63,7 +63,8 @@ def quarantine_rows(bad: "DataFrame | None", malformed: dict[str, "DataFrame"], 
     rows = parts[0]
     for part in parts[1:]:
         rows = rows.unionByName(part)
-    content = F.coalesce(F.concat_ws("|", F.col(RAW), F.col(_PARSED)), F.to_json(F.struct(*(F.col(f.name) for f in output.fields))))
+    content = F.when(F.col(RAW).isNotNull(), F.concat_ws("|", F.col(RAW), F.col(_PARSED))).otherwise(
+        F.to_json(F.struct(*(F.col(f.name) for f in output.fields))))
     occurrence = F.row_number().over(Window.partitionBy(F.col(SOURCE), content).orderBy(F.lit(1)))
     return (
         rows.withColumn(HASH, F.sha2(F.concat_ws("|", content, occurrence.cast("string")), 256))
@@ -101,14 +102,17 @@ def append_quarantine(spark: "SparkSession", rows: "DataFrame", path: str, meta:
             else:
                 spark.conf.set(key, value)
     done = describe_last_commit(spark, path, created=not exists)
-    offered = int(done.rows_offered or 0)
-    return QuarantineCommit(path, not exists, before, done.version, offered, int(done.rows_landed or 0))
+    if done.run_id != meta.run_id:  # every row was already there: Delta made no commit
+        return QuarantineCommit(path, False, before, done.version, None, 0)
+    return QuarantineCommit(path, not exists, before, done.version, int(done.rows_offered or 0), int(done.rows_landed or 0))
 
 
 def undo_quarantine(spark: "SparkSession", commit: QuarantineCommit) -> None:
     """Take back this run's quarantine commit because the feature commit failed."""
     from delta.tables import DeltaTable
 
+    if commit.version == commit.version_before:
+        return  # this run made no quarantine commit
     if commit.created:
         local = Path(commit.path.removeprefix("file:"))
         if "://" not in commit.path or commit.path.startswith("file:"):

@@ -50,8 +50,10 @@ class Range(Strict):
     def _ordered(self) -> "Range":
         if self.min is None and self.max is None:
             raise ValueError("expected at least one of min, max")
-        if self.min is not None and self.max is not None and type(self.min) is type(self.max) and self.min > self.max:  # type: ignore[operator]
-            raise ValueError(f"min {self.min!r} is greater than max {self.max!r}")
+        low, high = self.min, self.max
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+        if low is not None and high is not None and (numbers or type(low) is type(high)) and low > high:  # type: ignore[operator]
+            raise ValueError(f"min {low!r} is greater than max {high!r}")
         return self
 
 
@@ -117,6 +119,12 @@ class UniqueSpec(Strict):
 class RowCount(Strict):
     min: Annotated[int, Field(ge=0)] | None = None
     max: Annotated[int, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "RowCount":
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
 
 
 class ValidateSpec(Strict):

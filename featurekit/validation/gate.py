@@ -69,9 +69,15 @@ def rules_for(columns: dict[str, ColumnRule]) -> list[RowRule]:
     return rules
 
 
-def _unique_rules(spec: ValidateSpec, columns: dict[str, ColumnRule], frame_columns: list[str]) -> list[tuple[RowRule, list[str], list[str], str]]:
+def _unique_rules(spec: ValidateSpec, columns: dict[str, ColumnRule], frame_columns: list[str],
+                  model_unique: list[str] | None = None) -> list[tuple[RowRule, list[str], list[str], str]]:
     """(rule, keys, order columns, keep) for each uniqueness rule; the rule's SQL is filled later."""
     out = []
+    if model_unique and (spec.unique is None or [k.lower() for k in spec.unique.keys] != [k.lower() for k in model_unique]):
+        keys = list(model_unique)
+        label = ",".join(keys)
+        order = [c for c in frame_columns if c not in keys]
+        out.append((RowRule("unique", label, "", f"({label}) repeats an earlier row"), keys, order, "first"))
     if spec.unique is not None:
         keys = list(spec.unique.keys)
         order = list(spec.unique.order_by) or [c for c in frame_columns if c not in keys]
@@ -122,7 +128,8 @@ def gate_frame(frame: "DataFrame", spec: ValidateSpec | None, contract: ModelCon
     present = {c.lower() for c in frame.columns}
     rules = [r for r in rules_for(columns) if r.column.lower() in present]
     helpers = []
-    for index, (rule, keys, order, keep) in enumerate(_unique_rules(spec, columns, frame.columns)):
+    model_unique = contract.unique if contract is not None else None
+    for index, (rule, keys, order, keep) in enumerate(_unique_rules(spec, columns, frame.columns, model_unique)):
         helper = f"__fk_unique{index}"
         ordering = [F.col(c).asc_nulls_last() if keep == "first" else F.col(c).desc_nulls_last()
                     for c in order if _orderable(frame, c)]
@@ -221,7 +228,10 @@ def run_opaque_checks(good: "DataFrame", contract: ModelContract | None) -> list
     for group in (checked.pandera.errors or {}).values():
         for items in group.values():
             for item in items:
-                failed.append(f"{item.get('check', '?')} on {item.get('column', 'the result')}: {item.get('error', '')}".strip())
+                column = item.get("column")
+                where = f"column {column}" if column and column != "None" and column != contract.opaque_schema.name else "the result"
+                check = str(item.get("check") or "?")
+                failed.append(f"check {check} failed on {where}")
     return failed
 
 

@@ -33,6 +33,7 @@ class ModelContract:
     """What a DataFrameModel contributes: per-column rules and the checks left to pandera."""
 
     columns: dict[str, ColumnRule] = field(default_factory=dict)
+    unique: list[str] = field(default_factory=list)  # the model's Config.unique
     opaque_schema: Any = None  # a pandera DataFrameSchema holding only the non-row-level checks
     opaque_names: list[str] = field(default_factory=list)
 
@@ -81,9 +82,12 @@ def contract_of(model: Any) -> ModelContract:
         )
         if rest:
             opaque_columns[name] = pa.Column(checks=rest, nullable=True, required=False)
+    unique = getattr(schema, "unique", None)
+    contract.unique = [unique] if isinstance(unique, str) else list(unique or [])
     contract.opaque_names += [check.name for check in schema.checks]
     if opaque_columns or schema.checks:
         contract.opaque_schema = pa.DataFrameSchema(columns=opaque_columns, checks=list(schema.checks))
+    # Config.unique is row-level here (gate's unique rule), not left to pandera
     return contract
 
 

@@ -84,7 +84,8 @@ def test_validate_plan_run_show(project: Path) -> None:
     # a rerun of the merge job on the same input: nothing new or changed, so no new version
     done = _cli(project, "run", "driver_hourly_stats")
     assert done.returncode == 0, done.stderr
-    assert "NONE (no row new or changed)" in done.stdout
+    rerun = json.loads(max((project / ".featurekit" / "runs" / "driver_hourly_stats").glob("*.json")).read_text())
+    assert rerun["commit_operation"] == "NONE (no row new or changed)"
     stats = DeltaTable(str(project / "data" / "lake" / "driver_hourly_stats"))
     assert stats.version() == 0
     again = stats.to_pandas().sort_values(["driver_id", "event_ts"]).reset_index(drop=True)

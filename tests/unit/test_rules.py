@@ -211,15 +211,11 @@ def test_negative_length_is_refused() -> None:
         (("columns", "c", "checks", "str_length", "min"), "Input should be greater than or equal to 0")]
 
 
-@pytest.mark.xfail(strict=True, reason="Range compares min/max only when both have the same Python type: "
-                   "in_range [10, 2.5] (int, float) is accepted, so every row fails the check")
 def test_in_range_min_above_max_is_refused_for_mixed_int_and_float() -> None:
     assert errors({"columns": {"c": {"checks": {"in_range": [10, 2.5]}}}}) == [
         (("columns", "c", "checks", "in_range"), "Value error, min 10 is greater than max 2.5")]
 
 
-@pytest.mark.xfail(strict=True, reason="RowCount has no min <= max check: row_count {min: 10, max: 5} is "
-                   "accepted, so every run of the job fails")
 def test_row_count_min_above_max_is_refused() -> None:
     assert errors({"row_count": {"min": 10, "max": 5}})[0][0] == ("row_count",)
 
