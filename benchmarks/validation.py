@@ -15,7 +15,9 @@ Variants, one SparkSession, one warm-up run each, then ``--repeat`` alternating 
   same frame (the job's steps, no write): one verdict per check, no row-level result;
 - ``pandera+cache``: the same with pandera's ``cache_dataframe=True``;
 - with ``--clean`` (default): ``job+gate (clean)`` and ``pandera (clean)`` on the data
-  without defects, where pandera cannot stop at the first failing row.
+  without defects, where pandera cannot stop at the first failing row;
+- with ``--ablation``: ``job+gate (no unique)``, ``job+gate (unique only)`` and
+  ``plain PySpark job`` (read, derive, write Delta in one pass), to attribute the cost.
 
 Reported: median wall times, gate overhead = (job+gate)/job - 1 against the goal of
 <= 15%, job+gate / pandera against the goal of < 1, and the gate's counts against the
@@ -67,6 +69,28 @@ steps:
 output:
   path: ${{lake_root}}/{name}
   mode: overwrite
+"""
+
+VALIDATE_NO_UNIQUE = """
+validate:
+  policy: quarantine
+  max_bad_fraction: 0.05
+  columns:
+    trip_id: {type: string, checks: {str_matches: "t[0-9]{9}"}}
+    driver_id: {type: long, nullable: false}
+    event_ts: {type: timestamp, nullable: false}
+    fare: {type: double, checks: {ge: 0}}
+    distance_km: {type: double, checks: {in_range: [0, 200]}}
+    payment_type: {type: string, checks: {isin: [card, cash, wallet]}}
+    city: {type: string, checks: {str_length: [2, 32]}}
+"""
+
+VALIDATE_UNIQUE_ONLY = """
+validate:
+  policy: quarantine
+  max_bad_fraction: 0.05
+  columns:
+    trip_id: {checks: {unique: true}}
 """
 
 VALIDATE = """
@@ -171,6 +195,8 @@ def write_jobs(project: Project) -> dict[str, str]:
         "job": ("bench_trips", "trips_dirty", ""),
         "job+gate": ("bench_trips_gated", "trips_dirty", VALIDATE),
         "job+gate (clean)": ("bench_trips_gated_clean", "trips_clean", VALIDATE),
+        "job+gate (no unique)": ("bench_trips_no_unique", "trips_dirty", VALIDATE_NO_UNIQUE),
+        "job+gate (unique only)": ("bench_trips_unique_only", "trips_dirty", VALIDATE_UNIQUE_ONLY),
     }
     for name, data, validate in jobs.values():
         write_job(project, name, JOB.format(name=name, data=data, validate=validate))
@@ -181,6 +207,12 @@ def run_featurekit(project: Project, job: str, spark: "SparkSession") -> pipelin
     """What ``featurekit run JOB`` does, on the benchmark's session (spec loading included)."""
     loaded, settings = pipeline.load(project, job, "local")
     return pipeline.run(project, loaded, settings, spark)
+
+
+def run_plain(spark: "SparkSession", path: str, out: str) -> None:
+    """The job without featurekit: read, derive, overwrite the Delta table (one pass)."""
+    (spark.read.parquet(path).withColumns({k: _expr(v) for k, v in DERIVED.items()})
+     .write.format("delta").mode("overwrite").save(out))
 
 
 def pandera_schema() -> Any:
@@ -241,6 +273,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="before measuring, wait up to SECONDS for the 1-minute load to drop below --max-load")
     parser.add_argument("--max-load", type=float, default=1.0, help="load considered quiet (default 1.0)")
+    parser.add_argument("--ablation", action="store_true",
+                        help="add the gate without its unique check, with only it, and the job in plain PySpark")
     parser.add_argument("--profile", action="store_true", help="print each variant's SQL executions (last round)")
     parser.add_argument("--json", type=Path, help="also write every sample and summary to this JSON file")
     return parser.parse_args(argv)
@@ -272,6 +306,11 @@ def _bench(args: argparse.Namespace, project: Project, spark: "SparkSession", jo
     if args.clean:
         variants["job+gate (clean)"] = lambda: run_featurekit(project, jobs["job+gate (clean)"], spark)
         variants["pandera (clean)"] = lambda: run_pandera(spark, clean, cache=False)
+    if args.ablation:
+        variants["job+gate (no unique)"] = lambda: run_featurekit(project, jobs["job+gate (no unique)"], spark)
+        variants["job+gate (unique only)"] = lambda: run_featurekit(project, jobs["job+gate (unique only)"], spark)
+        plain_out = str(project.root / "data" / "lake" / "bench_trips_plain")
+        variants["plain PySpark job"] = lambda: run_plain(spark, dirty, plain_out)
     names = list(variants)
     jvm_gc = spark.sparkContext._jvm.java.lang.System  # type: ignore[union-attr]
 
