@@ -108,7 +108,8 @@ def _unique(value: Any) -> Any:
 class UniqueSpec(Strict):
     """Rows repeating ``keys``: the first by ``order_by`` is kept, the others are bad rows.
 
-    Without ``order_by`` the other columns order the rows, so the choice is deterministic.
+    Without ``order_by`` a hash of the other columns orders the rows, so the choice is
+    deterministic.
     """
 
     keys: Annotated[list[Name], Field(min_length=1)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from featurekit.spec.validate import ColumnRule, ValidateSpec
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 ERRORS = "_fk_errors"
+FLAG = "__fk_fail"
 ERROR_TYPE = "array<struct<check:string,column:string,message:string>>"
 EXAMPLES = 5
 
@@ -71,7 +72,10 @@ def rules_for(columns: dict[str, ColumnRule]) -> list[RowRule]:
 
 def _unique_rules(spec: ValidateSpec, columns: dict[str, ColumnRule], frame_columns: list[str],
                   model_unique: list[str] | None = None) -> list[tuple[RowRule, list[str], list[str], str]]:
-    """(rule, keys, order columns, keep) for each uniqueness rule; the rule's SQL is filled later."""
+    """(rule, keys, order columns, keep) for each uniqueness rule; the rule's SQL is filled later.
+
+    Without a declared ``order_by`` the other columns decide, through one hash of them.
+    """
     out = []
     if model_unique and (spec.unique is None or [k.lower() for k in spec.unique.keys] != [k.lower() for k in model_unique]):
         keys = list(model_unique)
@@ -131,23 +135,40 @@ def gate_frame(frame: "DataFrame", spec: ValidateSpec | None, contract: ModelCon
     model_unique = contract.unique if contract is not None else None
     for index, (rule, keys, order, keep) in enumerate(_unique_rules(spec, columns, frame.columns, model_unique)):
         helper = f"__fk_unique{index}"
-        ordering = [F.col(c).asc_nulls_last() if keep == "first" else F.col(c).desc_nulls_last()
-                    for c in order if _orderable(frame, c)]
-        window = Window.partitionBy(*keys).orderBy(*ordering) if ordering else Window.partitionBy(*keys).orderBy(F.lit(1))
+        usable = [c for c in order if _orderable(frame, c)]
+        if rule_declares_order(spec, keys):
+            ordering = [F.col(c).asc_nulls_last() if keep == "first" else F.col(c).desc_nulls_last() for c in usable]
+        else:  # no order declared: one cheap deterministic key (a hash of the other columns)
+            ordering = [F.xxhash64(*(F.col(c) for c in usable))] if usable else [F.lit(1)]
+        window = Window.partitionBy(*keys).orderBy(*ordering)
         frame = frame.withColumn(helper, F.row_number().over(window))
         helpers.append(helper)
         rules.append(RowRule(rule.check, rule.column, f"{quote(helper)} > 1", rule.message))
+    rules = [replace(rule, flag=f"{FLAG}{index}") for index, rule in enumerate(rules)]
     if rules:
+        # One boolean per rule (counted directly by `measure`); the array of reasons is built
+        # only for rows that fail something.
+        frame = frame.withColumns({r.flag: F.expr(f"coalesce({r.failure_sql}, FALSE)") for r in rules})
         items = ", ".join(
-            f"CASE WHEN {r.failure_sql} THEN named_struct('check', {literal(r.check)}, "
+            f"CASE WHEN {quote(r.flag)} THEN named_struct('check', {literal(r.check)}, "
             f"'column', {literal(r.column)}, 'message', {literal(r.message)}) END"
             for r in rules
         )
-        errors = F.expr(f"filter(array({items}), e -> e IS NOT NULL)")
+        failing = " OR ".join(quote(r.flag) for r in rules)
+        errors = F.expr(f"CASE WHEN {failing} THEN filter(array({items}), e -> e IS NOT NULL) "
+                        f"ELSE CAST(array() AS {ERROR_TYPE}) END")
     else:
         errors = F.expr(f"CAST(array() AS {ERROR_TYPE})")
     gated = frame.withColumn(ERRORS, errors)
     return (gated.drop(*helpers) if helpers else gated), rules
+
+
+def rule_declares_order(spec: ValidateSpec, keys: list[str]) -> bool:
+    return spec.unique is not None and spec.unique.keys == keys and bool(spec.unique.order_by)
+
+
+def flags_of(frame: "DataFrame") -> list[str]:
+    return [c for c in frame.columns if c.startswith(FLAG)]
 
 
 def _orderable(frame: "DataFrame", column: str) -> bool:
@@ -163,10 +184,7 @@ def measure(gated: "DataFrame", rules: list[RowRule], spec: ValidateSpec | None)
 
     spec = effective_spec(spec)
     result = GateResult(policy=spec.policy, max_bad_fraction=spec.max_bad_fraction)
-    per_rule = [
-        F.count_if(F.expr(f"exists({ERRORS}, e -> e.check = {literal(r.check)} AND e.column = {literal(r.column)})")).alias(f"r{i}")
-        for i, r in enumerate(rules)
-    ]
+    per_rule = [F.count_if(F.col(r.flag)).alias(f"r{i}") for i, r in enumerate(rules)]
     row = gated.agg(
         F.count(F.lit(1)).alias("rows"),
         F.count_if(F.size(ERRORS) == 0).alias("good"),
@@ -179,10 +197,11 @@ def measure(gated: "DataFrame", rules: list[RowRule], spec: ValidateSpec | None)
         if failures:
             result.checks.append(CheckResult(rule.check, rule.column, rule.message, failures))
     result.checks.sort(key=lambda c: -c.failures)
+    flag_of = {(r.check, r.column): r.flag for r in rules}
     for check in result.checks:
-        matching = gated.filter(F.expr(
-            f"exists({ERRORS}, e -> e.check = {literal(check.check)} AND e.column = {literal(check.column)})"))
-        check.examples = [_plain_row(r.asDict(recursive=True)) for r in matching.drop(ERRORS).limit(EXAMPLES).collect()]
+        matching = gated.filter(F.col(flag_of[(check.check, check.column)]))
+        shown = matching.drop(ERRORS, *flags_of(gated))
+        check.examples = [_plain_row(r.asDict(recursive=True)) for r in shown.limit(EXAMPLES).collect()]
     return result
 
 
@@ -190,7 +209,9 @@ def split(gated: "DataFrame") -> tuple["DataFrame", "DataFrame"]:
     """(good rows without ``_fk_errors``, bad rows with it)."""
     from pyspark.sql import functions as F
 
-    return gated.filter(F.size(ERRORS) == 0).drop(ERRORS), gated.filter(F.size(ERRORS) > 0)
+    flags = flags_of(gated)
+    return (gated.filter(F.size(ERRORS) == 0).drop(ERRORS, *flags),
+            gated.filter(F.size(ERRORS) > 0).drop(*flags))
 
 
 def decide(result: GateResult, spec: ValidateSpec | None) -> None:

@@ -21,6 +21,7 @@ class RowRule:
     column: str
     failure_sql: str
     message: str
+    flag: str = ""  # the boolean column the gate computes for this rule
 
 
 def quote(name: str) -> str:
