@@ -109,6 +109,7 @@ class Sample:
     sql_executions: list[dict[str, Any]] = field(default_factory=list)
     jvm_peak_rss_mb: float | None = None
     python_peak_rss_mb: float | None = None
+    load_1m: float | None = None  # the 1-minute load average right after the run
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -183,6 +184,7 @@ def measure(spark: "SparkSession", variant: str, action: Callable[[], Any], keep
         variant=variant, wall_s=round(wall, 3), spark_jobs=jobs, sql_executions=executions,
         jvm_peak_rss_mb=_peak_rss_mb(pid) if jvm_reset else None,
         python_peak_rss_mb=_peak_rss_mb(os.getpid()) if py_reset else None,
+        load_1m=round(load_average(), 2),
     )
     return sample, value
 

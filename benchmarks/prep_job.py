@@ -322,7 +322,8 @@ def _bench(args: argparse.Namespace, project: Project, settings: Settings, spark
                                 "rows_quarantined": value.rows_quarantined, "quarantine": value.quarantine}
                 results[name] = value
             samples.append(sample)
-            print(f"  round {round_no + 1} {name:<20} {sample.wall_s:7.2f}s  jobs={sample.spark_jobs}", flush=True)
+            print(f"  round {round_no + 1} {name:<20} {sample.wall_s:7.2f}s  jobs={sample.spark_jobs}  load={sample.load_1m}",
+                  flush=True)
     load_after = load_average()
 
     summary = summarize(samples, "hand-written")

@@ -335,7 +335,8 @@ def _bench(args: argparse.Namespace, project: Project, spark: "SparkSession", jo
                 sample.extra = {"failed_checks": value}
             last[name] = sample
             samples.append(sample)
-            print(f"  round {round_no + 1} {name:<18} {sample.wall_s:7.2f}s  jobs={sample.spark_jobs}", flush=True)
+            print(f"  round {round_no + 1} {name:<22} {sample.wall_s:7.2f}s  jobs={sample.spark_jobs}  load={sample.load_1m}",
+                  flush=True)
     load_after = load_average()
 
     summary = summarize(samples, "job")
