@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
 
 @dataclass
@@ -18,7 +19,7 @@ class BuildContext:
     spark: "SparkSession"
     prefix: str
     sources: dict[str, "DataFrame"] = field(default_factory=dict)
-    malformed: dict[str, "DataFrame"] = field(default_factory=dict)
+    malformed: list[str] = field(default_factory=list)  # sources whose unparsable records are gathered
     views: list[str] = field(default_factory=list)
     step: int = -1
     _observations: dict[str, Any] = field(default_factory=dict)
@@ -45,6 +46,20 @@ class BuildContext:
         for name in self.views:
             self.spark.catalog.dropTempView(name)
         self.views.clear()
+
+    def collected(self, key: str, name: str, schema: "StructType") -> "DataFrame | None":
+        """The rows that observation ``key`` gathered in its ``name`` field (a
+        ``collect_list`` of structs of ``schema``), as a DataFrame over the driver's copy;
+        None if that part of the plan never ran."""
+        from pyspark.sql import DataFrame
+
+        java = self._observations[key]._jo
+        if java is None or not java.future().isCompleted():
+            return None
+        jvm = self.spark._jvm  # type: ignore[attr-defined]
+        rows = jvm.scala.jdk.javaapi.CollectionConverters.asJava(java.get().apply(name))
+        kind = jvm.org.apache.spark.sql.types.DataType.fromJson(schema.json())
+        return DataFrame(self.spark._jsparkSession.createDataFrame(rows, kind), self.spark)  # type: ignore[attr-defined]
 
     def counts(self) -> dict[str, dict[str, int] | None]:
         """Observed values by key; None where that part of the plan never ran

@@ -15,11 +15,17 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 
+MALFORMED_ROWS = "_malformed_rows"
+PARSED = "__fk_parsed"  # a hash of the columns that did parse: tells identical raw lines apart
+MALFORMED_SCHEMA = f"`{RAW}` string, `{PARSED}` string"
+
+
 def read_sources(ctx: BuildContext, job: LoadedJob) -> list[SourceRead]:
     """Read every source, count its rows as they are read, and name it as a view.
 
-    Records that do not parse (CSV/JSON) are split off here, counted, and kept in
-    ``ctx.malformed`` for the quarantine; the steps see only records that parsed.
+    Records that do not parse (CSV/JSON) are split off here: the source's observation counts
+    them and gathers their raw text for the quarantine (``MALFORMED_ROWS``, read with
+    ``ctx.collected``); the steps see only records that parsed.
     """
     from pyspark.sql import functions as F
 
@@ -31,9 +37,11 @@ def read_sources(ctx: BuildContext, job: LoadedJob) -> list[SourceRead]:
             # Spark parses only the columns a query needs; a record is malformed if ANY
             # declared column fails to parse, so the count must need them all.
             every = F.xxhash64(*(F.col(c) for c in frame.columns if c != RAW))
+            record = F.struct(raw.alias(RAW), every.cast("string").alias(PARSED))
             frame = ctx.observe(frame, f"source.{name}", malformed=F.count_if(raw.isNotNull()),
-                                _all_columns=F.max(every))  # an aggregate the optimizer cannot fold
-            ctx.malformed[name] = frame.filter(raw.isNotNull())
+                                _all_columns=F.max(every),  # an aggregate the optimizer cannot fold
+                                **{MALFORMED_ROWS: F.collect_list(F.when(raw.isNotNull(), record))})
+            ctx.malformed.append(name)
             frame = frame.filter(raw.isNull()).drop(RAW)
         else:
             frame = ctx.observe(frame, f"source.{name}")

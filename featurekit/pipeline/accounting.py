@@ -1,8 +1,8 @@
 """Row accounting: every row read is written, quarantined or counted by a declared step.
 
-The counts come from Spark observations filled by the one pass that computes the result,
-from the gate's aggregation over the same cached rows, and from Delta's commit metrics; this
-module only does the arithmetic and refuses a run where it does not add up.
+The counts come from Spark observations filled by the one pass that computes and writes the
+result (the gate's counts included) and from Delta's own metrics of the written files and of
+the commits; this module only does the arithmetic and refuses a run where it does not add up.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def source_counts(reads: list[Any], counts: Counts) -> list[dict[str, Any]]:
     return out
 
 
-def check(job: LoadedJob, result: RunResult, counts: Counts) -> None:
+def check(job: LoadedJob, result: RunResult, counts: Counts, rows_in_files: int | None = None) -> None:
     """Fail the run (exit 3) where the counts do not add up.
 
     - each source: rows read = rows parsed + malformed rows quarantined;
@@ -64,7 +64,9 @@ def check(job: LoadedJob, result: RunResult, counts: Counts) -> None:
       rows the previous counted step passed on (through steps that keep rows as they are),
       and rows out = rows in - rows dropped;
     - the gate: rows entering = the steps' last count (when the chain is unbroken) =
-      good rows + bad rows.
+      good rows + bad rows;
+    - the data files written for the commit hold exactly the good rows (Delta's own count,
+      ``rows_in_files``; None for a MERGE, checked at its commit).
     """
     problems = []
     first = job.spec.first_source
@@ -85,6 +87,8 @@ def check(job: LoadedJob, result: RunResult, counts: Counts) -> None:
         problems.append(f"the gate received {result.rows_out} rows; the steps passed on {expected}")
     if gate and gate.get("rows_good", 0) + gate.get("rows_bad", 0) != gate.get("rows_checked"):
         problems.append(f"gate: {gate['rows_checked']} rows checked != {gate['rows_good']} good + {gate['rows_bad']} bad")
+    if gate and rows_in_files is not None and rows_in_files != gate.get("rows_good"):
+        problems.append(f"the data files written hold {rows_in_files} rows; the gate passed {gate.get('rows_good')}")
     if problems:
         raise DataError("row accounting does not add up", problems)
 

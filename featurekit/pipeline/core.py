@@ -4,11 +4,13 @@ A run has these phases, each timed:
 
 1. ``read``: sources are opened (Delta sources pinned to their current version, malformed
    CSV/JSON records split off) and the steps are applied, building one plan.
-2. ``compute``: the plan runs once, with the gate's per-row checks in it; the result is
-   cached, and one aggregation counts rows, bad rows and failures per check while Spark
-   observations fill every count along the way (rows read, in/out of each counted step).
-3. ``gate``: policy, bad fraction, row count, pandera's schema verdict; the accounting
-   must add up. A refusal fails the run here: nothing has been written anywhere.
+2. ``compute``: the one pass. The plan runs once with the gate's per-row checks in it; the
+   good rows are written as Delta data files inside an open transaction, not committed.
+   Spark observations on the same pass fill every count (rows read, in/out of each counted
+   step, bad rows and failures per check) and gather the bad rows and unparsable records.
+3. ``gate``: policy, bad fraction, row count, pandera's schema verdict; the accounting must
+   add up, including Delta's count of the rows in the written files. A refusal fails the
+   run here: the written files are deleted and nothing was committed anywhere.
 4. ``write``: the quarantine commit, then the feature table commit (Delta, atomic); if the
    second fails the first is taken back, so both tables stay at their previous versions.
 """
@@ -29,24 +31,27 @@ from featurekit.engine.context import BuildContext
 from featurekit.engine.jars import ensure_jars, spark_submit
 from featurekit.engine.session import get_session, session_conf
 from featurekit.engine.sources import MissingTable
-from featurekit.engine.transform import apply_steps, read_sources
+from featurekit.engine.transform import MALFORMED_ROWS, MALFORMED_SCHEMA, apply_steps, read_sources
 from featurekit.errors import DataError, FeaturekitError, SpecError
 from featurekit.pipeline import accounting
 from featurekit.pipeline.accounting import source_counts, step_counts
 from featurekit.pipeline.report import RunResult, write_report
 from featurekit.pipeline.spark_errors import classify
-from featurekit.sinks.delta import CommitMeta, commit, undo_commit
+from featurekit.sinks.delta import CommitMeta, PreparedCommit, prepare, undo_commit
 from featurekit.sinks.quarantine import append_quarantine, quarantine_rows, undo_quarantine
 from featurekit.spec.loader import LoadedJob, load_job
 from featurekit.validation.gate import (
+    BAD_ROWS,
     GateResult,
     check_schema,
     decide,
     effective_spec,
     gate_frame,
-    measure,
+    good_rows,
+    observed,
     run_opaque_checks,
-    split,
+    summarize,
+    with_reasons,
 )
 from featurekit.validation.model import contract_of, load_model, merged_columns
 
@@ -163,7 +168,8 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
     with _phase(result, "session"):
         spark = spark or session(settings, f"{settings.spark.app_name}:{job.name}")
     ctx = BuildContext(spark=spark, prefix=f"fk_{result.run_id.replace('-', '_')}")
-    gated = None
+    meta = CommitMeta(job.name, result.run_id, job.fingerprint, settings.env)
+    prepared: PreparedCommit | None = None
     try:
         with _phase(result, "read"):
             try:
@@ -183,45 +189,51 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
             decide(refused, spec.validation)
             result.gate = asdict(refused)
             raise GateFailed(refused, result)
-        with _phase(result, "compute"):
+        with _phase(result, "compute"):  # the one pass: steps, checks, counts, data files
             gated, rules = gate_frame(frame, spec.validation, contract)
-            gated = gated.persist()
-            gate = measure(gated, rules, spec.validation)  # the one pass: steps, counts, checks
+            gated = ctx.observe(gated, "gate", **observed(gated, rules))
+            prepared = prepare(spark, good_rows(gated, rules), spec.output, meta)
             counts = ctx.counts()
         result.sources = source_counts(reads, counts)
         result.steps = step_counts(job, counts)
-        result.rows_out = gate.rows_checked
         with _phase(result, "gate"):
+            bad = ctx.collected("gate", BAD_ROWS, gated.schema) if rules else None
+            gate = summarize(counts.get("gate"), rules, bad, spec.validation)
             gate.rows_malformed = sum(s["rows_malformed"] or 0 for s in result.sources)
-            good, bad = split(gated)
             decide(gate, spec.validation)
             if not gate.failed_because:
-                opaque = run_opaque_checks(good, contract)
+                opaque = run_opaque_checks(prepared.data(), contract)
                 if opaque:
                     gate.schema_errors += opaque
                     gate.failed_because = f"{len(opaque)} check(s) that are not row-level failed"
+        result.rows_out = gate.rows_checked
         result.gate = asdict(gate)
         result.rows_written, result.rows_quarantined = gate.rows_good, gate.rows_bad
-        accounting.check(job, result, counts)
+        accounting.check(job, result, counts, prepared.rows)
         if gate.failed_because:
             result.rows_written = result.rows_quarantined = 0
             raise GateFailed(gate, result)
         with _phase(result, "write"):
-            _commit(spark, job, settings, result, good, bad, ctx.malformed)
+            _commit(spark, job, ctx, result, meta, prepared, with_reasons(bad, rules) if bad is not None and gate.rows_bad else None)
+            prepared = None
     finally:
-        if gated is not None:
-            gated.unpersist()
+        if prepared is not None:  # refused or failed before the commit: drop the written files
+            prepared.abandon()
         ctx.drop_views()
 
 
-def _commit(spark: "SparkSession", job: LoadedJob, settings: Settings, result: RunResult,
-            good: Any, bad: Any, malformed: dict[str, Any]) -> None:
+def _commit(spark: "SparkSession", job: LoadedJob, ctx: BuildContext, result: RunResult, meta: CommitMeta,
+            prepared: PreparedCommit, bad: Any) -> None:
     """Quarantine first, then the feature table; if the second fails, take the first back."""
-    meta = CommitMeta(job.name, result.run_id, job.fingerprint, settings.env)
     malformed_rows = {s["name"]: s["rows_malformed"] for s in result.sources}
-    frames = {name: frame for name, frame in malformed.items() if malformed_rows.get(name)}
+    frames = {}
+    for name in ctx.malformed:
+        if malformed_rows.get(name):
+            rows = ctx.collected(f"source.{name}", MALFORMED_ROWS, _malformed_schema())
+            if rows is not None:
+                frames[name] = rows
     expected = (result.rows_quarantined or 0) + sum(malformed_rows.get(n, 0) or 0 for n in frames)
-    rows = quarantine_rows(bad if result.rows_quarantined else None, frames, good.schema, result.run_id)
+    rows = quarantine_rows(bad, frames, prepared.schema, result.run_id)
     held = None
     if rows is not None:
         held = append_quarantine(spark, rows, job.spec.quarantine_path, meta)
@@ -229,16 +241,26 @@ def _commit(spark: "SparkSession", job: LoadedJob, settings: Settings, result: R
                              "inserted": held.inserted, "already_quarantined": expected - held.inserted}
     done = None
     try:
-        done = commit(spark, good, job.spec.output, meta)
+        done = prepared.commit()
         accounting.check_commits(result, done, held.rows if held else None, expected)
     except Exception:
-        if done is not None:  # committed, then refused by the accounting: take it back
+        if done is None:
+            prepared.abandon()
+        else:  # committed, then refused by the accounting: take it back
             undo_commit(spark, job.spec.output.path, done)
         if held is not None:
             undo_quarantine(spark, held)
             result.quarantine["undone"] = True
         raise
     result.table_version, result.commit_operation, result.commit_metrics = done.version, done.operation, done.metrics
+
+
+def _malformed_schema() -> Any:
+    from pyspark.sql.types import _parse_datatype_string
+
+    return _parse_datatype_string(MALFORMED_SCHEMA)
+
+
 def _missing_table(project: Project, job: LoadedJob, settings: Settings, exc: MissingTable) -> SpecError:
     writer = None
     for path in project.job_files():

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from featurekit.errors import ConfigError, DataError
+from featurekit.sinks.jvm import Scala
 from featurekit.spec.models import OutputSpec
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
 JOB_PROPERTY = "featurekit.job"
 NO_CHANGE = "NONE (no row new or changed)"
@@ -67,62 +70,192 @@ def _is_local(path: str) -> bool:
     return "://" not in path or path.startswith("file:")
 
 
-def check_target(spark: "SparkSession", out: OutputSpec, job: str) -> bool:
-    """Whether the table exists; refuse a folder that is not Delta or another job's table."""
-    from delta.tables import DeltaTable
-
-    if DeltaTable.isDeltaTable(spark, out.path):
-        owner = (
-            DeltaTable.forPath(spark, out.path).detail().select("properties").first()["properties"] or {}
-        ).get(JOB_PROPERTY)
+def _target(spark: "SparkSession", out: OutputSpec, job: str) -> tuple[Any, Any, bool]:
+    """(Delta log, open transaction, whether the table exists); refuses a folder that is not
+    Delta and a table that another job writes. One snapshot serves every check."""
+    scala = Scala(spark)
+    log = scala.delta("DeltaLog").forTable(scala.session, out.path)
+    txn = log.startTransaction()
+    if txn.readVersion() >= 0:
+        owner = scala.unwrap(txn.metadata().configuration().get(JOB_PROPERTY))
         if owner and owner != job:
             raise ConfigError.single(f"{out.path} belongs to job {owner!r}; two jobs cannot write one table",
                                      file="output", field="path")
-        return True
+        return log, txn, True
     local = Path(out.path.removeprefix("file:"))
-    if _is_local(out.path) and local.exists() and any(local.iterdir()):
+    if _is_local(out.path) and local.exists() and any(p.name != "_delta_log" for p in local.iterdir()):
         raise ConfigError.single(f"{out.path} exists and is not a Delta table; refusing to write into it",
                                  file="output", field="path")
-    return False
+    return log, txn, False
+
+
+@dataclass
+class PreparedCommit:
+    """A commit whose data files are written but not yet committed.
+
+    The gate decides between :meth:`prepare` and :meth:`commit`: until the commit, no reader
+    of the table sees any of the files (they are not in the Delta log), and :meth:`abandon`
+    deletes them. ``rows`` is Delta's own count of the rows in the written files (None for a
+    MERGE, which counts its rows when it runs).
+    """
+
+    spark: "SparkSession"
+    out: OutputSpec
+    meta: CommitMeta
+    created: bool
+    version_before: int | None
+    rows: int | None
+    schema: "StructType"
+    _log: Any = None
+    _txn: Any = None
+    _actions: Any = None
+    _operation: Any = None
+    _staging: str | None = None
+
+    def data(self) -> "DataFrame":
+        """The rows that the commit would add (for checks that need the data itself)."""
+        if self._staging is not None:
+            return self.spark.read.parquet(self._staging)
+        scala = Scala(self.spark)
+        paths = [a.absolutePath(self._log).toString() for a in scala.to_list(self._actions)
+                 if a.getClass().getSimpleName() == "AddFile"]
+        reader = self.spark.read.schema(self.schema).option("basePath", self.out.path)
+        if not paths:
+            return self.spark.createDataFrame([], self.schema)
+        return reader.parquet(*paths)  # partition values come from the files' folders
+
+    def commit(self) -> CommitResult:
+        """Make the commit (one Delta version) and describe it."""
+        if self._staging is not None:
+            return self._merge_staged()
+        scala = Scala(self.spark)
+        with _user_metadata(self.spark, self.meta):
+            version = int(self._txn.commit(self._actions, self._operation))
+        info = self._txn.commitInfo()
+        metrics = {k: _number(v) for k, v in scala.to_dict(scala.unwrap(info.operationMetrics()) or scala.map({})).items()}
+        landed = int(metrics["numOutputRows"]) if "numOutputRows" in metrics else None
+        return CommitResult(version, str(info.operation()), self.created, landed, landed, metrics,
+                            self.meta.run_id, self.version_before)
+
+    def abandon(self) -> None:
+        """Delete the written files; the table stays as it was (or absent, if this run made it)."""
+        if self._staging is not None:
+            delete_path(self.spark, self._staging, recursive=True)
+            return
+        scala = Scala(self.spark)
+        for action in scala.to_list(self._actions):
+            if action.getClass().getSimpleName() == "AddFile":
+                delete_path(self.spark, action.absolutePath(self._log).toString())
+        if self.created:
+            remove_partial(self.out.path)
+
+    def _merge_staged(self) -> CommitResult:
+        staged = self.spark.read.parquet(self._staging)
+        try:
+            check_unique_keys(staged, self.out.keys)
+            with _user_metadata(self.spark, self.meta):
+                _merge(self.spark, staged, self.out)
+            done = describe_last_commit(self.spark, self.out.path)
+        finally:
+            delete_path(self.spark, self._staging, recursive=True)
+        if done.run_id != self.meta.run_id:  # nothing new or changed: Delta made no commit
+            return CommitResult(done.version, NO_CHANGE, False, 0, 0, {}, self.meta.run_id, self.version_before)
+        return replace(done, version_before=self.version_before)
+
+
+def prepare(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: CommitMeta) -> PreparedCommit:
+    """Compute ``frame`` and write its data files for one commit to ``out.path``, without
+    committing: this is the job's one pass over its data. Nothing is visible until
+    :meth:`PreparedCommit.commit`.
+
+    ``merge`` into an existing table writes the rows to a staging folder inside the table
+    (``_fk_staging/<run id>``, hidden from Delta); the MERGE reads them at commit time.
+    """
+    log, txn, exists = _target(spark, out, meta.job)
+    before = int(txn.readVersion()) if exists else None
+    if exists and out.mode in {"append", "merge", "replace_partitions"}:
+        check_schema(_table_schema(txn), frame, out)
+    if exists and out.mode == "merge":
+        staging = f"{out.path.rstrip('/')}/_fk_staging/{meta.run_id}"
+        try:
+            frame.write.parquet(staging)
+        except Exception:
+            delete_path(spark, staging, recursive=True)
+            raise
+        return PreparedCommit(spark, out, meta, False, before, None, frame.schema, _staging=staging)
+    scala = Scala(spark)
+    options: dict[str, str] = {}
+    mode = "Append" if out.mode == "append" else "Overwrite"
+    if out.mode == "overwrite":
+        options["overwriteSchema"] = "true"
+    if out.mode == "replace_partitions" and out.partition_by:
+        options["partitionOverwriteMode"] = "dynamic"
+    save_mode = scala.jvm.org.apache.spark.sql.SaveMode.valueOf(mode)
+    delta_options = scala.delta("DeltaOptions")(scala.map(options), scala.session.sessionState().conf())
+    properties = {JOB_PROPERTY: meta.job, **out.properties} if not exists else {}
+    write = scala.delta("commands.WriteIntoDelta")(
+        log, save_mode, delta_options, scala.seq(out.partition_by), scala.map(properties), frame._jdf,
+        scala.none(), scala.none(), False,
+    )
+    try:
+        actions = write.write(txn, scala.session, scala.none(), False)
+    except Exception:
+        if not exists:
+            settle(spark)
+            remove_partial(out.path)
+        raise
+    operation = scala.delta("DeltaOperations").Write(
+        save_mode, scala.some(scala.seq(out.partition_by)), scala.none(), scala.some(meta.to_json()),
+        scala.some(True) if "partitionOverwriteMode" in options else scala.none(),
+        scala.some(True) if "overwriteSchema" in options else scala.none(),
+        scala.none(), scala.none(), scala.none(),
+    )
+    metrics = scala.to_dict(scala.unwrap(txn.getOperationMetrics(operation)) or scala.map({}))
+    rows = int(metrics["numOutputRows"]) if "numOutputRows" in metrics else None
+    prepared = PreparedCommit(spark, out, meta, not exists, before, rows, frame.schema, log, txn, actions, operation)
+    if out.mode == "merge":  # the first run of a merge job creates the table: its keys must be unique too
+        try:
+            check_unique_keys(prepared.data(), out.keys)
+        except Exception:
+            prepared.abandon()
+            raise
+    return prepared
 
 
 def commit(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: CommitMeta) -> CommitResult:
     """Write ``frame`` to ``out.path`` as one Delta commit and describe that commit."""
-    exists = check_target(spark, out, meta.job)
-    before = describe_last_commit(spark, out.path).version if exists else None
-    if out.mode == "merge":
-        check_unique_keys(frame, out.keys)
-    if exists and out.mode in {"append", "merge", "replace_partitions"}:
-        check_schema(spark, frame, out)
+    prepared = prepare(spark, frame, out, meta)
+    try:
+        return prepared.commit()
+    except Exception:
+        prepared.abandon()
+        raise
+
+
+@contextmanager
+def _user_metadata(spark: "SparkSession", meta: CommitMeta) -> Iterator[None]:
     previous = spark.conf.get(_USER_METADATA, None)
     spark.conf.set(_USER_METADATA, meta.to_json())
     try:
-        if not exists:
-            _create(frame, out, meta)
-        elif out.mode == "merge":
-            _merge(spark, frame, out)
-        else:
-            writer = frame.write.format("delta").mode("append" if out.mode == "append" else "overwrite")
-            if out.mode == "overwrite":
-                writer = writer.option("overwriteSchema", "true")
-            if out.mode == "replace_partitions":
-                writer = writer.option("partitionOverwriteMode", "dynamic")
-            if out.partition_by:
-                writer = writer.partitionBy(*out.partition_by)
-            writer.save(out.path)
-    except Exception:
-        if not exists:
-            remove_partial(out.path)
-        raise
+        yield
     finally:
         if previous is None:
             spark.conf.unset(_USER_METADATA)
         else:
             spark.conf.set(_USER_METADATA, previous)
-    done = describe_last_commit(spark, out.path, created=not exists)
-    if done.run_id != meta.run_id:  # a MERGE with nothing new or changed commits nothing
-        return CommitResult(done.version, NO_CHANGE, False, 0, 0, {}, meta.run_id, before)
-    return replace(done, version_before=before)
+
+
+def _table_schema(txn: Any) -> "StructType":
+    from pyspark.sql.types import StructType
+
+    return StructType.fromJson(json.loads(txn.metadata().schemaString()))
+
+
+def delete_path(spark: "SparkSession", path: str, recursive: bool = False) -> None:
+    """Delete a file or folder through Hadoop (local disk and object stores alike)."""
+    jvm = spark._jvm  # type: ignore[attr-defined]
+    target = jvm.org.apache.hadoop.fs.Path(path)
+    target.getFileSystem(spark._jsc.hadoopConfiguration()).delete(target, recursive)  # type: ignore[attr-defined]
 
 
 def undo_commit(spark: "SparkSession", path: str, done: CommitResult) -> None:
@@ -138,17 +271,6 @@ def undo_commit(spark: "SparkSession", path: str, done: CommitResult) -> None:
         return
     if done.version_before is not None:
         DeltaTable.forPath(spark, path).restoreToVersion(done.version_before)
-
-
-def _create(frame: "DataFrame", out: OutputSpec, meta: CommitMeta) -> None:
-    writer = frame.writeTo(f"delta.{_quote(out.path)}").using("delta").tableProperty(JOB_PROPERTY, meta.job)
-    for key, value in out.properties.items():
-        writer = writer.tableProperty(key, value)
-    if out.partition_by:
-        from pyspark.sql import functions as F
-
-        writer = writer.partitionedBy(*(F.col(c) for c in out.partition_by))
-    writer.create()
 
 
 def check_unique_keys(frame: "DataFrame", keys: list[str]) -> None:
@@ -170,9 +292,9 @@ def _text(value: object) -> str:
     return "null" if value is None else repr(value.isoformat() if hasattr(value, "isoformat") else value)  # type: ignore[union-attr]
 
 
-def check_schema(spark: "SparkSession", frame: "DataFrame", out: OutputSpec) -> None:
+def check_schema(schema: "StructType", frame: "DataFrame", out: OutputSpec) -> None:
     """The result must fit the existing table (only ``overwrite`` may change the schema)."""
-    table = {f.name.lower(): f for f in spark.read.format("delta").load(out.path).schema.fields}
+    table = {f.name.lower(): f for f in schema.fields}
     result = {f.name.lower(): f for f in frame.schema.fields}
     problems = []
     extra = [result[n].name for n in result if n not in table]
@@ -214,6 +336,20 @@ def _merge(spark: "SparkSession", frame: "DataFrame", out: OutputSpec) -> None:
         .whenNotMatchedInsertAll()
         .execute()
     )
+
+
+def settle(spark: "SparkSession", timeout_s: float = 30.0) -> None:
+    """Wait until no Spark task runs: when a job fails, its other tasks are cancelled
+    asynchronously and may still be writing files."""
+    import time
+
+    tracker = spark.sparkContext._jsc.sc().statusTracker()  # type: ignore[attr-defined]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        running = sum(e.numRunningTasks() for e in tracker.getExecutorInfos())
+        if not running and not list(tracker.getActiveStageIds()):
+            return
+        time.sleep(0.05)
 
 
 def remove_partial(path: str) -> None:

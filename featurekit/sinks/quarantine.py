@@ -4,9 +4,10 @@ parse, with the reasons — appended, never lost.
 Columns: the output's columns, then ``_fk_errors`` (array of check, column, message),
 ``_fk_source`` (the source a malformed record came from; null for rows the checks refused),
 ``_fk_raw`` (that record's raw text), ``_fk_row_hash``, ``_fk_run_id`` and
-``_fk_quarantined_at``. Rows are added with a MERGE on (source, row hash): the hash covers
-the row's content and its occurrence number among identical rows, so rerunning a job on the
-same input quarantines nothing twice, and ``_fk_run_id`` names the run that first saw a row.
+``_fk_quarantined_at``. A run appends only the rows whose (source, row hash) the table does
+not hold yet: the hash covers the row's content and its occurrence number among identical
+rows, so rerunning a job on the same input quarantines nothing twice, and ``_fk_run_id`` names
+the run that first saw a row.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from featurekit.sinks.delta import JOB_PROPERTY, CommitMeta, remove_partial, describe_last_commit
+from featurekit.sinks.delta import JOB_PROPERTY, CommitMeta, delete_path, remove_partial
+from featurekit.sinks.jvm import Scala
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -25,8 +27,6 @@ if TYPE_CHECKING:
 SOURCE, RAW, HASH, RUN_ID, AT = "_fk_source", "_fk_raw", "_fk_row_hash", "_fk_run_id", "_fk_quarantined_at"
 ERRORS = "_fk_errors"
 _PARSED = "__fk_parsed"
-_USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
-_AUTO_MERGE = "spark.databricks.delta.schema.autoMerge.enabled"
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,18 @@ class QuarantineCommit:
     path: str
     created: bool
     version_before: int | None
-    version: int
-    rows: int | None   # rows offered this run (None: no commit was made, so Delta did not count them)
+    version: int | None  # None: no table (nothing was ever quarantined there)
+    rows: int          # rows this run refused
     inserted: int      # rows new to the table (the rest were quarantined by an earlier run)
 
 
 def quarantine_rows(bad: "DataFrame | None", malformed: dict[str, "DataFrame"], output: "StructType", run_id: str) -> "DataFrame | None":
-    """The rows to quarantine in the table's layout, or None when there are none."""
+    """The rows to quarantine in the table's layout, or None when there are none.
+
+    ``bad``: the gate's refused rows (the output's columns plus ``_fk_errors``);
+    ``malformed``: per source, the records that did not parse (``_fk_raw`` and
+    ``__fk_parsed``, a hash of what did parse, which tells identical lines apart).
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -51,12 +56,9 @@ def quarantine_rows(bad: "DataFrame | None", malformed: dict[str, "DataFrame"], 
     for name, frame in malformed.items():
         reason = F.array(F.struct(F.lit("parse").alias("check"), F.lit(name).alias("column"),
                                   F.lit("the record does not parse with the source's schema").alias("message")))
-        # Spark refuses a CSV/JSON query that needs nothing but the corrupt-record column;
-        # hashing what did parse keeps every column needed (and tells identical lines apart).
-        parsed = F.xxhash64(*(F.col(c) for c in frame.columns if c != RAW)).cast("string")
         parts.append(frame.select(
             *(F.lit(None).cast(f.dataType).alias(f.name) for f in output.fields),
-            reason.alias(ERRORS), F.lit(name).alias(SOURCE), F.col(RAW).alias(RAW), parsed.alias(_PARSED),
+            reason.alias(ERRORS), F.lit(name).alias(SOURCE), F.col(RAW).alias(RAW), F.col(_PARSED).cast("string").alias(_PARSED),
         ))
     if not parts:
         return None
@@ -75,36 +77,54 @@ def quarantine_rows(bad: "DataFrame | None", malformed: dict[str, "DataFrame"], 
 
 
 def append_quarantine(spark: "SparkSession", rows: "DataFrame", path: str, meta: CommitMeta) -> QuarantineCommit:
-    """Add ``rows`` to the quarantine table at ``path`` in one commit (created if absent)."""
-    from delta.tables import DeltaTable
+    """Add the ``rows`` not quarantined yet to the table at ``path`` in one commit (created if
+    absent); no commit when every row is already there.
 
-    exists = DeltaTable.isDeltaTable(spark, path)
-    before = describe_last_commit(spark, path).version if exists else None
-    saved = {key: spark.conf.get(key, None) for key in (_USER_METADATA, _AUTO_MERGE)}
-    spark.conf.set(_USER_METADATA, meta.to_json())
-    spark.conf.set(_AUTO_MERGE, "true")  # the output may have gained columns since the last run
+    The rows are the few a run refused (already on the driver), so they are fixed once
+    (``localCheckpoint``) and compared with the table's row hashes read in the same Delta
+    transaction: a concurrent run that adds rows makes this commit fail instead of
+    duplicating them.
+    """
+    from pyspark.sql import functions as F
+
+    scala = Scala(spark)
+    log = scala.delta("DeltaLog").forTable(scala.session, path)
+    txn = log.startTransaction()
+    exists = txn.readVersion() >= 0
+    before = int(txn.readVersion()) if exists else None
+    rows = rows.localCheckpoint()
+    offered = rows.count()
+    new = rows
+    if exists:
+        txn.readWholeTable()
+        seen = spark.read.format("delta").option("versionAsOf", before).load(path).select(
+            F.col(SOURCE).alias("__s"), F.col(HASH).alias("__h"))
+        new = rows.join(seen, rows[SOURCE].eqNullSafe(seen["__s"]) & (rows[HASH] == seen["__h"]), "left_anti")
+    properties = {JOB_PROPERTY: meta.job, "featurekit.quarantine": "true"} if not exists else {}
+    save_mode = scala.jvm.org.apache.spark.sql.SaveMode.valueOf("Append")
+    options = scala.delta("DeltaOptions")(scala.map({"mergeSchema": "true"}), scala.session.sessionState().conf())
+    write = scala.delta("commands.WriteIntoDelta")(
+        log, save_mode, options, scala.seq([]), scala.map(properties), new._jdf, scala.none(), scala.none(), False)
     try:
+        actions = write.write(txn, scala.session, scala.none(), False)
+    except Exception:
         if not exists:
-            try:
-                (rows.writeTo(f"delta.`{path}`").using("delta")
-                 .tableProperty(JOB_PROPERTY, meta.job).tableProperty("featurekit.quarantine", "true").create())
-            except Exception:
-                remove_partial(path)
-                raise
-        else:
-            (DeltaTable.forPath(spark, path).alias("t")
-             .merge(rows.alias("s"), f"t.{SOURCE} <=> s.{SOURCE} AND t.{HASH} = s.{HASH}")
-             .whenNotMatchedInsertAll().execute())
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
-    done = describe_last_commit(spark, path, created=not exists)
-    if done.run_id != meta.run_id:  # every row was already there: Delta made no commit
-        return QuarantineCommit(path, False, before, done.version, None, 0)
-    return QuarantineCommit(path, not exists, before, done.version, int(done.rows_offered or 0), int(done.rows_landed or 0))
+            remove_partial(path)
+        raise
+    operation = scala.delta("DeltaOperations").Write(
+        save_mode, scala.some(scala.seq([])), scala.none(), scala.some(meta.to_json()),
+        scala.none(), scala.none(), scala.some(True), scala.none(), scala.none())
+    metrics = scala.to_dict(scala.unwrap(txn.getOperationMetrics(operation)) or scala.map({}))
+    inserted = int(metrics.get("numOutputRows", 0))
+    if inserted == 0:  # every row was quarantined by an earlier run: no commit
+        for action in scala.to_list(actions):
+            if action.getClass().getSimpleName() == "AddFile":
+                delete_path(spark, action.absolutePath(log).toString())
+        if not exists:
+            remove_partial(path)
+        return QuarantineCommit(path, False, before, before, offered, 0)
+    version = int(txn.commit(actions, operation))
+    return QuarantineCommit(path, not exists, before, version, offered, inserted)
 
 
 def undo_quarantine(spark: "SparkSession", commit: QuarantineCommit) -> None:

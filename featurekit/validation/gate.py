@@ -1,12 +1,13 @@
 """The validation gate between a job's steps and its Delta commit.
 
-One pass over the result: every row-level rule is a SQL condition, and a single projection
-gives each row ``_fk_errors``, the array of the rules it breaks (empty for a good row). The
-result with that column is cached, and one aggregation both materialises the cache and
-counts rows, bad rows and failures per rule (the Spark observations of the steps are filled
-by that same pass). pandera does what it is good at, on the schema: dtypes and column
-presence (``SCHEMA_ONLY`` depth, no data read), plus any check that cannot be made row-level
-(run on the good rows; a failure fails the run with the check's name).
+Every row-level rule is a SQL condition, TRUE when a row fails it; the gate adds one
+boolean column per rule to the result and filters the good rows on their way to the Delta
+writer. A Spark observation on the same pass counts rows, bad rows and failures per rule,
+and gathers the bad rows themselves (few: ``max_bad_fraction`` bounds them), so the gate
+costs no pass of its own and nothing is cached. The verdict is taken after the data files
+are written and before they are committed. pandera does what it is good at, on the schema:
+dtypes and column presence (``SCHEMA_ONLY`` depth, no data read), plus any check that cannot
+be made row-level (run on the written rows; a failure fails the run with the check's name).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from featurekit.validation.model import ModelContract, merged_columns
 from featurekit.validation.rules import RowRule, column_rules, literal, quote
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
 ERRORS = "_fk_errors"
 FLAG = "__fk_fail"
+BAD_ROWS = "_bad_rows"  # the observation field that gathers the bad rows
 ERROR_TYPE = "array<struct<check:string,column:string,message:string>>"
 EXAMPLES = 5
 
@@ -123,7 +125,7 @@ def check_schema(frame: "DataFrame", columns: dict[str, ColumnRule]) -> list[str
 
 
 def gate_frame(frame: "DataFrame", spec: ValidateSpec | None, contract: ModelContract | None) -> tuple["DataFrame", list[RowRule]]:
-    """The result with ``_fk_errors`` added (not yet computed), and the rules behind it."""
+    """The result with one boolean column per rule (TRUE: the row fails it), and the rules."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -146,29 +148,12 @@ def gate_frame(frame: "DataFrame", spec: ValidateSpec | None, contract: ModelCon
         rules.append(RowRule(rule.check, rule.column, f"{quote(helper)} > 1", rule.message))
     rules = [replace(rule, flag=f"{FLAG}{index}") for index, rule in enumerate(rules)]
     if rules:
-        # One boolean per rule (counted directly by `measure`); the array of reasons is built
-        # only for rows that fail something.
         frame = frame.withColumns({r.flag: F.expr(f"coalesce({r.failure_sql}, FALSE)") for r in rules})
-        items = ", ".join(
-            f"CASE WHEN {quote(r.flag)} THEN named_struct('check', {literal(r.check)}, "
-            f"'column', {literal(r.column)}, 'message', {literal(r.message)}) END"
-            for r in rules
-        )
-        failing = " OR ".join(quote(r.flag) for r in rules)
-        errors = F.expr(f"CASE WHEN {failing} THEN filter(array({items}), e -> e IS NOT NULL) "
-                        f"ELSE CAST(array() AS {ERROR_TYPE}) END")
-    else:
-        errors = F.expr(f"CAST(array() AS {ERROR_TYPE})")
-    gated = frame.withColumn(ERRORS, errors)
-    return (gated.drop(*helpers) if helpers else gated), rules
+    return (frame.drop(*helpers) if helpers else frame), rules
 
 
 def rule_declares_order(spec: ValidateSpec, keys: list[str]) -> bool:
     return spec.unique is not None and spec.unique.keys == keys and bool(spec.unique.order_by)
-
-
-def flags_of(frame: "DataFrame") -> list[str]:
-    return [c for c in frame.columns if c.startswith(FLAG)]
 
 
 def _orderable(frame: "DataFrame", column: str) -> bool:
@@ -178,40 +163,74 @@ def _orderable(frame: "DataFrame", column: str) -> bool:
     return kind is not None and not isinstance(kind, (MapType, ArrayType, StructType))
 
 
-def measure(gated: "DataFrame", rules: list[RowRule], spec: ValidateSpec | None) -> GateResult:
-    """Materialise the (cached) gated result and count everything in one aggregation."""
+def failing(rules: list[RowRule]) -> "Column":
+    """TRUE for a row that fails any rule."""
+    from pyspark.sql import functions as F
+
+    condition = F.lit(False)
+    for rule in rules:
+        condition = condition | F.col(rule.flag)
+    return condition
+
+
+def observed(gated: "DataFrame", rules: list[RowRule]) -> dict[str, "Column"]:
+    """What the gate's observation gathers during the one pass: the bad rows (with their
+    flags; few by design, as ``max_bad_fraction`` bounds them) and a count per rule."""
+    from pyspark.sql import functions as F
+
+    if not rules:
+        return {}
+    bad = failing(rules)
+    return {
+        "bad": F.count_if(bad),
+        **{f"r{i}": F.count_if(F.col(r.flag)) for i, r in enumerate(rules)},
+        BAD_ROWS: F.collect_list(F.when(bad, F.struct(*(F.col(c) for c in gated.columns)))),
+    }
+
+
+def good_rows(gated: "DataFrame", rules: list[RowRule]) -> "DataFrame":
+    """The rows that pass every rule, without the flags."""
+    if not rules:
+        return gated
+    return gated.filter(~failing(rules)).drop(*(r.flag for r in rules))
+
+
+def with_reasons(bad: "DataFrame", rules: list[RowRule]) -> "DataFrame":
+    """The bad rows with ``_fk_errors`` (check, column, message of each rule broken), no flags."""
+    from pyspark.sql import functions as F
+
+    items = ", ".join(
+        f"CASE WHEN {quote(r.flag)} THEN named_struct('check', {literal(r.check)}, "
+        f"'column', {literal(r.column)}, 'message', {literal(r.message)}) END"
+        for r in rules
+    )
+    errors = F.expr(f"CAST(filter(array({items}), e -> e IS NOT NULL) AS {ERROR_TYPE})")
+    return bad.withColumn(ERRORS, errors).drop(*(r.flag for r in rules))
+
+
+def summarize(counts: dict[str, int] | None, rules: list[RowRule], bad: "DataFrame | None",
+              spec: ValidateSpec | None) -> GateResult:
+    """The gate's verdict material from the observation: counts per rule, examples."""
     from pyspark.sql import functions as F
 
     spec = effective_spec(spec)
     result = GateResult(policy=spec.policy, max_bad_fraction=spec.max_bad_fraction)
-    per_rule = [F.count_if(F.col(r.flag)).alias(f"r{i}") for i, r in enumerate(rules)]
-    row = gated.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.count_if(F.size(ERRORS) == 0).alias("good"),
-        F.count_if(F.size(ERRORS) > 0).alias("bad"),
-        *per_rule,
-    ).first()
-    result.rows_checked, result.rows_good, result.rows_bad = int(row["rows"]), int(row["good"]), int(row["bad"])
+    counts = counts or {}
+    result.rows_checked = int(counts.get("rows", 0))
+    result.rows_bad = int(counts.get("bad", 0))
+    result.rows_good = result.rows_checked - result.rows_bad
     for index, rule in enumerate(rules):
-        failures = int(row[f"r{index}"])
+        failures = int(counts.get(f"r{index}", 0))
         if failures:
             result.checks.append(CheckResult(rule.check, rule.column, rule.message, failures))
     result.checks.sort(key=lambda c: -c.failures)
-    flag_of = {(r.check, r.column): r.flag for r in rules}
-    for check in result.checks:
-        matching = gated.filter(F.col(flag_of[(check.check, check.column)]))
-        shown = matching.drop(ERRORS, *flags_of(gated))
-        check.examples = [_plain_row(r.asDict(recursive=True)) for r in shown.limit(EXAMPLES).collect()]
+    if bad is not None and result.checks:
+        flag_of = {(r.check, r.column): r.flag for r in rules}
+        flags = [r.flag for r in rules]
+        for check in result.checks:
+            shown = bad.filter(F.col(flag_of[(check.check, check.column)])).drop(*flags)
+            check.examples = [_plain_row(r.asDict(recursive=True)) for r in shown.limit(EXAMPLES).collect()]
     return result
-
-
-def split(gated: "DataFrame") -> tuple["DataFrame", "DataFrame"]:
-    """(good rows without ``_fk_errors``, bad rows with it)."""
-    from pyspark.sql import functions as F
-
-    flags = flags_of(gated)
-    return (gated.filter(F.size(ERRORS) == 0).drop(ERRORS, *flags),
-            gated.filter(F.size(ERRORS) > 0).drop(*flags))
 
 
 def decide(result: GateResult, spec: ValidateSpec | None) -> None:

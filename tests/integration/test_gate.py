@@ -480,41 +480,71 @@ output: {path: "${lake_root}/gate_json"}
 # --------------------------------------------------------------------------- a feature commit failing after the quarantine commit
 
 
-def test_quarantine_is_restored_when_the_feature_commit_fails(lab: Lab) -> None:  # noqa: F811
+def concurrent_writer(monkeypatch: pytest.MonkeyPatch, lab: Lab, table: str) -> None:
+    """Between this run's quarantine commit and its feature commit, another writer commits
+    to the feature table: the held Delta transaction of the run then fails to commit."""
+    from featurekit.pipeline import core
+
+    original = core.append_quarantine
+
+    def append_then_interfere(*args: Any, **kwargs: Any) -> Any:
+        held = original(*args, **kwargs)
+        other = lab.spark.createDataFrame([(99, 99)], "id long, v long")  # type: ignore[attr-defined]
+        other.write.format("delta").mode("append").save(str(lab.lake / table))
+        return held
+
+    monkeypatch.setattr(core, "append_quarantine", append_then_interfere)
+
+
+def test_quarantine_is_restored_when_the_feature_commit_fails(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     checks = "columns: {v: {checks: {ge: 0}}}\nmax_bad_fraction: 0.9"
     lab.csv("gate_undo_in", csv_of([(1, 1), (2, -2)]))
-    first = lab.run("gate_undo", simple_job("gate_undo", "gate_undo_in", checks))
+    first = lab.run("gate_undo", simple_job("gate_undo", "gate_undo_in", checks, mode="overwrite"))
     assert (first.table_version, first.quarantine["version"]) == (0, 0)
     before = lab.rows("gate_undo_quarantine", by=["id"])
-    columns_before = lab.columns("gate_undo_quarantine")
 
-    # a new bad row and a new column: the quarantine MERGE takes both (schema evolution), then
-    # the append to the feature table is refused inside commit() because of the new column
     lab.csv("gate_undo_in", csv_of([(1, 1), (2, -2), (3, -3)]))
-    error = lab.run_fails("gate_undo", simple_job("gate_undo", "gate_undo_in", checks, steps='[{with_columns: {extra: "1"}}]'),
+    concurrent_writer(monkeypatch, lab, "gate_undo")
+    with pytest.raises(Exception, match="(?i)concurrent"):
+        lab.run("gate_undo", simple_job("gate_undo", "gate_undo_in", checks, mode="overwrite"))
+    report = lab.reports("gate_undo")[-1]
+    assert report["status"] == "failed" and report["quarantine"]["undone"] is True
+    assert report["quarantine"]["inserted"] == 1  # row 3 had reached the quarantine, then was taken back
+
+    # the feature table has the other writer's commit and not this run's; the quarantine is as before
+    assert [r["id"] for r in lab.rows("gate_undo", by=["id"])] == [1, 99]
+    assert lab.rows("gate_undo_quarantine", by=["id"]) == before
+    operations = [c["operation"] for c in sorted(lab.table("gate_undo_quarantine").history(), key=lambda c: c["version"])]
+    assert operations == ["WRITE", "WRITE", "RESTORE"]
+
+
+def test_a_result_that_does_not_fit_the_table_touches_neither_table(lab: Lab) -> None:  # noqa: F811
+    checks = "columns: {v: {checks: {ge: 0}}}\nmax_bad_fraction: 0.9"
+    lab.csv("gate_unfit_in", csv_of([(1, 1), (2, -2)]))
+    lab.run("gate_unfit", simple_job("gate_unfit", "gate_unfit_in", checks))
+    before = {t: (lab.table(t).version(), lab.rows(t, by=["id"])) for t in ("gate_unfit", "gate_unfit_quarantine")}
+
+    lab.csv("gate_unfit_in", csv_of([(1, 1), (2, -2), (3, -3)]))
+    error = lab.run_fails("gate_unfit", simple_job("gate_unfit", "gate_unfit_in", checks, steps='[{with_columns: {extra: "1"}}]'),
                           ConfigError)
     assert "does not fit the table" in str(error) and "new column(s) extra" in str(error)
-    assert lab.reports("gate_undo")[-1]["quarantine"]["undone"] is True
-
-    assert lab.table("gate_undo").version() == 0 and lab.rows("gate_undo") == [{"id": 1, "v": 1}]
-    assert lab.rows("gate_undo_quarantine", by=["id"]) == before
-    assert lab.columns("gate_undo_quarantine") == columns_before
-    operations = [c["operation"] for c in sorted(lab.table("gate_undo_quarantine").history(), key=lambda c: c["version"])]
-    assert operations == ["CREATE TABLE AS SELECT", "MERGE", "RESTORE"]
+    assert {t: (lab.table(t).version(), lab.rows(t, by=["id"])) for t in before} == before
+    assert not [p for p in (lab.lake / "gate_unfit").rglob("*.parquet") if "_fk_staging" in str(p)]
 
 
-def test_quarantine_created_by_a_failed_run_is_removed(lab: Lab) -> None:  # noqa: F811
+def test_quarantine_created_by_a_failed_run_is_removed(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     checks = "columns: {v: {checks: {ge: 0}}}\nmax_bad_fraction: 0.9"
     lab.csv("gate_undo_new_in", csv_of([(1, 1)]))
-    first = lab.run("gate_undo_new", simple_job("gate_undo_new", "gate_undo_new_in", checks))
+    first = lab.run("gate_undo_new", simple_job("gate_undo_new", "gate_undo_new_in", checks, mode="overwrite"))
     assert first.quarantine == {} and not (lab.lake / "gate_undo_new_quarantine").exists()
 
     lab.csv("gate_undo_new_in", csv_of([(1, 1), (2, -2)]))
-    lab.run_fails("gate_undo_new", simple_job("gate_undo_new", "gate_undo_new_in", checks,
-                                              steps='[{with_columns: {extra: "1"}}]'), ConfigError)
+    concurrent_writer(monkeypatch, lab, "gate_undo_new")
+    with pytest.raises(Exception, match="(?i)concurrent"):
+        lab.run("gate_undo_new", simple_job("gate_undo_new", "gate_undo_new_in", checks, mode="overwrite"))
     assert lab.reports("gate_undo_new")[-1]["quarantine"]["undone"] is True
     assert not (lab.lake / "gate_undo_new_quarantine").exists()
-    assert lab.table("gate_undo_new").version() == 0 and lab.rows("gate_undo_new") == [{"id": 1, "v": 1}]
+    assert [r["id"] for r in lab.rows("gate_undo_new", by=["id"])] == [1, 99]
 
 
 # --------------------------------------------------------------------------- featurekit runs

@@ -83,7 +83,7 @@ def test_append_adds_rows_and_sets_table_properties(lab: Lab) -> None:  # noqa: 
 
     assert (first.table_version, second.table_version) == (0, 1)
     commits = history(lab, "wm_append")
-    assert [c["operation"] for c in commits] == ["CREATE TABLE AS SELECT", "WRITE"]
+    assert [c["operation"] for c in commits] == ["WRITE", "WRITE"]
     assert [user_metadata(c) for c in commits] == [metadata_of(first), metadata_of(second)]
     assert first.fingerprint == second.fingerprint and first.run_id != second.run_id
     assert second.commit_metrics["numOutputRows"] == 2
@@ -153,7 +153,7 @@ def merges(lab: Lab) -> dict[str, Any]:  # noqa: F811
 
 def test_merge_creates_the_table_on_first_run(merges: dict[str, Any]) -> None:
     assert merges["create"].table_version == 0
-    assert merges["create"].commit_operation == "CREATE TABLE AS SELECT"
+    assert merges["create"].commit_operation == "WRITE"
     assert merges["rows_create"] == ROWS_V0
 
 
