@@ -22,17 +22,35 @@ class BuildContext:
     malformed: list[str] = field(default_factory=list)  # sources whose unparsable records are gathered
     views: list[str] = field(default_factory=list)
     step: int = -1
+    gathered: dict[str, int] = field(default_factory=dict)  # rows each `collected` call received
     _observations: dict[str, Any] = field(default_factory=dict)
+    # key -> (observed key, field subtracted from its rows): points that see the same rows
+    _aliases: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    _last: tuple[Any, str, str | None] | None = None  # the frame last counted, its key, subtracted field
 
     def observe(self, frame: "DataFrame", key: str, **extra: "Column") -> "DataFrame":
-        """Count the rows passing this point of the plan (plus ``extra`` aggregates)."""
+        """Count the rows passing this point of the plan (plus ``extra`` aggregates).
+
+        A point that receives exactly the frame counted last (e.g. one step's output
+        flowing into the next step) reuses that count instead of adding an observation:
+        each one costs a pass-through operator that also splits Spark's generated code.
+        """
         from pyspark.sql import Observation
         from pyspark.sql import functions as F
 
+        if not extra and self._last is not None and self._last[0] is frame:
+            self._aliases[key] = (self._last[1], self._last[2])
+            return frame
         observation = Observation(f"{self.prefix}_{key}".replace(".", "_"))
         self._observations[key] = observation
         columns = [F.count(F.lit(1)).alias("rows"), *(col.alias(name) for name, col in extra.items())]
-        return frame.observe(observation, *columns)
+        observed = frame.observe(observation, *columns)
+        self._last = (observed, key, None)
+        return observed
+
+    def counted_as(self, frame: "DataFrame", key: str, minus: str | None = None) -> None:
+        """``frame`` holds the rows counted at ``key`` (less those counted in ``minus``)."""
+        self._last = (frame, key, minus)
 
     def step_key(self, what: str) -> str:
         return f"step{self.step}.{what}"
@@ -53,17 +71,26 @@ class BuildContext:
         None if that part of the plan never ran."""
         from pyspark.sql import DataFrame
 
+        self.settle()
         java = self._observations[key]._jo
         if java is None or not java.future().isCompleted():
             return None
         jvm = self.spark._jvm  # type: ignore[attr-defined]
-        rows = jvm.scala.jdk.javaapi.CollectionConverters.asJava(java.get().apply(name))
+        gathered = java.get().apply(name)
+        self.gathered[f"{key}.{name}"] = int(gathered.length())
+        rows = jvm.scala.jdk.javaapi.CollectionConverters.asJava(gathered)
         kind = jvm.org.apache.spark.sql.types.DataType.fromJson(schema.json())
         return DataFrame(self.spark._jsparkSession.createDataFrame(rows, kind), self.spark)  # type: ignore[attr-defined]
+
+    def settle(self) -> None:
+        """Wait until Spark's listener bus has delivered every event so far: observations
+        are completed by a listener, asynchronously, after the action that filled them."""
+        self.spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()  # type: ignore[attr-defined]
 
     def counts(self) -> dict[str, dict[str, int] | None]:
         """Observed values by key; None where that part of the plan never ran
         (e.g. the other side of a join whose first side was empty)."""
+        self.settle()
         out: dict[str, dict[str, int] | None] = {}
         for key, observation in self._observations.items():
             java = observation._jo  # pyspark exposes no non-blocking read
@@ -71,4 +98,7 @@ class BuildContext:
                 out[key] = {k: int(v or 0) for k, v in observation.get.items() if not k.startswith("_")}
             else:
                 out[key] = None
+        for key, (base, minus) in self._aliases.items():
+            seen = out.get(base)
+            out[key] = None if seen is None else {"rows": seen["rows"] - (seen.get(minus, 0) if minus else 0)}
         return out

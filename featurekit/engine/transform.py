@@ -43,6 +43,7 @@ def read_sources(ctx: BuildContext, job: LoadedJob) -> list[SourceRead]:
                                 **{MALFORMED_ROWS: F.collect_list(F.when(raw.isNotNull(), record))})
             ctx.malformed.append(name)
             frame = frame.filter(raw.isNull()).drop(RAW)
+            ctx.counted_as(frame, f"source.{name}", minus="malformed")
         else:
             frame = ctx.observe(frame, f"source.{name}")
         ctx.sources[name] = frame

@@ -109,6 +109,6 @@ def check_commits(result: RunResult, done: Any, quarantine_offered: int | None, 
     if upsert and offered is not None and result.rows_written is not None and offered > result.rows_written:
         problems.append(f"the MERGE received {offered} rows; the gate passed only {result.rows_written}")
     if quarantine_offered is not None and quarantine_offered != quarantine_expected:
-        problems.append(f"the quarantine commit received {quarantine_offered} rows; {quarantine_expected} were refused")
+        problems.append(f"{quarantine_offered} rows reached the quarantine; {quarantine_expected} were refused")
     if problems:
         raise DataError("row accounting does not add up", problems)

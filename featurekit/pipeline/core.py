@@ -191,9 +191,12 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
             raise GateFailed(refused, result)
         with _phase(result, "compute"):  # the one pass: steps, checks, counts, data files
             gated, rules = gate_frame(frame, spec.validation, contract)
-            gated = ctx.observe(gated, "gate", **observed(gated, rules))
+            if rules or spec.output.mode == "merge":  # else Delta's count of the written rows serves
+                gated = ctx.observe(gated, "gate", **observed(gated, rules))
             prepared = prepare(spark, good_rows(gated, rules), spec.output, meta)
             counts = ctx.counts()
+            if "gate" not in counts:
+                counts["gate"] = {"rows": prepared.rows} if prepared.rows is not None else None
         result.sources = source_counts(reads, counts)
         result.steps = step_counts(job, counts)
         with _phase(result, "gate"):
@@ -201,7 +204,7 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
             gate = summarize(counts.get("gate"), rules, bad, spec.validation)
             gate.rows_malformed = sum(s["rows_malformed"] or 0 for s in result.sources)
             decide(gate, spec.validation)
-            if not gate.failed_because:
+            if not gate.failed_because and contract is not None and contract.opaque_schema is not None:
                 opaque = run_opaque_checks(prepared.data(), contract)
                 if opaque:
                     gate.schema_errors += opaque
@@ -242,7 +245,7 @@ def _commit(spark: "SparkSession", job: LoadedJob, ctx: BuildContext, result: Ru
     done = None
     try:
         done = prepared.commit()
-        accounting.check_commits(result, done, held.rows if held else None, expected)
+        accounting.check_commits(result, done, sum(ctx.gathered.values()) if held else None, expected)
     except Exception:
         if done is None:
             prepared.abandon()

@@ -184,6 +184,9 @@ def prepare(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: Co
             raise
         return PreparedCommit(spark, out, meta, False, before, None, frame.schema, _staging=staging)
     scala = Scala(spark)
+    # A frame straight from spark.sql() keeps its unresolved SQL as its logical plan, where
+    # Spark's observation manager would not find the observations inside the views it uses.
+    frame = frame.alias("__fk_result")
     options: dict[str, str] = {}
     mode = "Append" if out.mode == "append" else "Overwrite"
     if out.mode == "overwrite":

@@ -35,7 +35,6 @@ class QuarantineCommit:
     created: bool
     version_before: int | None
     version: int | None  # None: no table (nothing was ever quarantined there)
-    rows: int          # rows this run refused
     inserted: int      # rows new to the table (the rest were quarantined by an earlier run)
 
 
@@ -65,6 +64,7 @@ def quarantine_rows(bad: "DataFrame | None", malformed: dict[str, "DataFrame"], 
     rows = parts[0]
     for part in parts[1:]:
         rows = rows.unionByName(part)
+    rows = rows.coalesce(1)  # few rows, held by the driver: one partition, so the window needs no shuffle
     content = F.when(F.col(RAW).isNotNull(), F.concat_ws("|", F.col(RAW), F.col(_PARSED))).otherwise(
         F.to_json(F.struct(*(F.col(f.name) for f in output.fields))))
     occurrence = F.row_number().over(Window.partitionBy(F.col(SOURCE), content).orderBy(F.lit(1)))
@@ -80,10 +80,9 @@ def append_quarantine(spark: "SparkSession", rows: "DataFrame", path: str, meta:
     """Add the ``rows`` not quarantined yet to the table at ``path`` in one commit (created if
     absent); no commit when every row is already there.
 
-    The rows are the few a run refused (already on the driver), so they are fixed once
-    (``localCheckpoint``) and compared with the table's row hashes read in the same Delta
-    transaction: a concurrent run that adds rows makes this commit fail instead of
-    duplicating them.
+    The rows are the few a run refused (already on the driver); they are compared with the
+    table's row hashes read in the same Delta transaction, so a concurrent run that adds rows
+    makes this commit fail instead of duplicating them.
     """
     from pyspark.sql import functions as F
 
@@ -92,13 +91,10 @@ def append_quarantine(spark: "SparkSession", rows: "DataFrame", path: str, meta:
     txn = log.startTransaction()
     exists = txn.readVersion() >= 0
     before = int(txn.readVersion()) if exists else None
-    rows = rows.localCheckpoint()
-    offered = rows.count()
     new = rows
     if exists:
-        txn.readWholeTable()
-        seen = spark.read.format("delta").option("versionAsOf", before).load(path).select(
-            F.col(SOURCE).alias("__s"), F.col(HASH).alias("__h"))
+        txn.readWholeTable()  # so that a concurrent append makes this commit fail
+        seen = spark.read.format("delta").load(path).select(F.col(SOURCE).alias("__s"), F.col(HASH).alias("__h"))
         new = rows.join(seen, rows[SOURCE].eqNullSafe(seen["__s"]) & (rows[HASH] == seen["__h"]), "left_anti")
     properties = {JOB_PROPERTY: meta.job, "featurekit.quarantine": "true"} if not exists else {}
     save_mode = scala.jvm.org.apache.spark.sql.SaveMode.valueOf("Append")
@@ -122,9 +118,9 @@ def append_quarantine(spark: "SparkSession", rows: "DataFrame", path: str, meta:
                 delete_path(spark, action.absolutePath(log).toString())
         if not exists:
             remove_partial(path)
-        return QuarantineCommit(path, False, before, before, offered, 0)
+        return QuarantineCommit(path, False, before, before, 0)
     version = int(txn.commit(actions, operation))
-    return QuarantineCommit(path, not exists, before, version, offered, inserted)
+    return QuarantineCommit(path, not exists, before, version, inserted)
 
 
 def undo_quarantine(spark: "SparkSession", commit: QuarantineCommit) -> None:
