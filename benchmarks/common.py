@@ -156,6 +156,7 @@ def _describe(execution: Any) -> dict[str, Any]:
         "description": str(execution.description())[:120],
         "seconds": round((end.get().getTime() - start) / 1000, 3) if done else None,
         "plan_head": next((line.strip() for line in plan.splitlines() if line.strip() and not line.startswith("==")), "")[:120],
+        "quarantine": "LeftAnti" in plan and "LocalTableScan" in plan,
         "plan": plan,
     }
 
@@ -219,18 +220,19 @@ def summarize(samples: list[Sample], baseline: str) -> list[dict[str, Any]]:
 def _category(execution: dict[str, Any]) -> str:
     """Which part of a run a top-level SQL execution belongs to (by its call site and plan)."""
     where, plan = execution["description"], execution["plan_head"]
+    if execution.get("quarantine"):
+        return "quarantine append (new row hashes only)"
     if "MergeIntoCommand" in plan:
-        return "quarantine MERGE"
-    if any(k in plan for k in ("SaveIntoDataSourceCommand", "TableAsSelect", "AppendData", "OverwriteByExpression")):
-        return "Delta write"
-    if "getHistory" in where or "DescribeDeltaDetail" in plan or "sinks/" in where:
-        return "Delta log reads (history/detail)"
-    if "gate.py" in where and "first" in where:
-        return "compute pass + gate counts"
-    if "gate.py" in where:
-        return "gate examples"
+        return "MERGE"
+    if any(k in where for k in ("Compute snapshot", "Filtering files", "recordDeltaOperation", "getHistory")) \
+            or "DescribeDeltaDetail" in plan:
+        return "Delta log (snapshots, file lists)"
+    if "SaveIntoDataSourceCommand" in plan or where.startswith(("write at", "save at")):
+        return "the pass: compute + write data files"
     if "CreateViewCommand" in plan:
         return "temp views"
+    if where.startswith(("collect at", "count at")):
+        return "gate examples, small reads"
     return "other Spark"
 
 

@@ -52,20 +52,32 @@ def apply(frame: "DataFrame", step: AggregateStep, ctx: BuildContext) -> "DataFr
             aggregate = {"count": F.count, "sum": F.sum, "min": F.min, "max": F.max}[function]
             partials.append(aggregate(value).alias(base))
             plans.append((name, function, [base]))
-    buckets = placed.groupBy(*args.keys, bucket).agg(*partials)
+    # One row per (key, bucket) comes out: counted here, before the windows, so that metrics
+    # a later step drops are pruned by Spark (an observation would keep them all alive).
+    buckets = ctx.observe(placed.groupBy(*args.keys, bucket).agg(*partials), ctx.step_key("out"))
 
     metrics: list["Column"] = []
     for window_text in args.windows:
         span = parse_duration(window_text) * MICROS
         window = Window.partitionBy(*args.keys).orderBy(_BUCKET).rangeBetween(-(span - every), 0)
         for name, function, columns in plans:
-            metrics.append(_combine(function, columns, window).alias(f"{name}_{window_text}"))
-    out = buckets.select(
+            combined = _partial(function, columns) if span == every else _combine(function, columns, window)
+            metrics.append(combined.alias(f"{name}_{window_text}"))
+    return buckets.select(
         *args.keys,
         F.timestamp_micros(F.col(_BUCKET)).alias(args.timestamp),
         *metrics,
     )
-    return ctx.observe(out, ctx.step_key("out"))
+
+
+def _partial(function: str, columns: list[str]) -> "Column":
+    """A window as long as the bucket holds the bucket's own partial: no window needed."""
+    from pyspark.sql import functions as F
+
+    if function == "avg":
+        total, n = (F.col(c) for c in columns)
+        return F.when(n > 0, total / n)
+    return F.col(columns[0])
 
 
 def _combine(function: str, columns: list[str], window: object) -> "Column":
