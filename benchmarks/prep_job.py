@@ -12,8 +12,9 @@ Variants, all in one SparkSession, on one generated input
 - ``featurekit``: ``pipeline.run`` on the equivalent job spec, no ``validate`` block;
 - ``featurekit+validate``: the same with the demo's ``validate`` block;
 - with ``--ablation``: the hand-written job plus featurekit's nine row-count observations
-  (``hand+observations``), plus its corrupt-record column (``hand+corrupt-column``), or both,
-  to attribute featurekit's cost inside the compute pass.
+  (``hand+observations``), plus its corrupt-record column (``hand+corrupt-column``), or both;
+  and featurekit's plan alone, written by a ``DataFrameWriter`` or through featurekit's held
+  Delta transaction — to attribute featurekit's cost to the pass or to the run around it.
 
 One warm-up run of each, then ``--repeat`` rounds that alternate the variants (the order
 rotates each round). Reported: median wall time, ratio to the hand-written median, Spark
@@ -192,6 +193,26 @@ def run_hand_written(spark: "SparkSession", raw: str, out: str, **features: bool
      .partitionBy("event_date").save(out))
 
 
+def run_plan(project: Project, spark: "SparkSession", out: str, held: bool) -> None:
+    """featurekit's plan for the job (sources + steps, observations included) written without
+    the rest of a run: with a plain ``DataFrameWriter``, or through featurekit's held Delta
+    transaction (``prepare`` + ``commit``) — to separate the pass from the run around it."""
+    from featurekit.engine.context import BuildContext
+    from featurekit.engine.transform import apply_steps, read_sources
+    from featurekit.sinks.delta import CommitMeta, prepare
+
+    loaded, _ = pipeline.load(project, JOBS["featurekit"], "local")
+    ctx = BuildContext(spark=spark, prefix=f"plan_{time.monotonic_ns()}")
+    read_sources(ctx, loaded)
+    frame = apply_steps(ctx, loaded)
+    output = loaded.spec.output.model_copy(update={"path": out})
+    if held:
+        prepare(spark, frame, output, CommitMeta("bench_plan", f"r{time.monotonic_ns()}", "", "")).commit()
+    else:
+        frame.write.format("delta").mode("overwrite").partitionBy(*output.partition_by).save(out)
+    ctx.drop_views()
+
+
 def run_featurekit(project: Project, job: str, spark: "SparkSession") -> pipeline.RunResult:
     """What ``featurekit run JOB`` does, on the benchmark's session (spec loading included)."""
     loaded, settings = pipeline.load(project, job, "local")
@@ -301,6 +322,8 @@ def _bench(args: argparse.Namespace, project: Project, settings: Settings, spark
                                                                    corrupt_column=True)
         variants["hand+both"] = lambda: run_hand_written(spark, raw, str(lake / "bench_hourly_both"),
                                                          observe=True, corrupt_column=True)
+        variants["fk plan, DataFrameWriter"] = lambda: run_plan(project, spark, str(lake / "bench_hourly_plan"), held=False)
+        variants["fk plan, held transaction"] = lambda: run_plan(project, spark, str(lake / "bench_hourly_held"), held=True)
     names = list(variants)
     jvm_gc = spark.sparkContext._jvm.java.lang.System  # type: ignore[union-attr]
 

@@ -8,7 +8,12 @@
 
 Each commit carries ``userMetadata`` (JSON: job, run id, spec fingerprint, env); a table
 created by featurekit gets the ``featurekit.job`` property in the same first commit.
-Delta's atomic commit means a failed write leaves the table at its previous version.
+
+Writing and committing are two steps (:func:`prepare`, then :meth:`PreparedCommit.commit`):
+the job's one pass writes the data files inside a Delta transaction held open (Delta's own
+``WriteIntoDelta`` without its final commit), the gate decides, and only then is the
+transaction committed — or its files deleted. Nothing is visible to a reader before the
+commit, so a refused or failed run leaves the table at its previous version.
 """
 
 from __future__ import annotations
@@ -140,7 +145,7 @@ class PreparedCommit:
     def abandon(self) -> None:
         """Delete the written files; the table stays as it was (or absent, if this run made it)."""
         if self._staging is not None:
-            delete_path(self.spark, self._staging, recursive=True)
+            _drop_staging(self.spark, self._staging)
             return
         scala = Scala(self.spark)
         for action in scala.to_list(self._actions):
@@ -157,7 +162,7 @@ class PreparedCommit:
                 _merge(self.spark, staged, self.out)
             done = describe_last_commit(self.spark, self.out.path)
         finally:
-            delete_path(self.spark, self._staging, recursive=True)
+            _drop_staging(self.spark, self._staging)
         if done.run_id != self.meta.run_id:  # nothing new or changed: Delta made no commit
             return CommitResult(done.version, NO_CHANGE, False, 0, 0, {}, self.meta.run_id, self.version_before)
         return replace(done, version_before=self.version_before)
@@ -180,7 +185,7 @@ def prepare(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: Co
         try:
             frame.write.parquet(staging)
         except Exception:
-            delete_path(spark, staging, recursive=True)
+            _drop_staging(spark, staging)
             raise
         return PreparedCommit(spark, out, meta, False, before, None, frame.schema, _staging=staging)
     scala = Scala(spark)
@@ -259,6 +264,16 @@ def delete_path(spark: "SparkSession", path: str, recursive: bool = False) -> No
     jvm = spark._jvm  # type: ignore[attr-defined]
     target = jvm.org.apache.hadoop.fs.Path(path)
     target.getFileSystem(spark._jsc.hadoopConfiguration()).delete(target, recursive)  # type: ignore[attr-defined]
+
+
+def _drop_staging(spark: "SparkSession", staging: str) -> None:
+    """Delete a run's staging folder, and ``_fk_staging`` itself once no run uses it."""
+    delete_path(spark, staging, recursive=True)
+    jvm = spark._jvm  # type: ignore[attr-defined]
+    parent = jvm.org.apache.hadoop.fs.Path(staging).getParent()
+    fs = parent.getFileSystem(spark._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+    if fs.exists(parent) and not list(fs.listStatus(parent)):
+        fs.delete(parent, False)
 
 
 def undo_commit(spark: "SparkSession", path: str, done: CommitResult) -> None:

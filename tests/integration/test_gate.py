@@ -377,6 +377,7 @@ def test_strict_policy_writes_nothing_anywhere(lab: Lab) -> None:  # noqa: F811
     first = lab.run("gate_strict", simple_job("gate_strict", "gate_strict_in", "columns: {v: {checks: {ge: 0}}}\nmax_bad_fraction: 0.5"))
     assert (first.rows_written, first.rows_quarantined, first.table_version) == (2, 1, 0)
     before = {t: (lab.table(t).version(), lab.rows(t, by=["id"])) for t in ("gate_strict", "gate_strict_quarantine")}
+    files_before = sorted(str(p.relative_to(lab.lake)) for p in (lab.lake / "gate_strict").rglob("*"))
 
     # six bad rows (more than the five examples kept per check) and one malformed record
     lab.csv("gate_strict_in", csv_of([(10, 1), (11, -1), (12, -2), (13, 3), (14, -3), (15, -4), (16, -5), (17, -6), ("x", 1)]))
@@ -394,6 +395,9 @@ def test_strict_policy_writes_nothing_anywhere(lab: Lab) -> None:  # noqa: F811
     ]
     after = {t: (lab.table(t).version(), lab.rows(t, by=["id"])) for t in ("gate_strict", "gate_strict_quarantine")}
     assert after == before
+    # the good rows' data files were written before the verdict, never committed, then deleted
+    assert sorted(str(p.relative_to(lab.lake)) for p in (lab.lake / "gate_strict").rglob("*")) == files_before
+    assert report["durations"]["compute"] > 0 and report["rows_out"] == 8
     assert report["status"] == "failed" and report["exit_code"] == 3 and report["error"] == str(error)
     assert (report["rows_written"], report["rows_quarantined"], report["quarantine"]) == (0, 0, {})
     [check] = report["gate"]["checks"]

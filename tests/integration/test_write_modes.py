@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -163,6 +164,7 @@ def test_merge_rerun_on_same_input_changes_nothing(merges: dict[str, Any]) -> No
     # only new or changed rows reach the MERGE: none here, so no file is rewritten, no version made
     assert rerun.commit_operation == "NONE (no row new or changed)" and rerun.table_version == 0
     assert rerun.rows_written == 3
+    assert not (Path(rerun.output_path) / "_fk_staging").exists()  # the MERGE's staged rows are gone
 
 
 def test_merge_updates_changed_rows_and_inserts_new_ones(merges: dict[str, Any]) -> None:
