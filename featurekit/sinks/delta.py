@@ -95,6 +95,64 @@ def _target(spark: "SparkSession", out: OutputSpec, job: str) -> tuple[Any, Any,
 
 
 @dataclass
+class HeldWrite:
+    """Data files written inside an open Delta transaction, not committed yet."""
+
+    spark: "SparkSession"
+    log: Any
+    txn: Any
+    actions: Any
+    operation: Any
+    rows: int | None  # Delta's count of the rows in the written files
+
+    def added_paths(self) -> list[str]:
+        scala = Scala(self.spark)
+        return [a.absolutePath(self.log).toString() for a in scala.to_list(self.actions)
+                if a.getClass().getSimpleName() == "AddFile"]
+
+    def commit(self) -> int:
+        """Commit the transaction (userMetadata travels in the operation); the new version."""
+        return int(self.txn.commit(self.actions, self.operation))
+
+    def drop(self) -> None:
+        """Delete the written files (never committed, so no reader has seen them)."""
+        for path in self.added_paths():
+            delete_path(self.spark, path)
+
+
+def write_held(spark: "SparkSession", log: Any, txn: Any, frame: "DataFrame", meta: CommitMeta, *,
+               append: bool, options: dict[str, str], partition_by: list[str], properties: dict[str, str],
+               path: str) -> HeldWrite:
+    """Run Delta's own writer (``WriteIntoDelta``) for ``frame`` inside ``txn`` without its
+    commit. ``properties`` are set only when the write creates the table; if it fails while
+    creating it, the folder it started is removed."""
+    scala = Scala(spark)
+    save_mode = scala.jvm.org.apache.spark.sql.SaveMode.valueOf("Append" if append else "Overwrite")
+    delta_options = scala.delta("DeltaOptions")(scala.map(options), scala.session.sessionState().conf())
+    write = scala.delta("commands.WriteIntoDelta")(
+        log, save_mode, delta_options, scala.seq(partition_by), scala.map(properties), frame._jdf,
+        scala.none(), scala.none(), False,
+    )
+    creating = txn.readVersion() < 0
+    try:
+        actions = write.write(txn, scala.session, scala.none(), False)
+    except Exception:
+        if creating:
+            wait_for_tasks(spark)
+            remove_partial(path)
+        raise
+    flag = {name: scala.some(True) if name in options else scala.none()
+            for name in ("partitionOverwriteMode", "overwriteSchema", "mergeSchema")}
+    operation = scala.delta("DeltaOperations").Write(
+        save_mode, scala.some(scala.seq(partition_by)), scala.none(), scala.some(meta.to_json()),
+        flag["partitionOverwriteMode"], flag["overwriteSchema"], flag["mergeSchema"], scala.none(), scala.none(),
+    )
+    metrics = scala.to_dict(scala.unwrap(txn.getOperationMetrics(operation)) or scala.map({}))
+    rows = int(metrics["numOutputRows"]) if "numOutputRows" in metrics else None
+    return HeldWrite(spark, log, txn, actions, operation, rows)
+
+
+@dataclass
 class PreparedCommit:
     """A commit whose data files are written but not yet committed.
 
@@ -111,19 +169,15 @@ class PreparedCommit:
     version_before: int | None
     rows: int | None
     schema: "StructType"
-    _log: Any = None
-    _txn: Any = None
-    _actions: Any = None
-    _operation: Any = None
+    _held: HeldWrite | None = None
     _staging: str | None = None
 
     def data(self) -> "DataFrame":
         """The rows that the commit would add (for checks that need the data itself)."""
         if self._staging is not None:
             return self.spark.read.parquet(self._staging)
-        scala = Scala(self.spark)
-        paths = [a.absolutePath(self._log).toString() for a in scala.to_list(self._actions)
-                 if a.getClass().getSimpleName() == "AddFile"]
+        assert self._held is not None
+        paths = self._held.added_paths()
         reader = self.spark.read.schema(self.schema).option("basePath", self.out.path)
         if not paths:
             return self.spark.createDataFrame([], self.schema)
@@ -133,10 +187,10 @@ class PreparedCommit:
         """Make the commit (one Delta version) and describe it."""
         if self._staging is not None:
             return self._merge_staged()
+        assert self._held is not None
         scala = Scala(self.spark)
-        with _user_metadata(self.spark, self.meta):
-            version = int(self._txn.commit(self._actions, self._operation))
-        info = self._txn.commitInfo()
+        version = self._held.commit()
+        info = self._held.txn.commitInfo()
         metrics = {k: _number(v) for k, v in scala.to_dict(scala.unwrap(info.operationMetrics()) or scala.map({})).items()}
         landed = int(metrics["numOutputRows"]) if "numOutputRows" in metrics else None
         return CommitResult(version, str(info.operation()), self.created, landed, landed, metrics,
@@ -147,10 +201,8 @@ class PreparedCommit:
         if self._staging is not None:
             _drop_staging(self.spark, self._staging)
             return
-        scala = Scala(self.spark)
-        for action in scala.to_list(self._actions):
-            if action.getClass().getSimpleName() == "AddFile":
-                delete_path(self.spark, action.absolutePath(self._log).toString())
+        if self._held is not None:
+            self._held.drop()
         if self.created:
             remove_partial(self.out.path)
 
@@ -188,39 +240,18 @@ def prepare(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: Co
             _drop_staging(spark, staging)
             raise
         return PreparedCommit(spark, out, meta, False, before, None, frame.schema, _staging=staging)
-    scala = Scala(spark)
     # A frame straight from spark.sql() keeps its unresolved SQL as its logical plan, where
     # Spark's observation manager would not find the observations inside the views it uses.
     frame = frame.alias("__fk_result")
     options: dict[str, str] = {}
-    mode = "Append" if out.mode == "append" else "Overwrite"
     if out.mode == "overwrite":
         options["overwriteSchema"] = "true"
     if out.mode == "replace_partitions" and out.partition_by:
         options["partitionOverwriteMode"] = "dynamic"
-    save_mode = scala.jvm.org.apache.spark.sql.SaveMode.valueOf(mode)
-    delta_options = scala.delta("DeltaOptions")(scala.map(options), scala.session.sessionState().conf())
     properties = {JOB_PROPERTY: meta.job, **out.properties} if not exists else {}
-    write = scala.delta("commands.WriteIntoDelta")(
-        log, save_mode, delta_options, scala.seq(out.partition_by), scala.map(properties), frame._jdf,
-        scala.none(), scala.none(), False,
-    )
-    try:
-        actions = write.write(txn, scala.session, scala.none(), False)
-    except Exception:
-        if not exists:
-            settle(spark)
-            remove_partial(out.path)
-        raise
-    operation = scala.delta("DeltaOperations").Write(
-        save_mode, scala.some(scala.seq(out.partition_by)), scala.none(), scala.some(meta.to_json()),
-        scala.some(True) if "partitionOverwriteMode" in options else scala.none(),
-        scala.some(True) if "overwriteSchema" in options else scala.none(),
-        scala.none(), scala.none(), scala.none(),
-    )
-    metrics = scala.to_dict(scala.unwrap(txn.getOperationMetrics(operation)) or scala.map({}))
-    rows = int(metrics["numOutputRows"]) if "numOutputRows" in metrics else None
-    prepared = PreparedCommit(spark, out, meta, not exists, before, rows, frame.schema, log, txn, actions, operation)
+    held = write_held(spark, log, txn, frame, meta, append=out.mode == "append", options=options,
+                      partition_by=out.partition_by, properties=properties, path=out.path)
+    prepared = PreparedCommit(spark, out, meta, not exists, before, held.rows, frame.schema, held)
     if out.mode == "merge":  # the first run of a merge job creates the table: its keys must be unique too
         try:
             check_unique_keys(prepared.data(), out.keys)
@@ -228,16 +259,6 @@ def prepare(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: Co
             prepared.abandon()
             raise
     return prepared
-
-
-def commit(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: CommitMeta) -> CommitResult:
-    """Write ``frame`` to ``out.path`` as one Delta commit and describe that commit."""
-    prepared = prepare(spark, frame, out, meta)
-    try:
-        return prepared.commit()
-    except Exception:
-        prepared.abandon()
-        raise
 
 
 @contextmanager
@@ -356,7 +377,7 @@ def _merge(spark: "SparkSession", frame: "DataFrame", out: OutputSpec) -> None:
     )
 
 
-def settle(spark: "SparkSession", timeout_s: float = 30.0) -> None:
+def wait_for_tasks(spark: "SparkSession", timeout_s: float = 30.0) -> None:
     """Wait until no Spark task runs: when a job fails, its other tasks are cancelled
     asynchronously and may still be writing files."""
     import time

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from featurekit.sinks.delta import JOB_PROPERTY, CommitMeta, delete_path, remove_partial
+from featurekit.sinks.delta import JOB_PROPERTY, CommitMeta, remove_partial, write_held
 from featurekit.sinks.jvm import Scala
 
 if TYPE_CHECKING:
@@ -97,29 +97,15 @@ def append_quarantine(spark: "SparkSession", rows: "DataFrame", path: str, meta:
         seen = spark.read.format("delta").load(path).select(F.col(SOURCE).alias("__s"), F.col(HASH).alias("__h"))
         new = rows.join(seen, rows[SOURCE].eqNullSafe(seen["__s"]) & (rows[HASH] == seen["__h"]), "left_anti")
     properties = {JOB_PROPERTY: meta.job, "featurekit.quarantine": "true"} if not exists else {}
-    save_mode = scala.jvm.org.apache.spark.sql.SaveMode.valueOf("Append")
-    options = scala.delta("DeltaOptions")(scala.map({"mergeSchema": "true"}), scala.session.sessionState().conf())
-    write = scala.delta("commands.WriteIntoDelta")(
-        log, save_mode, options, scala.seq([]), scala.map(properties), new._jdf, scala.none(), scala.none(), False)
-    try:
-        actions = write.write(txn, scala.session, scala.none(), False)
-    except Exception:
-        if not exists:
-            remove_partial(path)
-        raise
-    operation = scala.delta("DeltaOperations").Write(
-        save_mode, scala.some(scala.seq([])), scala.none(), scala.some(meta.to_json()),
-        scala.none(), scala.none(), scala.some(True), scala.none(), scala.none())
-    metrics = scala.to_dict(scala.unwrap(txn.getOperationMetrics(operation)) or scala.map({}))
-    inserted = int(metrics.get("numOutputRows", 0))
+    held = write_held(spark, log, txn, new, meta, append=True, options={"mergeSchema": "true"},
+                      partition_by=[], properties=properties, path=path)
+    inserted = held.rows or 0
     if inserted == 0:  # every row was quarantined by an earlier run: no commit
-        for action in scala.to_list(actions):
-            if action.getClass().getSimpleName() == "AddFile":
-                delete_path(spark, action.absolutePath(log).toString())
+        held.drop()
         if not exists:
             remove_partial(path)
         return QuarantineCommit(path, False, before, before, 0)
-    version = int(txn.commit(actions, operation))
+    version = held.commit()
     return QuarantineCommit(path, not exists, before, version, inserted)
 
 
