@@ -23,8 +23,13 @@ $(INSTALLED): pyproject.toml
 
 $(JARS): $(INSTALLED)
 	$(FK) setup
+	@command -v redis-server >/dev/null || echo "note: redis-server is not installed. The default online store is SQLite;" \
+	  "for the Redis one (and its tests): apt-get install redis-server"
 
-demo: setup  ## raw data -> validate -> both demo jobs -> Delta tables
+# The demo data covers the two weeks before 2026-01-15 (featurekit.demo.generate).
+DEMO_WINDOW ?= --start 2026-01-01T00:00:00Z --end 2026-01-15T00:00:00Z
+
+demo: setup  ## raw data -> jobs -> Delta -> feast apply -> materialize (verified) -> online lookups
 	test -f data/raw/_manifest.json || $(FK) generate-demo-data --rows $(ROWS)
 	$(FK) validate
 	$(FK) plan driver_hourly_stats
@@ -32,6 +37,10 @@ demo: setup  ## raw data -> validate -> both demo jobs -> Delta tables
 	$(FK) run driver_hourly_stats
 	$(FK) show driver_hourly_stats --limit 5
 	$(FK) runs
+	$(FK) feast apply
+	$(FK) materialize $(DEMO_WINDOW)
+	$(FK) online driver_id=100001 driver_id=100002 driver_id=999 --service driver_hourly_stats
+	$(FK) online driver_id=100001 --view driver_profile
 
 test: setup  ## every tier: unit, integration (Spark + Delta), e2e (CLI, spark-submit)
 	$(PY) -m pytest $(PYTEST_ARGS) tests
@@ -46,4 +55,4 @@ lint: setup
 	$(VENV)/bin/lint-imports
 
 clean:
-	rm -rf data .featurekit/runs spark-warehouse
+	rm -rf data .featurekit/runs spark-warehouse feature_repo/data

@@ -255,6 +255,115 @@ def generate_demo_data(
     out.print(f"wrote {target}: " + ", ".join(f"{k}={v:,}" for k, v in summary.to_dict().items()))
 
 
+feast_app = typer.Typer(no_args_is_help=True, help="The Feast feature repository, built from the jobs' `features:` blocks.")
+app.add_typer(feast_app, name="feast")
+
+
+@feast_app.command("render")
+def feast_render(env: Env = "local") -> None:
+    """Write feature_repo/feature_store.yaml for an environment (from conf/)."""
+    from featurekit.pipeline import features
+
+    project = _project()
+    path = features.render(project, load_settings(project, env))
+    out.print(f"wrote {project.shown(path)} for env {env}")
+
+
+@feast_app.command("plan")
+def feast_plan(env: Env = "local") -> None:
+    """Show what `feast apply` would change in the registry and the online store."""
+    from featurekit.pipeline import features
+
+    project = _project()
+    features.apply(project, load_settings(project, env), plan_only=True)
+
+
+@feast_app.command("apply")
+def feast_apply(env: Env = "local") -> None:
+    """Render feature_store.yaml for the environment and apply the definitions (= feast apply)."""
+    from featurekit.pipeline import features
+
+    project = _project()
+    settings = load_settings(project, env)
+    features.apply(project, settings)
+    views, services = features.definitions(project, settings)
+    table = Table(title=f"feast project {settings.feast.project} (env {env})", title_justify="left")
+    for column in ("feature view", "entity", "features", "Delta version", "skipped columns"):
+        table.add_column(column, overflow="fold")
+    for view in views:
+        table.add_row(view.name, f"{view.entity} ({', '.join(view.join_keys)})", str(len(view.features)),
+                      str(view.version), ", ".join(f"{k} ({t})" for k, t in view.skipped.items()))
+    out.print(table)
+    out.print("feature services: " + ", ".join(s.name for s in services))
+
+
+def _when(value: Optional[str], option: str) -> "Optional[object]":
+    from datetime import UTC, datetime
+
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError.single(f"expected an ISO 8601 time like 2026-01-15T00:00:00Z; got {value!r}",
+                                 file="command line", field=option) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@app.command()
+def materialize(
+    views: Annotated[Optional[list[str]], typer.Option("--views", "-v", help="Feature views (default: every online view).")] = None,
+    start: Annotated[Optional[str], typer.Option(help="Window start (ISO 8601, UTC if no zone).")] = None,
+    end: Annotated[Optional[str], typer.Option(help="Window end (default: now).")] = None,
+    incremental: Annotated[bool, typer.Option("--incremental", help="From the end of the last materialization (or end - ttl).")] = False,
+    verify_only: Annotated[bool, typer.Option("--verify-only", help="Write nothing; check the online store against the table.")] = False,
+    env: Env = "local",
+) -> None:
+    """Delta tables -> online store for a window, then verify every key arrived (exit 3 if not)."""
+    from featurekit.pipeline.materialize import materialize as run_materialize
+
+    if incremental == (start is not None):
+        raise ConfigError.single("give either --start (with --end) or --incremental", file="command line", field="--start")
+    project = _project()
+    settings = load_settings(project, env)
+    result = run_materialize(project, settings, views=views, start=_when(start, "--start"), end=_when(end, "--end"),
+                             incremental=incremental, verify_only=verify_only)
+    verb = "verified" if verify_only else "materialized"
+    table = Table(title=f"{verb} into {result.online_store} (run {result.run_id}, env {env})", title_justify="left")
+    for column in ("feature view", "Delta version", "window", "rows", "keys", "written", "in store", "s"):
+        table.add_column(column, justify="right" if column in ("rows", "keys", "written", "in store", "s") else "left")
+    for view in result.views:
+        in_store = view.online.in_window if view.online else 0
+        table.add_row(view.view, f"v{view.delta_version}",
+                      f"{view.start:%Y-%m-%d %H:%M} .. {view.end:%Y-%m-%d %H:%M}", _n(view.rows), _n(view.keys),
+                      "-" if verify_only else _n(view.written), _n(in_store), f"{view.seconds:.1f}")
+    out.print(table)
+
+
+@app.command()
+def online(
+    entities: Annotated[list[str], typer.Argument(help="Entity keys: driver_id=100001 (repeat for more rows).")],
+    service: Annotated[Optional[str], typer.Option(help="Feature service (default: all features of --view).")] = None,
+    view: Annotated[Optional[str], typer.Option(help="Feature view, when no --service is given.")] = None,
+    env: Env = "local",
+) -> None:
+    """Look up online features for entity keys (through the Feast SDK) and print them."""
+    from featurekit.pipeline.serving import lookup
+
+    if (service is None) == (view is None):
+        raise ConfigError.single("give --service or --view", file="command line", field="--service")
+    project = _project()
+    rows = lookup(project, load_settings(project, env), entities, service=service, view=view)
+    # one column per entity, one row per feature: reads well for a few entities and many features
+    table = Table(title=f"online features ({service or view}, env {env})", title_justify="left")
+    table.add_column("feature")
+    for i in range(len(rows)):
+        table.add_column(f"#{i + 1}", justify="right")
+    for name in rows[0] if rows else []:
+        table.add_row(name, *(_cell(row[name]) for row in rows))
+    out.print(table)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the CLI; map errors to exit codes; return the code.
 

@@ -40,6 +40,25 @@ class PathSettings(_Strict):
     jars: str = "${project_root}/.featurekit/jars"
 
 
+class FeastSettings(_Strict):
+    """The Feast feature repository of an environment (rendered into ``feature_store.yaml``).
+
+    ``registry`` and ``online_store`` are passed to Feast as written (a file path or a
+    mapping such as ``{registry_type: sql, path: ...}``; ``{type: sqlite, path: ...}`` or
+    ``{type: redis, connection_string: ...}``); Feast checks them when the file is rendered.
+    """
+
+    project: str = "featurekit"
+    repo: str = "${project_root}/feature_repo"
+    # Inside the feature repository (gitignored data/), where plain `feast` creates the folder.
+    registry: str | dict[str, OptionValue] = "${project_root}/feature_repo/data/registry.db"
+    online_store: dict[str, OptionValue] = Field(
+        default_factory=lambda: {"type": "sqlite", "path": "${project_root}/feature_repo/data/online.db"})
+    entity_key_serialization_version: int = 3
+    # Rows per batch written to the online store by `featurekit materialize`.
+    write_batch_rows: int = Field(default=10_000, gt=0)
+
+
 class Settings(_Strict):
     """The merged settings of one environment, variables filled."""
 
@@ -47,6 +66,7 @@ class Settings(_Strict):
     vars: dict[str, str] = Field(default_factory=dict)
     spark: SparkSettings = Field(default_factory=SparkSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
+    feast: FeastSettings = Field(default_factory=FeastSettings)
 
     @property
     def jars_dir(self) -> Path:

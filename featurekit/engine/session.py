@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,8 @@ def get_session(settings: Settings, jars: list[Path], app_name: str | None = Non
     if settings.spark.master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.master(settings.spark.master).appName(app_name or settings.spark.app_name)
+    # Python workers (materialization's writers) run this interpreter, as the driver does.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in session_conf(settings, jars).items():
         builder = builder.config(key, value)
     try:

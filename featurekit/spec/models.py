@@ -233,6 +233,9 @@ class FeaturesSpec(Strict):
     online: bool = True
     tags: dict[str, OptionValue] = Field(default_factory=dict)
     description: str = ""
+    # More Feast FeatureServices: name -> views ("job") or single features ("job:feature").
+    # Every job with features also gets a service named after it with all of its features.
+    services: dict[Name, Annotated[list[NonEmptyStr], Field(min_length=1)]] = Field(default_factory=dict)
 
 
 class JobSpec(Strict):
