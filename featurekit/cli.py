@@ -347,14 +347,12 @@ def online(
     view: Annotated[Optional[str], typer.Option(help="Feature view, when no --service is given.")] = None,
     env: Env = "local",
 ) -> None:
-    """Look up online features for entity keys (through the Feast SDK) and print them."""
-    from featurekit.pipeline.serving import lookup
+    """Look up online features for entity keys and print them (one column per entity)."""
+    from featurekit.online import lookup
 
     if (service is None) == (view is None):
         raise ConfigError.single("give --service or --view", file="command line", field="--service")
-    project = _project()
-    rows = lookup(project, load_settings(project, env), entities, service=service, view=view)
-    # one column per entity, one row per feature: reads well for a few entities and many features
+    rows = lookup(entities, service=service, view=view, env=env, project=_project())
     table = Table(title=f"online features ({service or view}, env {env})", title_justify="left")
     table.add_column("feature")
     for i in range(len(rows)):
@@ -362,6 +360,24 @@ def online(
     for name in rows[0] if rows else []:
         table.add_row(name, *(_cell(row[name]) for row in rows))
     out.print(table)
+
+
+@app.command()
+def serve(
+    env: Env = "local",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 6566,
+) -> None:
+    """Serve online features over HTTP in Feast's JSON (POST /get-online-features, GET /health)."""
+    import uvicorn
+
+    from featurekit.online import OnlineFeatures
+    from featurekit.server import create_app
+
+    client = OnlineFeatures(env, _project())
+    out.print(f"serving {len(client.layouts)} feature view(s), {len(client.services)} service(s) "
+              f"from the {client.reader.kind} online store on http://{host}:{port}")
+    uvicorn.run(create_app(client), host=host, port=port, log_level="warning", access_log=False)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

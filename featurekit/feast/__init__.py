@@ -6,6 +6,13 @@ because ``import feast`` costs seconds.
 
 import warnings
 
-# Feast warns on every SparkSource it builds (ours, and each one read back from the registry).
-warnings.filterwarnings("ignore", message="The spark data source API is an experimental feature",
-                        category=RuntimeWarning)
+
+def quiet_spark_source() -> None:
+    """Feast warns on every SparkSource it builds (ours, and each one read from the registry)
+    that the API is experimental. Its modules reset the warning filters when imported, so the
+    filter goes in after importing them."""
+    import feast.infra.offline_stores.contrib.spark_offline_store.spark  # noqa: F401
+    import feast.repo_config  # noqa: F401
+
+    warnings.filterwarnings("ignore", message="The spark data source API is an experimental feature",
+                            category=RuntimeWarning)

@@ -236,6 +236,10 @@ def feast_objects(views: list[ViewSpec], services: list[ServiceSpec]) -> dict[st
     from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
     from feast.table_format import DeltaFormat
 
+    from featurekit.feast import quiet_spark_source
+
+    quiet_spark_source()
+
     def typed(name: str) -> Any:
         if name.startswith("Array("):
             return ft.Array(getattr(ft, name[6:-1]))

@@ -89,6 +89,9 @@ def repo_config(project: Project, settings: Settings, session_conf: dict[str, st
     from feast.repo_config import RepoConfig
     from pydantic import ValidationError
 
+    from featurekit.feast import quiet_spark_source
+
+    quiet_spark_source()
     config = store_config(project, settings, session_conf)
     try:
         repo = RepoConfig(repo_path=repo_dir(settings), **config)

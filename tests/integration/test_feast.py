@@ -22,7 +22,7 @@ from featurekit.errors import ConfigError, DataError, SpecError
 from featurekit.lineage import RunLogLineage
 from featurekit.pipeline import features
 from featurekit.pipeline.materialize import materialize
-from featurekit.pipeline.serving import lookup
+from featurekit.online import OnlineFeatures
 from tests.conftest import REPO
 from tests.integration.conftest import with_test_conf
 from tests.integration.helpers import Lab
@@ -96,8 +96,14 @@ def expected_latest(lab: Lab, start: datetime, end: datetime) -> dict[int, dict[
 
 
 def online_values(project: Project, settings: Settings, drivers: list[int]) -> dict[int, dict[str, Any]]:
-    rows = lookup(project, settings, [f"driver_id={d}" for d in drivers], view="driver_stats")
-    return {row["driver_id"]: row for row in rows}
+    """featurekit's reader and the Feast SDK on the same store: they must agree; featurekit's rows."""
+    client = OnlineFeatures(project=project, settings=settings)
+    refs = client.view_refs("driver_stats")
+    ours = client.get({"driver_id": drivers}, features=refs)
+    feast = features.open_store(project, settings).get_online_features(
+        features=refs, entity_rows=[{"driver_id": d} for d in drivers]).to_dict()
+    assert ours == {k: feast[k] for k in ours} and set(ours) == set(feast)
+    return {d: {k: ours[k][i] for k in ours} for i, d in enumerate(drivers)}
 
 
 @pytest.fixture
@@ -263,3 +269,61 @@ def test_materialize_into_redis(redis_server: str, spark: object, tmp_path: Path
     earlier = materialize(project, settings, start=T0, end=T0 + timedelta(hours=10), spark=spark).views[0]
     assert earlier.verified and earlier.online is not None and earlier.online.newer >= 1
     assert online_values(project, settings, [1])[1]["conv_rate"] == 0.2
+
+
+def test_serve_answers_in_feasts_json(sqlite_lab: tuple[Lab, Project, Settings], spark: object) -> None:
+    import threading
+
+    import httpx
+    import uvicorn
+    from feast import proto_json
+    from feast.feature_server import convert_response_to_dict
+
+    from featurekit.server import create_app
+    from tests.conftest import _free_port
+
+    lab, project, settings = sqlite_lab
+    materialize(project, settings, start=T0, end=T0 + timedelta(hours=12, minutes=30), spark=spark)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(OnlineFeatures(project=project, settings=settings)),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            for _ in range(200):
+                try:
+                    if http.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                threading.Event().wait(0.05)
+            body = {"feature_service": "driver_rates", "entities": {"driver_id": [1, 2, 3]}}
+            got = http.post("/get-online-features", json=body)
+            assert got.status_code == 200
+            ours = got.json()
+            proto_json.patch()
+            store = features.open_store(project, settings)
+            sdk = store.get_online_features(features=store.get_feature_service("driver_rates"),
+                                            entity_rows=[{"driver_id": d} for d in (1, 2, 3)])
+            theirs = convert_response_to_dict(sdk.proto)
+
+            def by_name(response: dict[str, Any]) -> dict[str, Any]:
+                return dict(zip(response["metadata"]["feature_names"], response["results"]))
+
+            assert by_name(ours) == by_name(theirs)
+            assert by_name(ours)["conv_rate"]["values"] == [0.2, 0.5, None]
+            assert by_name(ours)["conv_rate"]["statuses"] == ["PRESENT", "PRESENT", "NOT_FOUND"]
+            # the same by feature references
+            refs = {"features": ["driver_stats:trips", "driver_stats:city"], "entities": {"driver_id": [4]}}
+            assert by_name(http.post("/get-online-features", json=refs).json())["city"]["values"] == [None]
+            # unknown names and bad bodies are 4xx with the reason, not 500
+            unknown = http.post("/get-online-features", json={"features": ["driver_stats:trip"], "entities": {"driver_id": [1]}})
+            assert unknown.status_code == 404 and "did you mean 'trips'" in unknown.json()["detail"]
+            no_key = http.post("/get-online-features", json={"feature_service": "driver_rates", "entities": {"rider_id": [1]}})
+            assert no_key.status_code == 404 and "missing driver_id" in no_key.json()["detail"]
+            assert http.post("/get-online-features", content=b"{not json").status_code == 422
+            assert http.post("/get-online-features", json={"feature_service": "nope", "entities": {}}).status_code == 404
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -10,7 +10,7 @@ from featurekit.config import Project, load_settings
 from featurekit.errors import ConfigError
 from featurekit.feast.definitions import feast_type
 from featurekit.feast.store import render, store_config
-from featurekit.pipeline.serving import parse_entities
+from featurekit.online import parse_entities
 
 
 @pytest.mark.parametrize(("delta", "feast"), [
@@ -60,11 +60,12 @@ def test_feast_rejects_a_bad_online_store_with_a_config_error(make_project) -> N
 
 
 def test_entities_are_parsed_and_typed_from_the_join_keys() -> None:
-    keys = {"driver_id": "Int64", "city": "String"}
-    assert parse_entities(["driver_id=7,city=Paris"], keys) == [{"driver_id": 7, "city": "Paris"}]
+    keys = {"driver_id": "INT64", "city": "STRING"}
+    assert parse_entities(["driver_id=7,city=Paris", "city=Oslo,driver_id=8"], keys) == \
+        {"driver_id": [7, 8], "city": ["Paris", "Oslo"]}
     with pytest.raises(ConfigError, match="lacks join key"):
         parse_entities(["driver_id=7"], keys)
-    with pytest.raises(ConfigError, match="driver_id is Int64; got 'x'"):
+    with pytest.raises(ConfigError, match="driver_id is INT64; got 'x'"):
         parse_entities(["driver_id=x,city=a"], keys)
     with pytest.raises(ConfigError, match="did you mean 'driver_id'"):
         parse_entities(["driverid=7,city=a"], keys)
