@@ -380,6 +380,34 @@ def serve(
     uvicorn.run(create_app(client), host=host, port=port, log_level="warning", access_log=False)
 
 
+@app.command("training-set")
+def training_set(
+    spine: Annotated[str, typer.Option(help="Entity keys, event timestamp [, labels]: a Delta table, Parquet or CSV with a header.")],
+    service: Annotated[str, typer.Option(help="Feature service (each feature view has one of its name).")],
+    out_path: Annotated[str, typer.Option("--out", help="Delta table to write (overwritten).")],
+    timestamp: Annotated[str, typer.Option(help="The spine's event timestamp column.")] = "event_timestamp",
+    env: Env = "local",
+) -> None:
+    """Point-in-time correct features for a spine (Feast on Spark) -> a Delta table, with lineage."""
+    from featurekit.pipeline.training import training_set as build
+
+    project = _project()
+    result = build(project, load_settings(project, env), spine=spine, service=service, out=out_path, timestamp=timestamp)
+    table = Table(title=f"training set {result.service} (run {result.run_id}, env {env})", title_justify="left")
+    table.add_column("what")
+    table.add_column("detail", overflow="fold")
+    table.add_row("spine", f"{result.spine_format} {result.spine}"
+                  + (f" @ v{result.spine_version}" if result.spine_version is not None else ""))
+    for view, version in result.views.items():
+        table.add_row(f"view {view}", f"Delta v{version}")
+    table.add_row("rows", f"{result.rows:,}" + (f" ({result.rows_without_timestamp:,} without a timestamp: null features)"
+                                                 if result.rows_without_timestamp else ""))
+    table.add_row("written", f"{result.out} v{result.out_version} ({len(result.features)} feature(s), "
+                  f"{result.seconds:.1f}s)")
+    table.add_row("lineage", result.lineage)
+    out.print(table)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the CLI; map errors to exit codes; return the code.
 

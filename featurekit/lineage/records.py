@@ -49,6 +49,7 @@ class TrainingSetRecord:
     output_version: int
     rows: int
     recorded_at: str
+    spine_version: int | None = None   # when the spine is a Delta table
     kind: str = field(default="training_set", init=False)
 
 
