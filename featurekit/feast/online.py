@@ -54,16 +54,33 @@ class OnlineWriter:
         view_proto.ParseFromString(self.view_proto)
         view = FeatureView.from_proto(view_proto)
         join_keys = {c.name: c.dtype.to_value_type() for c in view.entity_columns}
+        fast = _redis_writer(config, view)
         provider = get_provider(config)
         written = count = 0
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            rows = _convert_arrow_to_proto(batch, view, join_keys)
-            provider.online_write_batch(config, view, rows, progress=None)
-            written += len(rows)
+            if fast is not None:
+                fast.write(batch)
+            else:
+                rows = _convert_arrow_to_proto(batch, view, join_keys)
+                provider.online_write_batch(config, view, rows, progress=None)
+            written += batch.num_rows
             count += 1
         yield pa.RecordBatch.from_pydict({"written": [written], "batches": [count]})
+
+
+def _redis_writer(config: Any, view: Any) -> Any:
+    """featurekit's Redis writer for a plain Redis server; None for other stores (Feast's writer)."""
+    online = config.online_store
+    if getattr(online, "type", "") != "redis" or str(getattr(online, "redis_type", "redis")).split(".")[-1] != "redis":
+        return None
+    from feast.infra.online_stores.redis import RedisOnlineStore
+
+    from featurekit.feast.redis_writer import RedisBatchWriter
+
+    client = RedisOnlineStore()._get_client(online)
+    return RedisBatchWriter(client, config.project, view, getattr(online, "key_ttl_seconds", None))
 
 
 def count_keys(store_config: dict[str, Any], repo_path: str, view: str, start: datetime, end: datetime) -> KeyCount:

@@ -1,0 +1,86 @@
+"""featurekit's Redis writer leaves exactly the bytes Feast's own writer leaves (real Redis)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+pytestmark = pytest.mark.feast
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def view(name: str = "stats") -> Any:
+    import feast.types as ft
+    from feast import Entity, FeatureView, Field, FileSource, ValueType
+
+    driver = Entity(name="driver", join_keys=["driver_id"], value_type=ValueType.INT64)
+    return FeatureView(
+        name=name, entities=[driver], ttl=timedelta(days=1),
+        schema=[Field(name="driver_id", dtype=ft.Int64), Field(name="rate", dtype=ft.Float64),
+                Field(name="small", dtype=ft.Int64), Field(name="big", dtype=ft.Int64),
+                Field(name="ratio32", dtype=ft.Float32), Field(name="flag", dtype=ft.Bool),
+                Field(name="city", dtype=ft.String), Field(name="sparse", dtype=ft.Float64),
+                Field(name="hits", dtype=ft.Int32)],
+        source=FileSource(path="unused.parquet", timestamp_field="event_ts"),
+    )
+
+
+def batch(n: int = 300) -> pa.RecordBatch:
+    ids = list(range(1, n + 1))
+    return pa.RecordBatch.from_pydict({
+        "driver_id": pa.array(ids, pa.int64()),
+        "event_ts": pa.array([T0 + timedelta(seconds=i, microseconds=(i % 3) * 250) for i in ids], pa.timestamp("us", tz="UTC")),
+        "rate": pa.array([i / 7 for i in ids], pa.float64()),
+        "small": pa.array([i % 100 for i in ids], pa.int64()),                # mixed varint widths
+        "big": pa.array([(-1) ** i * i * 10**12 for i in ids], pa.int64()),   # negatives
+        "ratio32": pa.array([i / 3 for i in ids], pa.float32()),
+        "flag": pa.array([i % 2 == 0 for i in ids], pa.bool_()),
+        "city": pa.array([None if i % 5 == 0 else ("Zürich" if i % 2 else "") for i in ids], pa.string()),
+        "sparse": pa.array([None if i % 4 == 0 else (float("nan") if i % 9 == 0 else -0.0 if i % 11 == 0 else i * 1.5)
+                            for i in ids], pa.float64()),
+        "hits": pa.array([i - 150 for i in ids], pa.int32()),
+    })
+
+
+def dump(client: Any, project: str) -> dict[bytes, dict[bytes, bytes]]:
+    """Every hash of the project: key without the project suffix -> fields."""
+    suffix = project.encode()
+    return {key[: -len(suffix)]: client.hgetall(key) for key in client.scan_iter(match=b"*" + suffix)}
+
+
+def test_the_bytes_in_redis_equal_feasts(redis_server: str, tmp_path: Path) -> None:
+    import redis
+    from feast.infra.online_stores.redis import RedisOnlineStore
+    from feast.repo_config import RepoConfig
+    from feast.utils import _convert_arrow_to_proto
+
+    from featurekit.feast.redis_writer import RedisBatchWriter
+
+    host, port = redis_server.split(":")
+    client = redis.Redis(host=host, port=int(port))
+    client.flushall()
+    fv, rows = view(), batch()
+    online = {"type": "redis", "connection_string": redis_server}
+    feast_config = RepoConfig(project="feastwrote", provider="local", registry=str(tmp_path / "r.db"),
+                              online_store=online, entity_key_serialization_version=3, repo_path=tmp_path)
+    join_keys = {"driver_id": fv.entity_columns[0].dtype.to_value_type()}
+    RedisOnlineStore().online_write_batch(feast_config, fv, _convert_arrow_to_proto(rows, fv, join_keys), None)
+    writer = RedisBatchWriter(client, "ourswrote", fv)
+    assert writer.write(rows) == rows.num_rows
+    theirs, ours = dump(client, "feastwrote"), dump(client, "ourswrote")
+    assert len(ours) == rows.num_rows
+    assert ours == theirs
+
+    # a second, older batch changes nothing; a newer one replaces, as in Feast
+    older = batch().set_column(1, "event_ts", pa.array([T0 - timedelta(days=1)] * rows.num_rows, pa.timestamp("us", tz="UTC")))
+    assert writer.write(older) == 0
+    assert dump(client, "ourswrote") == theirs
+    newer = batch().set_column(1, "event_ts", pa.array([T0 + timedelta(days=1)] * rows.num_rows, pa.timestamp("us", tz="UTC")))
+    assert writer.write(newer) == rows.num_rows
+    RedisOnlineStore().online_write_batch(feast_config, fv, _convert_arrow_to_proto(newer, fv, join_keys), None)
+    assert dump(client, "ourswrote") == dump(client, "feastwrote")
