@@ -408,6 +408,27 @@ def training_set(
     out.print(table)
 
 
+registry_app = typer.Typer(no_args_is_help=True, help="An embedded Kubeflow Model Registry (SQLite) for laptops and CI.")
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("serve")
+def registry_serve(
+    db: Annotated[Optional[Path], typer.Option(help="SQLite file (default: .featurekit/registry.db in the project).")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8080,
+) -> None:
+    """Serve the Model Registry REST API (/api/model_registry/v1 and v1alpha3) from a SQLite file."""
+    import uvicorn
+
+    from featurekit.lineage.registry_server import create_registry_app
+
+    path = db if db is not None else _project().root / ".featurekit" / "registry.db"
+    registry = create_registry_app(path)
+    out.print(f"Model Registry API on http://{host}:{port}/api/model_registry/v1 (and /v1alpha3), stored in {path}")
+    uvicorn.run(registry, host=host, port=port, log_level="warning", access_log=False)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the CLI; map errors to exit codes; return the code.
 

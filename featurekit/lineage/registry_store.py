@@ -1,0 +1,550 @@
+"""SQLite storage of the embedded Model Registry (``featurekit registry serve``).
+
+One table per resource kind (registered models, model versions, artifacts), a link table for the
+many-to-many between model versions and artifacts, and a table that keeps ``externalId`` unique
+across every resource, as the Model Registry spec asks. Each row keeps its columns for what is
+queried (name, external id, parent, times) and the rest of the resource as JSON (``body``), so
+new optional fields of the API need no migration.
+
+Nothing is ever deleted (the API archives through ``state``). Lists page by keyset: the opaque
+``nextPageToken`` holds the last (sort value, id) seen and a fingerprint of the query it belongs to.
+``filterQuery`` supports the common subset of the API's SQL-like language: ``property = value``
+(and ``!=``) terms joined by ``AND``; anything else is refused with the reason, not ignored.
+
+Connections are per thread (the server calls the store from a thread pool) in WAL mode, so reads
+never wait for a write; writes are serialized by a lock and ``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import difflib
+import hashlib
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from featurekit.errors import InfraError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE registered_models (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL UNIQUE,
+  external_id TEXT UNIQUE,
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  body TEXT NOT NULL
+);
+CREATE TABLE model_versions (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  registered_model_id INTEGER NOT NULL REFERENCES registered_models(id),
+  name TEXT NOT NULL,
+  external_id TEXT UNIQUE,
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  UNIQUE (registered_model_id, name)
+);
+CREATE TABLE artifacts (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  artifact_type TEXT NOT NULL,
+  name TEXT,
+  external_id TEXT UNIQUE,
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  body TEXT NOT NULL
+);
+CREATE INDEX artifacts_name ON artifacts(name);
+CREATE TABLE model_version_artifacts (
+  model_version_id INTEGER NOT NULL REFERENCES model_versions(id),
+  artifact_id INTEGER NOT NULL REFERENCES artifacts(id),
+  linked_ms INTEGER NOT NULL,
+  PRIMARY KEY (model_version_id, artifact_id)
+);
+CREATE INDEX model_version_artifacts_artifact ON model_version_artifacts(artifact_id);
+CREATE TABLE external_ids (
+  external_id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  resource_id INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A resource kind: its table, its name in messages, and its parent column if any."""
+
+    table: str
+    label: str
+    parent: str | None = None
+
+
+REGISTERED_MODEL = Kind("registered_models", "registered model")
+MODEL_VERSION = Kind("model_versions", "model version", parent="registered_model_id")
+ARTIFACT = Kind("artifacts", "artifact")
+
+ORDER_COLUMNS = {"ID": "id", "CREATE_TIME": "created_ms", "LAST_UPDATE_TIME": "updated_ms"}
+_TYPED = ("string_value", "int_value", "double_value", "bool_value")
+
+
+class RegistryError(Exception):
+    """A request the registry refuses; ``status`` is the HTTP status that says why."""
+
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class BadRequest(RegistryError):
+    status = 400
+
+
+class NotFound(RegistryError):
+    status = 404
+
+
+class Conflict(RegistryError):
+    status = 409
+
+
+class Unprocessable(RegistryError):
+    status = 422
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """What a list call asks for; ``fields`` are the kind's own properties (the rest are custom)."""
+
+    filter_query: str = ""
+    page_size: int = 100
+    order_by: str = "ID"
+    sort_order: str = "ASC"
+    next_page_token: str = ""
+    fields: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_page_token: str
+    page_size: int
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def parse_id(value: str | int | None, label: str) -> int:
+    """A resource id as the API writes it (a string of 1-9 digits); NotFound when it can't be one."""
+    text = str(value)
+    if not re.fullmatch(r"[1-9][0-9]{0,8}", text):
+        raise NotFound(f"no {label} with id {text!r} (ids are positive integers)")
+    return int(text)
+
+
+class RegistryStore:
+    """The registry's resources in one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._migrate(self._connection())
+        except (OSError, sqlite3.Error) as exc:
+            raise InfraError(f"cannot open the registry database {self.path}: {exc}") from exc
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every connection the store opened (each thread's)."""
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        with self._write():
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                for statement in _SCHEMA.split(";"):  # not executescript: it would commit first
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version != SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(f"schema version {version}; this featurekit reads {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connection()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # -- rows -> resources ---------------------------------------------------------------------
+
+    @staticmethod
+    def _resource(row: sqlite3.Row) -> dict[str, Any]:
+        resource: dict[str, Any] = {"id": str(row["id"])}
+        if row["name"] is not None:
+            resource["name"] = row["name"]
+        if row["external_id"] is not None:
+            resource["externalId"] = row["external_id"]
+        keys = row.keys()
+        if "artifact_type" in keys:
+            resource["artifactType"] = row["artifact_type"]
+        if "registered_model_id" in keys:
+            resource["registeredModelId"] = str(row["registered_model_id"])
+        resource.update(json.loads(row["body"]))
+        resource["createTimeSinceEpoch"] = str(row["created_ms"])
+        resource["lastUpdateTimeSinceEpoch"] = str(row["updated_ms"])
+        return resource
+
+    def _row(self, conn: sqlite3.Connection, kind: Kind, rid: int) -> sqlite3.Row | None:
+        return conn.execute(f"SELECT * FROM {kind.table} WHERE id = ?", (rid,)).fetchone()
+
+    def get(self, kind: Kind, rid: str | int) -> dict[str, Any]:
+        row = self._row(self._connection(), kind, parse_id(rid, kind.label))
+        if row is None:
+            raise NotFound(f"no {kind.label} with id {rid}")
+        return self._resource(row)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_external_id(conn: sqlite3.Connection, external_id: str | None) -> None:
+        """Conflict when another resource of any kind already has ``external_id``."""
+        if external_id is None:
+            return
+        taken = conn.execute("SELECT kind, resource_id FROM external_ids WHERE external_id = ?", (external_id,)).fetchone()
+        if taken is not None:
+            label = {k.table: k.label for k in (REGISTERED_MODEL, MODEL_VERSION, ARTIFACT)}[taken["kind"]]
+            raise Conflict(f"externalId {external_id!r} is already used by {label} {taken['resource_id']}")
+
+    @staticmethod
+    def _claim_external_id(conn: sqlite3.Connection, kind: Kind, rid: int, external_id: str | None) -> None:
+        if external_id is not None:
+            conn.execute("INSERT INTO external_ids (external_id, kind, resource_id) VALUES (?, ?, ?)",
+                         (external_id, kind.table, rid))
+
+    def create(self, kind: Kind, fields: dict[str, Any], *, parent: int | None = None,
+               artifact_type: str | None = None, link_to: int | None = None) -> dict[str, Any]:
+        """Insert a resource from its API fields (``name``, ``externalId`` and the rest; nulls dropped)."""
+        body = {k: v for k, v in fields.items() if v is not None}
+        name = body.pop("name", None)
+        external_id = body.pop("externalId", None)
+        now = _now_ms()
+        with self._write() as conn:
+            columns = {"name": name, "external_id": external_id, "created_ms": now, "updated_ms": now,
+                       "body": json.dumps(body, separators=(",", ":"))}
+            if kind is REGISTERED_MODEL:
+                if conn.execute("SELECT 1 FROM registered_models WHERE name = ?", (name,)).fetchone():
+                    raise Conflict(f"a registered model named {name!r} already exists")
+            elif kind is MODEL_VERSION:
+                if self._row(conn, REGISTERED_MODEL, parent or 0) is None:
+                    raise Unprocessable(f"registeredModelId {parent}: no such registered model")
+                if conn.execute("SELECT 1 FROM model_versions WHERE registered_model_id = ? AND name = ?",
+                                (parent, name)).fetchone():
+                    raise Conflict(f"registered model {parent} already has a version named {name!r}")
+                columns["registered_model_id"] = parent
+            else:
+                columns["artifact_type"] = artifact_type
+            if link_to is not None and self._row(conn, MODEL_VERSION, link_to) is None:
+                raise NotFound(f"no model version with id {link_to}")
+            self._check_external_id(conn, external_id)
+            names = ", ".join(columns)
+            cursor = conn.execute(f"INSERT INTO {kind.table} ({names}) VALUES ({', '.join('?' * len(columns))})",
+                                  tuple(columns.values()))
+            rid = int(cursor.lastrowid or 0)
+            self._claim_external_id(conn, kind, rid, external_id)
+            if link_to is not None:
+                conn.execute("INSERT INTO model_version_artifacts VALUES (?, ?, ?)", (link_to, rid, now))
+            return self._resource(self._row(conn, kind, rid))  # type: ignore[arg-type]
+
+    def update(self, kind: Kind, rid: str | int, changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply the given fields (PATCH: absent fields keep their value, null ones are removed)."""
+        key = parse_id(rid, kind.label)
+        with self._write() as conn:
+            row = self._row(conn, kind, key)
+            if row is None:
+                raise NotFound(f"no {kind.label} with id {rid}")
+            body = json.loads(row["body"])
+            changes = dict(changes)
+            external_id = changes.pop("externalId", row["external_id"])
+            if external_id != row["external_id"]:
+                self._check_external_id(conn, external_id)
+                conn.execute("DELETE FROM external_ids WHERE kind = ? AND resource_id = ?", (kind.table, key))
+                self._claim_external_id(conn, kind, key, external_id)
+            for field, value in changes.items():
+                if value is None:
+                    body.pop(field, None)
+                else:
+                    body[field] = value
+            conn.execute(f"UPDATE {kind.table} SET external_id = ?, body = ?, updated_ms = ? WHERE id = ?",
+                         (external_id, json.dumps(body, separators=(",", ":")), _now_ms(), key))
+            return self._resource(self._row(conn, kind, key))  # type: ignore[arg-type]
+
+    def link(self, model_version_id: int, artifact_id: int) -> bool:
+        """Associate an artifact with a model version; False when it already was."""
+        with self._write() as conn:
+            if self._row(conn, MODEL_VERSION, model_version_id) is None:
+                raise NotFound(f"no model version with id {model_version_id}")
+            if self._row(conn, ARTIFACT, artifact_id) is None:
+                raise NotFound(f"no artifact with id {artifact_id}")
+            cursor = conn.execute("INSERT OR IGNORE INTO model_version_artifacts VALUES (?, ?, ?)",
+                                  (model_version_id, artifact_id, _now_ms()))
+            return cursor.rowcount == 1
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _scope(self, kind: Kind, *, parent: int | None, linked_to: int | None, artifact_type: str | None,
+               name: str | None, external_id: str | None) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if parent is not None:
+            where.append(f"{kind.parent} = ?")
+            params.append(parent)
+        if linked_to is not None:
+            where.append("id IN (SELECT artifact_id FROM model_version_artifacts WHERE model_version_id = ?)")
+            params.append(linked_to)
+        if artifact_type is not None:
+            where.append("artifact_type = ?")
+            params.append(artifact_type)
+        if name is not None:
+            where.append("name = ?")
+            params.append(name)
+        if external_id is not None:
+            where.append("external_id = ?")
+            params.append(external_id)
+        return where, params
+
+    def find(self, kind: Kind, *, parent: int | None = None, linked_to: int | None = None,
+             artifact_type: str | None = None, name: str | None = None,
+             external_id: str | None = None) -> list[dict[str, Any]]:
+        """Resources matching every given criterion, by id (at most 2: enough to tell 'not unique')."""
+        where, params = self._scope(kind, parent=parent, linked_to=linked_to, artifact_type=artifact_type,
+                                    name=name, external_id=external_id)
+        sql = f"SELECT * FROM {kind.table} WHERE {' AND '.join(where) or '1'} ORDER BY id LIMIT 2"
+        return [self._resource(r) for r in self._connection().execute(sql, params)]
+
+    def list(self, kind: Kind, query: ListQuery, *, parent: int | None = None, linked_to: int | None = None,
+             artifact_type: str | None = None, name: str | None = None,
+             external_id: str | None = None) -> Page:
+        if parent is not None and self._row(self._connection(), REGISTERED_MODEL, parent) is None:
+            raise NotFound(f"no registered model with id {parent}")
+        if linked_to is not None and self._row(self._connection(), MODEL_VERSION, linked_to) is None:
+            raise NotFound(f"no model version with id {linked_to}")
+        where, params = self._scope(kind, parent=parent, linked_to=linked_to, artifact_type=artifact_type,
+                                    name=name, external_id=external_id)
+        terms, term_params = compile_filter(query.filter_query, kind, query.fields)
+        where += terms
+        params += term_params
+        order = ORDER_COLUMNS.get(query.order_by)
+        if order is None:
+            raise BadRequest(f"orderBy: expected one of {', '.join(ORDER_COLUMNS)}; got {query.order_by!r}")
+        if query.sort_order not in ("ASC", "DESC"):
+            raise BadRequest(f"sortOrder: expected ASC or DESC; got {query.sort_order!r}")
+        fingerprint = hashlib.sha256(json.dumps(
+            [kind.table, parent, linked_to, artifact_type, name, external_id, query.filter_query,
+             query.order_by, query.sort_order]).encode()).hexdigest()[:16]
+        if query.next_page_token:
+            last_value, last_id = _read_token(query.next_page_token, fingerprint)
+            compare = ">" if query.sort_order == "ASC" else "<"
+            where.append(f"({order}, id) {compare} (?, ?)")
+            params += [last_value, last_id]
+        direction = query.sort_order
+        sql = (f"SELECT * FROM {kind.table} WHERE {' AND '.join(where) or '1'} "
+               f"ORDER BY {order} {direction}, id {direction} LIMIT ?")
+        rows = self._connection().execute(sql, [*params, query.page_size + 1]).fetchall()
+        token = ""
+        if len(rows) > query.page_size:
+            rows = rows[:query.page_size]
+            token = _make_token(rows[-1][order], rows[-1]["id"], fingerprint)
+        return Page(items=[self._resource(r) for r in rows], next_page_token=token, page_size=query.page_size)
+
+
+def _make_token(value: int, rid: int, fingerprint: str) -> str:
+    raw = json.dumps({"v": value, "i": rid, "q": fingerprint}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _read_token(token: str, fingerprint: str) -> tuple[int, int]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        value, rid, issued_for = int(data["v"]), int(data["i"]), str(data["q"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise BadRequest(f"nextPageToken {token!r} was not issued by this registry") from None
+    if issued_for != fingerprint:
+        raise BadRequest("nextPageToken belongs to another query: keep filterQuery, orderBy, sortOrder "
+                         "and the other parameters of the call that returned it")
+    return value, rid
+
+
+# -- filterQuery -------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"""
+    \s*(?:
+      (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
+    | (?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?![\w.])
+    | (?P<op>!=|<>|<=|>=|=|<|>)
+    | (?P<paren>[(),])
+    | (?P<ident>(?:`[^`]+`|[A-Za-z_][A-Za-z0-9_]*)(?:\.(?:`[^`]+`|[A-Za-z_][A-Za-z0-9_]*))*)
+    | (?P<other>\S+)
+    )""", re.VERBOSE)
+_SUPPORTED = "supported here: property = value terms (also !=) joined by AND"
+_COLUMNS = {"name": "name", "externalId": "external_id", "id": "id", "createTimeSinceEpoch": "created_ms",
+            "lastUpdateTimeSinceEpoch": "updated_ms"}
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    found = []
+    for match in _TOKEN.finditer(text):
+        kind = match.lastgroup
+        if kind is not None:
+            found.append((kind, match.group(kind)))
+    return found
+
+
+def _literal(kind: str, text: str) -> str | int | float | bool:
+    if kind == "string":
+        return re.sub(r"\\(.)", r"\1", text[1:-1])
+    if kind == "number":
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    return text.lower() == "true"
+
+
+def _json_path(*keys: str) -> str:
+    for key in keys:
+        if '"' in key:
+            raise BadRequest(f"filterQuery: property names with a double quote are not supported: {key!r}")
+    return "$." + ".".join(f'"{k}"' for k in keys)
+
+
+def compile_filter(text: str, kind: Kind, fields: Iterable[str]) -> tuple[list[str], list[Any]]:
+    """``filterQuery`` -> SQL terms and their parameters (property names bound, never spliced)."""
+    tokens = _tokens(text or "")
+    if not tokens:
+        return [], []
+    fields = set(fields)
+    terms: list[str] = []
+    params: list[Any] = []
+    position = 0
+    while True:
+        term = tokens[position:position + 3]
+        shape = [k for k, _ in term]
+        if len(term) < 3 or shape[0] != "ident" or shape[1] != "op" or shape[2] not in ("string", "number", "ident"):
+            got = " ".join(v for _, v in term) or "the end"
+            bad = next((v for k, v in term if k in ("paren", "other") or v.upper() in ("OR", "IN", "LIKE", "ILIKE")), None)
+            reason = f"{bad!r} is not supported" if bad else f"expected `property = value` at {got!r}"
+            raise BadRequest(f"filterQuery {text!r}: {reason} ({_SUPPORTED})")
+        (_, ident), (_, op), (value_kind, value_text) = term
+        if value_kind == "ident":
+            if value_text.lower() not in ("true", "false"):
+                raise BadRequest(f"filterQuery {text!r}: {value_text!r} is not a value; quote strings: \"{value_text}\"")
+            value_kind = "bool"
+        if op not in ("=", "!=", "<>"):
+            raise BadRequest(f"filterQuery {text!r}: operator {op!r} is not supported ({_SUPPORTED})")
+        sql, values = _term(ident, "=" if op == "=" else "!=", _literal(value_kind, value_text), kind, fields)
+        terms.append(sql)
+        params += values
+        position += 3
+        if position == len(tokens):
+            return terms, params
+        word = tokens[position][1]
+        if word.upper() != "AND":
+            raise BadRequest(f"filterQuery {text!r}: {word!r} is not supported ({_SUPPORTED})")
+        position += 1
+
+
+def _term(ident: str, op: str, value: str | int | float | bool, kind: Kind, fields: set[str]) -> tuple[str, list[Any]]:
+    segments = re.findall(r"`[^`]+`|[^.`]+", ident)
+    typed = None
+    if len(segments) > 1 and not segments[-1].startswith("`"):
+        if segments[-1] in _TYPED:
+            typed = segments.pop()
+        elif segments[-1].endswith("_value") or difflib.get_close_matches(segments[-1], _TYPED, n=1, cutoff=0.8):
+            close = difflib.get_close_matches(segments[-1], _TYPED, n=1, cutoff=0.6)
+            raise BadRequest(f"filterQuery: {segments[-1]!r} is not a value type"
+                             + (f" — did you mean {close[0]!r}?" if close else f"; use one of {', '.join(_TYPED)}")
+                             + " (quote a property name with dots in backticks: `a.b`)")
+    name = ".".join(s.strip("`") for s in segments)
+    if typed is None and name in _COLUMNS:
+        column = _COLUMNS[name]
+        if column in ("id", "created_ms", "updated_ms"):
+            try:
+                value = int(value)
+            except (TypeError, ValueError):
+                raise BadRequest(f"filterQuery: {name} is a number; got {value!r}") from None
+        return f"{column} {op} ?", [value]
+    if typed is None and name == "artifactType" and kind.table == "artifacts":
+        return f"artifact_type {op} ?", [value]
+    if typed is None and name == "registeredModelId" and kind.parent:
+        return f"registered_model_id {op} ?", [int(str(value)) if str(value).isdigit() else value]
+    if typed is None and name in fields:
+        return f"json_extract(body, ?) {op} ?", [_json_path(name), value]
+    accessors = [typed] if typed else _TYPED
+    clauses, params = [], []
+    for accessor in accessors:
+        candidate = _typed_value(accessor, value)
+        if candidate is not None:
+            clauses.append(f"json_extract(body, ?) {op} ?")
+            params += [_json_path("customProperties", name, accessor), candidate]
+    if not clauses:
+        raise BadRequest(f"filterQuery: {name}.{typed} cannot equal {value!r}")
+    joiner = " OR " if op == "=" else " AND "
+    return "(" + joiner.join(clauses) + ")", params
+
+
+def _typed_value(accessor: str, value: str | int | float | bool) -> Any:
+    """``value`` as stored under ``accessor`` (int_value is a string in the API), None if it can't be."""
+    if accessor == "string_value":
+        return value if isinstance(value, str) else None
+    if accessor == "int_value":
+        if isinstance(value, bool):
+            return None
+        text = str(value)
+        return text if re.fullmatch(r"-?\d+", text) else None
+    if accessor == "double_value":
+        if isinstance(value, bool):
+            return None
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool):
+        return int(value)
+    return None
