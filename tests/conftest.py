@@ -17,13 +17,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests under integration/ need Spark; tests under e2e/ run the CLI as a user would;
+    """Integration tests using the session's SparkSession are marked ``spark``; tests under e2e/
+    run the CLI as a user would;
     tests using the Redis server are marked ``redis``."""
     for item in items:
         if "redis_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.redis)
         parts = Path(str(item.fspath)).parts
-        if "integration" in parts:
+        if "integration" in parts and "spark" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.spark)
         if "e2e" in parts:
             item.add_marker(pytest.mark.e2e)
