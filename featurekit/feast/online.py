@@ -34,16 +34,39 @@ def _config(store_config: dict[str, Any], repo_path: str) -> Any:
 
 
 class OnlineWriter:
-    """Writes Arrow batches of latest rows (join keys, timestamp, features) into the online store."""
+    """Writes Arrow batches of latest rows (join keys, timestamp, features) into the online store.
 
-    def __init__(self, store_config: dict[str, Any], repo_path: str, view_proto: bytes) -> None:
+    A plain Redis gets featurekit's columnar writer (``redis_writer``; the workers then never
+    import Feast); other stores go through Feast's own ``online_write_batch``.
+    """
+
+    def __init__(self, store_config: dict[str, Any], repo_path: str, view_proto: bytes,
+                 redis_layout: Any = None) -> None:
         self.store_config = store_config
         self.repo_path = repo_path
         self.view_proto = view_proto
+        self.redis_layout = redis_layout
 
     def __call__(self, batches: Iterator[Any]) -> Iterator[Any]:
         """``mapInArrow`` function: one output row per task (rows written, batches)."""
         import pyarrow as pa
+
+        write = self._redis() if self.redis_layout is not None else self._feast()
+        written = count = 0
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            write(batch)
+            written += batch.num_rows
+            count += 1
+        yield pa.RecordBatch.from_pydict({"written": [written], "batches": [count]})
+
+    def _redis(self) -> Any:
+        from featurekit.feast.redis_writer import RedisBatchWriter, redis_client
+
+        return RedisBatchWriter(redis_client(self.redis_layout.connection_string), self.redis_layout).write
+
+    def _feast(self) -> Any:
         from feast.feature_view import FeatureView
         from feast.infra.provider import get_provider
         from feast.protos.feast.core.FeatureView_pb2 import FeatureView as FeatureViewProto
@@ -54,33 +77,22 @@ class OnlineWriter:
         view_proto.ParseFromString(self.view_proto)
         view = FeatureView.from_proto(view_proto)
         join_keys = {c.name: c.dtype.to_value_type() for c in view.entity_columns}
-        fast = _redis_writer(config, view)
         provider = get_provider(config)
-        written = count = 0
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            if fast is not None:
-                fast.write(batch)
-            else:
-                rows = _convert_arrow_to_proto(batch, view, join_keys)
-                provider.online_write_batch(config, view, rows, progress=None)
-            written += batch.num_rows
-            count += 1
-        yield pa.RecordBatch.from_pydict({"written": [written], "batches": [count]})
+
+        def write(batch: Any) -> None:
+            provider.online_write_batch(config, view, _convert_arrow_to_proto(batch, view, join_keys), progress=None)
+
+        return write
 
 
-def _redis_writer(config: Any, view: Any) -> Any:
-    """featurekit's Redis writer for a plain Redis server; None for other stores (Feast's writer)."""
-    online = config.online_store
+def redis_layout(store_config: dict[str, Any], repo_path: str, view: Any) -> Any:
+    """The layout for featurekit's Redis writer when the store is a plain Redis, else None."""
+    online = _config(store_config, repo_path).online_store
     if getattr(online, "type", "") != "redis" or str(getattr(online, "redis_type", "redis")).split(".")[-1] != "redis":
         return None
-    from feast.infra.online_stores.redis import RedisOnlineStore
+    from featurekit.feast.redis_writer import RedisLayout
 
-    from featurekit.feast.redis_writer import RedisBatchWriter
-
-    client = RedisOnlineStore()._get_client(online)
-    return RedisBatchWriter(client, config.project, view, getattr(online, "key_ttl_seconds", None))
+    return RedisLayout.of(str(store_config["project"]), view, online)
 
 
 def count_keys(store_config: dict[str, Any], repo_path: str, view: str, start: datetime, end: datetime) -> KeyCount:

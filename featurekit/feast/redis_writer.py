@@ -20,7 +20,9 @@ Tests compare the bytes in Redis with what Feast's own writer leaves for the sam
 
 from __future__ import annotations
 
+import json
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -95,10 +97,8 @@ def _fixed(column: Any, kind: str) -> np.ndarray | None:
     return None
 
 
-def _variable(column: Any, kind: str, value_type: Any) -> list[bytes]:
+def _variable(column: Any, kind: str) -> list[bytes]:
     """The proto encoding of each value of a column, as Feast would serialize it."""
-    from feast.type_map import python_values_to_proto_values
-
     values = column.to_pylist()
     if kind == "STRING":
         out = []
@@ -113,7 +113,17 @@ def _variable(column: Any, kind: str, value_type: Any) -> list[bytes]:
         return [b"" if v is None else bytes([TAG_INT64]) + _varint(v) for v in values]
     if kind == "DOUBLE":
         return [b"" if v is None or v != v else struct.pack("<Bd", TAG_DOUBLE, v) for v in values]
-    protos = python_values_to_proto_values(column.to_numpy(zero_copy_only=False), value_type)
+    if kind == "BOOL":
+        return [b"" if v is None else bytes([TAG_BOOL, int(v)]) for v in values]
+    if kind == "INT32" and all(v is None or isinstance(v, int) for v in values):
+        return [b"" if v is None else bytes([TAG_INT32]) + _varint(v) for v in values]
+    if kind == "FLOAT":
+        return [b"" if v is None or v != v else struct.pack("<Bf", TAG_FLOAT, v) for v in values]
+    # anything else (arrays, bytes, timestamps): Feast's own converter, imported only here
+    from feast.type_map import python_values_to_proto_values
+    from feast.value_type import ValueType
+
+    protos = python_values_to_proto_values(column.to_numpy(zero_copy_only=False), ValueType[kind])
     return [p.SerializeToString() for p in protos]
 
 
@@ -121,14 +131,14 @@ def _resp_field(name: bytes, value: bytes) -> bytes:
     return b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(name), name, len(value), value)
 
 
-def entity_keys(batch: Any, join_keys: dict[str, Any], project: bytes) -> list[bytes]:
+def entity_keys(batch: Any, join_keys: dict[str, str], project: bytes) -> list[bytes]:
     """Feast's Redis keys (serialize_entity_key v3 + project) for every row of ``batch``."""
     names = sorted(join_keys)
     prefix = struct.pack("<I", len(names)) + b"".join(
         struct.pack("<I", STRING) + struct.pack("<I", len(k.encode())) + k.encode() for k in names)
     columns = []
     for name in names:
-        kind = join_keys[name].name
+        kind = join_keys[name]
         values = batch.column(name).to_pylist()
         if kind == "INT64":
             columns.append([struct.pack("<IIq", INT64, 8, v) for v in values])
@@ -143,20 +153,64 @@ def entity_keys(batch: Any, join_keys: dict[str, Any], project: bytes) -> list[b
     return [prefix + b"".join(parts) + project for parts in zip(*columns)]
 
 
+@dataclass(frozen=True)
+class RedisLayout:
+    """What a writer needs of a feature view and the store: plain data, picklable, no Feast objects
+    (so Spark's Python workers never ``import feast``, which costs seconds per worker)."""
+
+    project: str
+    view: str
+    timestamp: str
+    join_keys: dict[str, str]            # column -> Feast ValueType name
+    features: list[tuple[str, str]]      # (column, Feast ValueType name)
+    connection_string: str
+    key_ttl_seconds: int | None = None
+
+    @classmethod
+    def of(cls, project: str, view: Any, online_store: Any) -> "RedisLayout":
+        """From a Feast FeatureView and RedisOnlineStoreConfig (on the driver)."""
+        return cls(project=project, view=view.name, timestamp=view.batch_source.timestamp_field,
+                   join_keys={c.name: c.dtype.to_value_type().name for c in view.entity_columns},
+                   features=[(f.name, f.dtype.to_value_type().name) for f in view.features],
+                   connection_string=online_store.connection_string,
+                   key_ttl_seconds=getattr(online_store, "key_ttl_seconds", None))
+
+
+def redis_client(connection_string: str) -> Any:
+    """A client for Feast's ``connection_string`` of a plain Redis: ``host:port[,db=0,ssl=true,password=...]``."""
+    import redis
+
+    nodes = [c for c in connection_string.split(",") if "=" not in c]
+    params: dict[str, Any] = {}
+    for part in connection_string.split(","):
+        if "=" in part:
+            key, value = part.split("=", 1)
+            try:
+                params[key] = json.loads(value)
+            except json.JSONDecodeError:
+                params[key] = value
+    host, _, port = nodes[0].partition(":")
+    return redis.Redis(host=host, port=int(port or 6379), **params)
+
+
+def field_hash(view: str, feature: str) -> bytes:
+    """Feast's hash field name: murmur3_32 of ``view:feature``, 4 bytes little-endian."""
+    import mmh3
+
+    return struct.pack("<I", mmh3.hash(f"{view}:{feature}", signed=False))
+
+
 class RedisBatchWriter:
     """Writes Arrow batches of one feature view into Redis (see the module doc)."""
 
-    def __init__(self, client: Any, project: str, view: Any, key_ttl_seconds: int | None = None) -> None:
-        from feast.infra.online_stores.helpers import _mmh3
-
+    def __init__(self, client: Any, layout: RedisLayout) -> None:
         self.client = client
-        self.project = project.encode()
-        self.view = view
-        self.ts_field = f"_ts:{view.name}".encode()
-        self.timestamp = view.batch_source.timestamp_field
-        self.join_keys = {c.name: c.dtype.to_value_type() for c in view.entity_columns}
-        self.features = [(f.name, f.dtype.to_value_type(), _mmh3(f"{view.name}:{f.name}")) for f in view.features]
-        self.key_ttl_seconds = key_ttl_seconds
+        self.project = layout.project.encode()
+        self.ts_field = f"_ts:{layout.view}".encode()
+        self.timestamp = layout.timestamp
+        self.join_keys = layout.join_keys
+        self.features = [(name, kind, field_hash(layout.view, name)) for name, kind in layout.features]
+        self.key_ttl_seconds = layout.key_ttl_seconds
 
     def _stamps(self, batch: Any) -> tuple[list[bytes], list[int]]:
         """Timestamp protos (seconds, nanos) of the rows' event times, and their nanoseconds."""
@@ -208,9 +262,9 @@ class RedisBatchWriter:
         if not chosen:
             return 0
         fixed_parts, variable = [], []
-        for name, value_type, field in self.features:
+        for name, kind, field in self.features:
             column = batch.column(name)
-            block = _fixed(column, value_type.name)
+            block = _fixed(column, kind)
             if block is not None:
                 width = block.shape[1]
                 head = np.frombuffer(b"$%d\r\n%s\r\n$%d\r\n" % (len(field), field, width), np.uint8)
@@ -220,7 +274,7 @@ class RedisBatchWriter:
                 part[:, -2:] = np.frombuffer(b"\r\n", np.uint8)
                 fixed_parts.append(part)
             else:
-                variable.append((field, _variable(column, value_type.name, value_type)))
+                variable.append((field, _variable(column, kind)))
         fixed = np.hstack(fixed_parts) if fixed_parts else np.empty((n, 0), np.uint8)
         width = fixed.shape[1]
         fixed_bytes = fixed.tobytes()

@@ -26,10 +26,11 @@ from featurekit.config import Project, Settings
 from featurekit.errors import ConfigError, DataError
 from featurekit.feast import store as feast_store
 from featurekit.feast.definitions import ViewSpec, view_specs
-from featurekit.feast.online import KeyCount, OnlineWriter, count_keys
-from featurekit.lineage import FeatureSetRecord, LineageStore, RunLogLineage
+from featurekit.feast.online import KeyCount, OnlineWriter, count_keys, redis_layout
+from featurekit.lineage import FeatureSetRecord, LineageStore
 from featurekit.pipeline.core import new_run_id, session
 from featurekit.pipeline.features import feast_session_conf
+from featurekit.pipeline.lineage import lineage_store, lineage_warning
 from featurekit.spec.names import did_you_mean
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class MaterializeResult:
     online_store: str
     verify_only: bool
     views: list[ViewResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)   # e.g. lineage waiting in the outbox
 
 
 def _now() -> datetime:
@@ -112,7 +114,7 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
     registered = {v.name: v for v in store.list_feature_views()}
     _check_applied(chosen, registered, settings)
     spark = spark or session(settings, "featurekit:materialize")
-    lineage = lineage or RunLogLineage(settings.runs_dir)
+    lineage = lineage or lineage_store(project, settings)
     kind = str(store_config["online_store"].get("type", "sqlite"))
     result = MaterializeResult(new_run_id(), settings.env, kind, verify_only)
     for view in chosen:
@@ -127,7 +129,8 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
             outcome.keys = int(counted[0][0])
             outcome.rows = int(counts.get.get("rows") or 0) if outcome.keys else 0
         else:
-            writer = OnlineWriter(store_config, repo_path, fv.to_proto().SerializeToString())
+            writer = OnlineWriter(store_config, repo_path, fv.to_proto().SerializeToString(),
+                                  redis_layout(store_config, repo_path, fv))
             outcome.written = _write(spark, latest, writer, single_writer=kind == "sqlite",
                                      batch_rows=settings.feast.write_batch_rows)
             observed = counts.get
@@ -141,6 +144,7 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
         if not verify_only:
             store.registry.apply_materialization(fv, store.project, window_start, end)
             outcome.lineage = lineage.record_feature_set(_record(result, view, outcome, store.project))
+            result.warnings += lineage_warning(f"feature view {view.name}", outcome.lineage)
     return result
 
 
@@ -223,4 +227,5 @@ def _record(result: MaterializeResult, view: ViewSpec, outcome: ViewResult, proj
         delta_version=view.version, window_start=outcome.start.isoformat(), window_end=outcome.end.isoformat(),
         rows=outcome.rows, keys=outcome.keys, online_store=result.online_store,
         recorded_at=datetime.now(UTC).isoformat(),
+        view_schema={"join_keys": view.join_keys, "timestamp": view.timestamp, "features": view.features},
     )

@@ -59,7 +59,7 @@ def test_the_bytes_in_redis_equal_feasts(redis_server: str, tmp_path: Path) -> N
     from feast.repo_config import RepoConfig
     from feast.utils import _convert_arrow_to_proto
 
-    from featurekit.feast.redis_writer import RedisBatchWriter
+    from featurekit.feast.redis_writer import RedisBatchWriter, RedisLayout, redis_client
 
     host, port = redis_server.split(":")
     client = redis.Redis(host=host, port=int(port))
@@ -70,7 +70,8 @@ def test_the_bytes_in_redis_equal_feasts(redis_server: str, tmp_path: Path) -> N
                               online_store=online, entity_key_serialization_version=3, repo_path=tmp_path)
     join_keys = {"driver_id": fv.entity_columns[0].dtype.to_value_type()}
     RedisOnlineStore().online_write_batch(feast_config, fv, _convert_arrow_to_proto(rows, fv, join_keys), None)
-    writer = RedisBatchWriter(client, "ourswrote", fv)
+    layout = RedisLayout.of("ourswrote", fv, feast_config.online_store)
+    writer = RedisBatchWriter(redis_client(layout.connection_string), layout)
     assert writer.write(rows) == rows.num_rows
     theirs, ours = dump(client, "feastwrote"), dump(client, "ourswrote")
     assert len(ours) == rows.num_rows
@@ -84,3 +85,22 @@ def test_the_bytes_in_redis_equal_feasts(redis_server: str, tmp_path: Path) -> N
     assert writer.write(newer) == rows.num_rows
     RedisOnlineStore().online_write_batch(feast_config, fv, _convert_arrow_to_proto(newer, fv, join_keys), None)
     assert dump(client, "ourswrote") == dump(client, "feastwrote")
+
+
+def test_the_writer_runs_without_importing_feast(redis_server: str) -> None:
+    """Spark's Python workers run the writer; `import feast` would cost them seconds each."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys, pyarrow as pa
+from featurekit.feast.redis_writer import RedisBatchWriter, RedisLayout, redis_client
+layout = RedisLayout(project="nofeast", view="v", timestamp="ts", join_keys={{"id": "INT64"}},
+                     features=[("x", "DOUBLE"), ("s", "STRING")], connection_string="{redis_server}")
+batch = pa.RecordBatch.from_pydict({{"id": pa.array([1, 2], pa.int64()), "x": [0.5, None], "s": ["a", None],
+                                    "ts": pa.array([1, 2], pa.timestamp("s", tz="UTC"))}})
+assert RedisBatchWriter(redis_client(layout.connection_string), layout).write(batch) == 2
+assert not [m for m in sys.modules if m == "feast" or m.startswith("feast.")], "feast was imported"
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
