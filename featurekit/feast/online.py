@@ -41,17 +41,17 @@ class OnlineWriter:
     """
 
     def __init__(self, store_config: dict[str, Any], repo_path: str, view_proto: bytes,
-                 redis_layout: Any = None) -> None:
+                 layout: Any = None) -> None:
         self.store_config = store_config
         self.repo_path = repo_path
         self.view_proto = view_proto
-        self.redis_layout = redis_layout
+        self.layout = layout
 
     def __call__(self, batches: Iterator[Any]) -> Iterator[Any]:
         """``mapInArrow`` function: one output row per task (rows written, batches)."""
         import pyarrow as pa
 
-        write = self._redis() if self.redis_layout is not None else self._feast()
+        write = self._featurekit() or self._feast()
         written = count = 0
         for batch in batches:
             if batch.num_rows == 0:
@@ -61,10 +61,17 @@ class OnlineWriter:
             count += 1
         yield pa.RecordBatch.from_pydict({"written": [written], "batches": [count]})
 
-    def _redis(self) -> Any:
-        from featurekit.feast.redis_writer import RedisBatchWriter, redis_client
+    def _featurekit(self) -> Any:
+        """featurekit's columnar writer for this store, or None (then Feast's)."""
+        from featurekit.feast.redis_writer import RedisBatchWriter, RedisLayout, redis_client
+        from featurekit.feast.sqlite_writer import SqliteBatchWriter, SqliteLayout
 
-        return RedisBatchWriter(redis_client(self.redis_layout.connection_string), self.redis_layout).write
+        if isinstance(self.layout, RedisLayout):
+            return RedisBatchWriter(redis_client(self.layout.connection_string), self.layout).write
+        if isinstance(self.layout, SqliteLayout):
+            writer = SqliteBatchWriter(self.layout)
+            return writer.write if writer.supported else None
+        return None
 
     def _feast(self) -> Any:
         from feast.feature_view import FeatureView
@@ -85,14 +92,27 @@ class OnlineWriter:
         return write
 
 
-def redis_layout(store_config: dict[str, Any], repo_path: str, view: Any) -> Any:
-    """The layout for featurekit's Redis writer when the store is a plain Redis, else None."""
-    online = _config(store_config, repo_path).online_store
-    if getattr(online, "type", "") != "redis" or str(getattr(online, "redis_type", "redis")).split(".")[-1] != "redis":
-        return None
-    from featurekit.feast.redis_writer import RedisLayout
+def writer_layout(store_config: dict[str, Any], repo_path: str, view: Any) -> Any:
+    """The layout for featurekit's own writer (plain Redis, or SQLite without vector search), else None."""
+    config = _config(store_config, repo_path)
+    online = config.online_store
+    kind = getattr(online, "type", "")
+    if kind == "redis" and str(getattr(online, "redis_type", "redis")).split(".")[-1] == "redis":
+        from featurekit.feast.redis_writer import RedisLayout
 
-    return RedisLayout.of(str(store_config["project"]), view, online)
+        return RedisLayout.of(str(store_config["project"]), view, online)
+    if kind == "sqlite" and not getattr(online, "vector_enabled", False) \
+            and not config.registry.enable_online_feature_view_versioning:
+        from featurekit.feast.sqlite_writer import SqliteLayout
+
+        path = Path(str(online.path))
+        return SqliteLayout(
+            path=str(path if path.is_absolute() else Path(repo_path) / path),
+            table=f"{store_config['project']}_{view.name}", timestamp=view.batch_source.timestamp_field,
+            join_keys={c.name: c.dtype.to_value_type().name for c in view.entity_columns},
+            features=[(f.name, f.dtype.to_value_type().name) for f in view.features],
+        )
+    return None
 
 
 def count_keys(store_config: dict[str, Any], repo_path: str, view: str, start: datetime, end: datetime) -> KeyCount:

@@ -314,3 +314,17 @@ class RedisBatchWriter:
             raise
         finally:
             pool.release(connection)
+
+
+def encoded_columns(batch: Any, features: list[tuple[str, str]]) -> list[list[bytes]]:
+    """Per feature, the Feast ``Value`` proto bytes of every row (b"" for null, as Feast)."""
+    out = []
+    for name, kind in features:
+        column = batch.column(name)
+        block = _fixed(column, kind)
+        if block is None:
+            out.append(_variable(column, kind))
+        else:
+            raw, width = block.tobytes(), block.shape[1]
+            out.append([raw[i:i + width] for i in range(0, len(raw), width)])
+    return out

@@ -26,7 +26,7 @@ from featurekit.config import Project, Settings
 from featurekit.errors import ConfigError, DataError
 from featurekit.feast import store as feast_store
 from featurekit.feast.definitions import ViewSpec, view_specs
-from featurekit.feast.online import KeyCount, OnlineWriter, count_keys, redis_layout
+from featurekit.feast.online import KeyCount, OnlineWriter, count_keys, writer_layout
 from featurekit.lineage import FeatureSetRecord, LineageStore
 from featurekit.pipeline.core import new_run_id, session
 from featurekit.pipeline.features import feast_session_conf
@@ -130,7 +130,7 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
             outcome.rows = int(counts.get.get("rows") or 0) if outcome.keys else 0
         else:
             writer = OnlineWriter(store_config, repo_path, fv.to_proto().SerializeToString(),
-                                  redis_layout(store_config, repo_path, fv))
+                                  writer_layout(store_config, repo_path, fv))
             outcome.written = _write(spark, latest, writer, single_writer=kind == "sqlite",
                                      batch_rows=settings.feast.write_batch_rows)
             observed = counts.get

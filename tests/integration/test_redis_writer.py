@@ -104,3 +104,36 @@ assert not [m for m in sys.modules if m == "feast" or m.startswith("feast.")], "
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_rows_in_sqlite_equal_feasts(tmp_path: Path) -> None:
+    import sqlite3
+
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+    from feast.repo_config import RepoConfig
+    from feast.utils import _convert_arrow_to_proto
+
+    from featurekit.feast.sqlite_writer import SqliteBatchWriter, SqliteLayout
+
+    fv, rows = view(), batch()
+    join_keys = {"driver_id": fv.entity_columns[0].dtype.to_value_type()}
+    dumps = {}
+    for project in ("feastwrote", "ourswrote"):
+        config = RepoConfig(project=project, provider="local", registry=str(tmp_path / "r.db"),
+                            online_store={"type": "sqlite", "path": str(tmp_path / f"{project}.db")},
+                            entity_key_serialization_version=3, repo_path=tmp_path)
+        store = SqliteOnlineStore()
+        store.update(config, tables_to_delete=[], tables_to_keep=[fv], entities_to_delete=[], entities_to_keep=[],
+                     partial=False)
+        if project == "feastwrote":
+            store.online_write_batch(config, fv, _convert_arrow_to_proto(rows, fv, join_keys), None)
+        else:
+            layout = SqliteLayout(str(tmp_path / f"{project}.db"), f"{project}_stats", "event_ts",
+                                  {"driver_id": "INT64"},
+                                  [(f.name, f.dtype.to_value_type().name) for f in fv.features])
+            writer = SqliteBatchWriter(layout)
+            assert writer.supported and writer.write(rows) == rows.num_rows
+        with sqlite3.connect(tmp_path / f"{project}.db") as conn:
+            dumps[project] = sorted(conn.execute(f'SELECT * FROM "{project}_stats"').fetchall())
+    assert len(dumps["ourswrote"]) == rows.num_rows * len(fv.features)
+    assert dumps["ourswrote"] == dumps["feastwrote"]
