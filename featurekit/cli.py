@@ -338,6 +338,8 @@ def materialize(
                       f"{view.start:%Y-%m-%d %H:%M} .. {view.end:%Y-%m-%d %H:%M}", _n(view.rows), _n(view.keys),
                       "-" if verify_only else _n(view.written), _n(in_store), f"{view.seconds:.1f}")
     out.print(table)
+    for warning in result.warnings:
+        err.print(f"warning: {warning}", markup=False, style="yellow")
 
 
 @app.command()
@@ -406,6 +408,8 @@ def training_set(
                   f"{result.seconds:.1f}s)")
     table.add_row("lineage", result.lineage)
     out.print(table)
+    for warning in result.warnings:
+        err.print(f"warning: {warning}", markup=False, style="yellow")
 
 
 registry_app = typer.Typer(no_args_is_help=True, help="An embedded Kubeflow Model Registry (SQLite) for laptops and CI.")
@@ -427,6 +431,81 @@ def registry_serve(
     registry = create_registry_app(path)
     out.print(f"Model Registry API on http://{host}:{port}/api/model_registry/v1 (and /v1alpha3), stored in {path}")
     uvicorn.run(registry, host=host, port=port, log_level="warning", access_log=False)
+
+
+lineage_app = typer.Typer(no_args_is_help=True,
+                          help="Lineage in the Kubeflow Model Registry: link model versions, replay the outbox, show the tree.")
+app.add_typer(lineage_app, name="lineage")
+
+
+@lineage_app.command("link")
+def lineage_link(
+    model: Annotated[str, typer.Option(help="Registered model (created if absent).")],
+    version: Annotated[str, typer.Option(help="Model version (created if absent).")],
+    training_set: Annotated[Optional[str], typer.Option(help="Training set: its run id (a unique prefix will do) or artifact id.")] = None,
+    service: Annotated[Optional[str], typer.Option(help="Feature service: the latest materialized feature set of each of its views.")] = None,
+    env: Env = "local",
+) -> None:
+    """Attach a training set (or a service's feature sets) to a model version, as DataSet artifacts."""
+    from featurekit.pipeline import lineage
+
+    if (training_set is None) == (service is None):
+        raise ConfigError.single("give --training-set or --service", file="command line", field="--training-set")
+    project = _project()
+    result = lineage.link(project, load_settings(project, env), model, version, training_set=training_set, service=service)
+    out.print(f"model {result.model['name']} version {result.version['name']} "
+              f"(model version {result.version['id']}): {len(result.artifacts)} dataset artifact(s) linked", markup=False)
+    for artifact, url in zip(result.artifacts, result.urls):
+        out.print(f"  {artifact.get('name') or artifact['id']}  {url}", markup=False)
+
+
+@lineage_app.command("flush")
+def lineage_flush(env: Env = "local") -> None:
+    """Send the lineage records waiting in the outbox (each exactly once)."""
+    from featurekit.pipeline import lineage
+
+    project = _project()
+    settings = load_settings(project, env)
+    result = lineage.flush(project, settings)
+    out.print(f"sent {len(result.sent)} record(s): {result.created} new in the registry, "
+              f"{len(result.sent) - result.created} there already; {result.remaining} waiting in {settings.registry.outbox}",
+              markup=False)
+    if result.failed:
+        raise InfraError(f"{len(result.failed)} record(s) not sent (they stay in the outbox):\n"
+                         + "\n".join(f"  {failure}" for failure in result.failed))
+
+
+@lineage_app.command("show")
+def lineage_show(
+    model: Annotated[Optional[str], typer.Option(help="Registered model (with --version).")] = None,
+    version: Annotated[Optional[str], typer.Option(help="Model version.")] = None,
+    feature_view: Annotated[Optional[str], typer.Option(help="Instead of a model: a feature view's latest feature sets.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text, mermaid, dot, or png (needs Graphviz's dot and --out).")] = "text",
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of the terminal.")] = None,
+    env: Env = "local",
+) -> None:
+    """The lineage tree: model version -> training set -> feature sets -> Delta versions -> job runs -> sources."""
+    from featurekit.lineage.tree import FORMATS, render, rich_tree
+    from featurekit.pipeline import lineage
+
+    if fmt not in FORMATS:
+        raise ConfigError.single(f"expected one of {', '.join(FORMATS)}; got {fmt!r}", file="command line", field="--format")
+    if fmt == "png" and out_file is None:
+        raise ConfigError.single("--format png writes a file: give --out FILE", file="command line", field="--out")
+    project = _project()
+    tree = lineage.show(project, load_settings(project, env), model=model, version=version, feature_view=feature_view)
+    if out_file is None:
+        if fmt == "text":
+            out.print(rich_tree(tree), soft_wrap=False)   # long lines wrap in the tree, not cropped
+        else:
+            out.print(render(tree, fmt), markup=False)
+        return
+    drawing = render(tree, fmt)
+    if isinstance(drawing, bytes):
+        out_file.write_bytes(drawing)
+    else:
+        out_file.write_text(drawing, encoding="utf-8")
+    out.print(f"wrote {out_file} ({fmt})", markup=False)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

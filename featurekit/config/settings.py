@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from featurekit.config.project import Project
 from featurekit.errors import ConfigError, Problem
@@ -22,6 +22,7 @@ from featurekit.spec.variables import substitute
 from featurekit.spec.yamlpos import KeyPath, Positions, load_yaml_file
 
 JARS_ENV = "FEATUREKIT_JARS_DIR"
+REGISTRY_URL_ENV = "FEATUREKIT_REGISTRY_URL"
 
 
 class _Strict(BaseModel):
@@ -59,6 +60,37 @@ class FeastSettings(_Strict):
     write_batch_rows: int = Field(default=10_000, gt=0)
 
 
+class RegistrySettings(_Strict):
+    """The Kubeflow Model Registry that lineage goes to (``featurekit registry serve`` by default).
+
+    ``token_env`` names the environment variable holding a bearer token (the token itself never
+    sits in conf). Requests failing to connect, timing out or answered 5xx are retried
+    ``retries`` times, waiting ``backoff_s``, then twice that, and so on; a record that still
+    cannot be sent waits in ``outbox`` for ``featurekit lineage flush``. With ``enabled: false``
+    materializations and training sets are recorded in the run log only.
+    """
+
+    url: str = "http://127.0.0.1:8080"
+    token_env: str | None = None
+    timeout_s: float = Field(default=5.0, gt=0)
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff_s: float = Field(default=0.5, ge=0)
+    outbox: str = "${project_root}/.featurekit/lineage-outbox"
+    enabled: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or len(value.split("://", 1)[1].strip("/")) == 0:
+            raise ValueError(f"expected an http:// or https:// URL like http://127.0.0.1:8080; got {value!r}")
+        return value.rstrip("/")
+
+    @property
+    def effective_url(self) -> str:
+        """The URL to use: ``FEATUREKIT_REGISTRY_URL`` when set, else ``url``."""
+        return (os.environ.get(REGISTRY_URL_ENV) or self.url).rstrip("/")
+
+
 class Settings(_Strict):
     """The merged settings of one environment, variables filled."""
 
@@ -67,6 +99,7 @@ class Settings(_Strict):
     spark: SparkSettings = Field(default_factory=SparkSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
     feast: FeastSettings = Field(default_factory=FeastSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
 
     @property
     def jars_dir(self) -> Path:

@@ -1,5 +1,15 @@
 """Lineage records of feature sets and training sets, and where they are kept."""
 
-from featurekit.lineage.records import FeatureSetRecord, LineageStore, RunLogLineage, TrainingSetRecord
+from featurekit.lineage.records import (
+    QUEUED,
+    BothLineage,
+    FeatureSetRecord,
+    LineageStore,
+    Producer,
+    RunLogLineage,
+    TrainingSetRecord,
+    is_queued,
+)
 
-__all__ = ["FeatureSetRecord", "LineageStore", "RunLogLineage", "TrainingSetRecord"]
+__all__ = ["QUEUED", "BothLineage", "FeatureSetRecord", "LineageStore", "Producer", "RunLogLineage",
+           "TrainingSetRecord", "is_queued"]

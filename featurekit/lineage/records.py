@@ -2,8 +2,11 @@
 
 A materialization records one :class:`FeatureSetRecord` per feature view; a training set one
 :class:`TrainingSetRecord`. :class:`RunLogLineage` keeps them as JSON files in the run log
-(``<runs>/lineage/``); the Model Registry implementation (DataSet artifacts linked to model
-versions) implements the same :class:`LineageStore` protocol.
+(``<runs>/lineage/``); :class:`~featurekit.lineage.registry_lineage.RegistryLineage` makes them
+DataSet artifacts in the Kubeflow Model Registry; :class:`BothLineage` does both.
+
+What a store returns identifies what it recorded; a record that could not be sent yet (the
+registry was unreachable) returns a marker starting with :data:`QUEUED` (see :func:`is_queued`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class FeatureSetRecord:
     keys: int                   # distinct entity keys among them = keys written
     online_store: str           # "sqlite", "redis", ...
     recorded_at: str
+    # the view's fields: {"join_keys": {col: Feast type}, "timestamp": col, "features": {col: Feast type}}
+    view_schema: dict[str, Any] = field(default_factory=dict)
     kind: str = field(default="feature_set", init=False)
 
 
@@ -51,6 +56,28 @@ class TrainingSetRecord:
     recorded_at: str
     spine_version: int | None = None   # when the spine is a Delta table
     kind: str = field(default="training_set", init=False)
+
+
+@dataclass(frozen=True)
+class Producer:
+    """The job run that produced a Delta table version (from its commit's ``userMetadata``), and
+    what its run report says: the validation summary and the sources it read."""
+
+    job: str
+    run_id: str                                   # "" when no featurekit commit names a run
+    delta_version: int                            # the commit naming the run (<= the version asked)
+    operation: str = ""
+    validation: dict[str, Any] = field(default_factory=dict)   # the gate's summary; {} without a report
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    status: str = ""                              # of the run report ("succeeded"), "" without one
+
+
+QUEUED = "queued in the lineage outbox"
+
+
+def is_queued(marker: str) -> bool:
+    """Whether a store's answer means "not sent yet, waiting in the outbox"."""
+    return marker.startswith(QUEUED)
 
 
 class LineageStore(Protocol):
@@ -87,3 +114,18 @@ class RunLogLineage:
             return []
         found = [json.loads(p.read_text()) for p in self.folder.glob("*.json")]
         return sorted(found, key=lambda r: r["recorded_at"])
+
+
+class BothLineage:
+    """The run log always, and the Model Registry: the registry's answer is returned."""
+
+    def __init__(self, log: LineageStore, registry: LineageStore) -> None:
+        self.log, self.registry = log, registry
+
+    def record_feature_set(self, record: FeatureSetRecord) -> str:
+        self.log.record_feature_set(record)
+        return self.registry.record_feature_set(record)
+
+    def record_training_set(self, record: TrainingSetRecord) -> str:
+        self.log.record_training_set(record)
+        return self.registry.record_training_set(record)

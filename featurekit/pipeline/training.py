@@ -56,9 +56,10 @@ from featurekit.engine.sources import delta_version
 from featurekit.errors import ConfigError, DataError, FeaturekitError
 from featurekit.feast import store as feast_store
 from featurekit.feast.definitions import FINGERPRINT_TAG, ServiceSpec, ViewSpec, service_specs, view_specs
-from featurekit.lineage import LineageStore, RunLogLineage, TrainingSetRecord
+from featurekit.lineage import LineageStore, TrainingSetRecord
 from featurekit.pipeline.core import new_run_id, session
 from featurekit.pipeline.features import feast_session_conf
+from featurekit.pipeline.lineage import lineage_store, lineage_warning
 from featurekit.pipeline.spark_errors import classify
 from featurekit.sinks.delta import CommitMeta, prepare
 from featurekit.spec.models import OutputSpec
@@ -93,6 +94,7 @@ class TrainingSetResult:
     columns: list[str] = field(default_factory=list)   # of the output: the spine's, then the features
     lineage: str = ""                   # where the lineage record went
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)   # e.g. lineage waiting in the outbox
 
 
 def training_set(project: Project, settings: Settings, *, spine: str, service: str, out: str,
@@ -107,7 +109,7 @@ def training_set(project: Project, settings: Settings, *, spine: str, service: s
         store = feast_store.open_store(project, settings, feast_session_conf(settings))
         feature_views, refs = pinned_views(store, chosen, views, settings)
     spark = spark or session(settings, f"{settings.spark.app_name}:training-set")
-    lineage = lineage or RunLogLineage(settings.runs_dir)
+    lineage = lineage or lineage_store(project, settings)
     versions = {v.name: v.version for v in views}
     result = TrainingSetResult(run_id=new_run_id(), service=service, views=versions, features=refs,
                                spine=spine_path, out=out_path)
@@ -125,6 +127,7 @@ def training_set(project: Project, settings: Settings, *, spine: str, service: s
         features=refs, spine_path=spine_path, output_path=out_path, output_version=result.out_version,
         rows=result.rows, recorded_at=datetime.now(UTC).isoformat(), spine_version=result.spine_version,
     ))
+    result.warnings += lineage_warning(f"training set {result.run_id}", result.lineage)
     result.seconds = round(time.perf_counter() - began, 3)
     return result
 

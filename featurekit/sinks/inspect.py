@@ -42,3 +42,37 @@ def inspect_table(path: str, limit: int = 5, history: int = 5) -> TableView:
     head = dataset.head(limit).to_pylist() if limit else []
     return TableView(path, table.version(), dataset.count_rows(), dict(table.metadata().configuration),
                      commits, head, dataset.schema.names)
+
+
+def commits_since(path: str, version: int) -> dict[int, dict[str, Any]]:
+    """The commits of the table from ``version`` to its latest, by version: operation, its
+    parameters and featurekit's ``userMetadata`` (parsed; ``{}`` when absent or not JSON).
+
+    Empty when there is no table, or when its log no longer reaches back to ``version``.
+    (delta-rs's history of a table opened at an older version is numbered wrongly, so the
+    latest history is read and cut.)
+    """
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        table = DeltaTable(path)
+    except (TableNotFoundError, OSError):
+        return {}
+    latest = table.version()
+    if version > latest:
+        return {}
+    found: dict[int, dict[str, Any]] = {}
+    for entry in table.history(latest - version + 1):
+        number = entry.get("version")
+        if not isinstance(number, int) or number < version:
+            continue
+        meta = entry.get("userMetadata")
+        try:
+            parsed = json.loads(meta) if meta else {}
+        except ValueError:
+            parsed = {}
+        found[number] = {"operation": str(entry.get("operation") or ""),
+                         "parameters": entry.get("operationParameters") or {},
+                         "metadata": parsed if isinstance(parsed, dict) else {}}
+    return found

@@ -11,144 +11,23 @@ client (``registry.http``) sends is validated before it leaves. Tests of bad inp
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 import time
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-import uvicorn
-from openapi_core import OpenAPI
-from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
-from openapi_core.testing import MockRequest, MockResponse
-from openapi_schema_validator import OAS30Validator
-from ruamel.yaml import YAML
 
 from featurekit.lineage.registry_server import create_registry_app
-from tests.conftest import _free_port
+from tests.integration.registry_helpers import ALPHA, V1, Contract, Recorder
+from tests.integration.registry_helpers import serve as _serve
 
 pytestmark = pytest.mark.registry
 
-SPEC = Path(__file__).resolve().parents[1] / "contracts" / "model-registry-v1alpha3.yaml"
-ALPHA, V1 = "/api/model_registry/v1alpha3", "/api/model_registry/v1"
 T = TypeVar("T")
-# Resources of the spec the embedded registry does not serve: it answers 404 with an Error body.
-UNSERVED = ("experiment", "serving_environment", "inference_service")
-
-
-# -- the contract --------------------------------------------------------------------------------
-
-@dataclass
-class Exchange:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-    status: int = 0
-    response_headers: dict[str, str] = field(default_factory=dict)
-    response: bytes = b""
-
-    def json(self) -> Any:
-        return json.loads(self.response)
-
-
-class Contract:
-    """The vendored spec. ``/v1`` paths are validated as their ``/v1alpha3`` twins (same bodies)."""
-
-    def __init__(self) -> None:
-        document = YAML(typ="safe").load(SPEC.read_text())
-        self.api = OpenAPI.from_dict(document)
-        self.error_schema = OAS30Validator(document["components"]["schemas"]["Error"])
-
-    def _request(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> MockRequest:
-        return MockRequest("http://localhost:8080", method, path.replace(V1 + "/", ALPHA + "/", 1),
-                           args=dict(parse_qsl(query)), headers=headers, data=body or None,
-                           content_type=headers.get("content-type", "application/json"))
-
-    def request_problems(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> list[str]:
-        errors = list(self.api.iter_request_errors(self._request(method, path, query, headers, body)))
-        return [f"{method} {path}?{query} request: {_reason(e)}" for e in errors]
-
-    def response_problems(self, exchange: Exchange) -> list[str]:
-        where = f"{exchange.method} {exchange.path}?{exchange.query} -> {exchange.status}"
-        resource = exchange.path.removeprefix(ALPHA).removeprefix(V1).split("/")[1:2]
-        if exchange.status == 405 or (resource and resource[0].startswith(UNSERVED)):
-            return self.error_body_problems(where, exchange)
-        request = self._request(exchange.method, exchange.path, exchange.query, {}, b"")
-        response = MockResponse(exchange.response, status_code=exchange.status,
-                                headers=exchange.response_headers,
-                                content_type=exchange.response_headers.get("content-type", ""))
-        try:
-            errors = list(self.api.iter_response_errors(request, response))
-        except (PathNotFound, OperationNotFound):
-            return self.error_body_problems(where, exchange)
-        if errors and isinstance(errors[0], (PathNotFound, OperationNotFound)):
-            return self.error_body_problems(where, exchange)
-        return [f"{where}: {_reason(e)}" for e in errors]
-
-    def error_body_problems(self, where: str, exchange: Exchange) -> list[str]:
-        """Outside the spec's operations (a DELETE, an unserved path) the answer is an error with an Error body."""
-        if exchange.status < 400:
-            return [f"{where}: answered {exchange.status} outside the spec's operations"]
-        return [f"{where}: {e.message}" for e in self.error_schema.iter_errors(exchange.json())]
-
-
-def _reason(error: Exception) -> str:
-    causes = [error]
-    while causes[-1].__cause__ is not None:
-        causes.append(causes[-1].__cause__)  # type: ignore[arg-type]
-    return " <- ".join(dict.fromkeys(str(c)[:400] for c in causes))
-
-
-class Recorder:
-    """ASGI middleware: keeps every exchange and checks each response before it is sent."""
-
-    def __init__(self, app: Any, contract: Contract) -> None:
-        self.app, self.contract = app, contract
-        self.exchanges: list[Exchange] = []
-        self.problems: list[str] = []
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        exchange = Exchange(scope["method"], scope["path"], scope["query_string"].decode(), headers, b"")
-        start: dict[str, Any] = {}
-        chunks: list[bytes] = []
-
-        async def receive_and_keep() -> Any:
-            message = await receive()
-            if message["type"] == "http.request":
-                exchange.body += message.get("body", b"")
-            return message
-
-        async def check_then_send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-                return
-            if message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-                if message.get("more_body"):
-                    return
-                exchange.status = start["status"]
-                exchange.response_headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
-                exchange.response = b"".join(chunks)
-                self.exchanges.append(exchange)
-                self.problems += self.contract.response_problems(exchange)
-                await send(start)
-                await send({"type": "http.response.body", "body": exchange.response})
-                return
-            await send(message)
-
-        await self.app(scope, receive_and_keep, check_then_send)
 
 
 @dataclass
@@ -158,19 +37,6 @@ class Registry:
     raw: httpx.Client       # deliberately bad requests
     recorder: Recorder
     port: int
-
-
-def _serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, int]:
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail(f"the registry server did not start on 127.0.0.1:{port}")
-        time.sleep(0.02)
-    return server, thread, port
 
 
 @pytest.fixture(scope="module")

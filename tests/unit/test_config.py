@@ -9,6 +9,7 @@ import pytest
 
 from featurekit.config import Project, find_project, load_settings
 from featurekit.config.project import PROJECT_ENV
+from featurekit.config.settings import REGISTRY_URL_ENV
 from featurekit.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -193,6 +194,33 @@ def test_bad_value_is_located_at_the_file_that_set_it(tmp_path: Path) -> None:
 
     assert problems_of(project) == [
         "conf/local/s.yaml:2:14 spark.log_level: expected one of 'ERROR', 'WARN', 'INFO', 'DEBUG'; got 'LOUD'"
+    ]
+
+
+def test_registry_settings_default_to_the_embedded_registry_and_the_env_var_wins(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(REGISTRY_URL_ENV, raising=False)
+    project = make_project(tmp_path, {"conf/local/s.yaml": "registry:\n  enabled: true\n  token_env: MR_TOKEN\n"})
+
+    registry = load_settings(project, "local").registry
+
+    assert (registry.url, registry.enabled, registry.token_env) == ("http://127.0.0.1:8080", True, "MR_TOKEN")
+    assert registry.outbox == f"{project.root}/.featurekit/lineage-outbox"
+    assert registry.effective_url == "http://127.0.0.1:8080"
+    monkeypatch.setenv(REGISTRY_URL_ENV, "https://registry.example.com/")
+    assert registry.effective_url == "https://registry.example.com"
+
+
+def test_bad_registry_settings_are_located(tmp_path: Path) -> None:
+    project = make_project(tmp_path, {
+        "conf/base/s.yaml": "registry:\n  url: registry:8080\n  retries: -1\n  tiemout_s: 3\n",
+    })
+
+    assert problems_of(project) == [
+        "conf/base/s.yaml:2:8 registry.url: expected an http:// or https:// URL like http://127.0.0.1:8080; "
+        "got 'registry:8080'",
+        "conf/base/s.yaml:3:12 registry.retries: expected at least 0; got -1",
+        "conf/base/s.yaml:4:3 registry.tiemout_s: unknown key 'tiemout_s' — did you mean 'timeout_s'?",
     ]
 
 
