@@ -28,8 +28,10 @@ $(JARS): $(INSTALLED)
 
 # The demo data covers the two weeks before 2026-01-15 (featurekit.demo.generate).
 DEMO_WINDOW ?= --start 2026-01-01T00:00:00Z --end 2026-01-15T00:00:00Z
+REGISTRY_PORT ?= 8080
+REGISTRY_URL := http://127.0.0.1:$(REGISTRY_PORT)
 
-demo: setup  ## raw data -> jobs -> Delta -> feast apply -> materialize (verified) -> online lookups
+demo: setup  ## raw data -> jobs -> Delta -> feast apply -> materialize -> online lookups -> lineage
 	test -f data/raw/_manifest.json || $(FK) generate-demo-data --rows $(ROWS)
 	$(FK) validate
 	$(FK) plan driver_hourly_stats
@@ -38,9 +40,17 @@ demo: setup  ## raw data -> jobs -> Delta -> feast apply -> materialize (verifie
 	$(FK) show driver_hourly_stats --limit 5
 	$(FK) runs
 	$(FK) feast apply
-	$(FK) materialize $(DEMO_WINDOW)
-	$(FK) online driver_id=100001 driver_id=100002 driver_id=999 --service driver_hourly_stats
-	$(FK) online driver_id=100001 --view driver_profile
+	@mkdir -p .featurekit
+	$(FK) registry serve --port $(REGISTRY_PORT) > .featurekit/registry.log 2>&1 & pid=$$!; trap "kill $$pid" EXIT; \
+	for _ in $$(seq 100); do $(PY) -c "import httpx; httpx.get('$(REGISTRY_URL)/api/model_registry/v1/registered_models', timeout=1).raise_for_status()" 2>/dev/null && break; sleep 0.2; done; \
+	export FEATUREKIT_REGISTRY_URL=$(REGISTRY_URL); set -e; \
+	$(FK) materialize $(DEMO_WINDOW); \
+	$(FK) online driver_id=100001 driver_id=100002 driver_id=999 --service driver_hourly_stats; \
+	$(FK) online driver_id=100001 --view driver_profile; \
+	$(FK) lineage flush; \
+	$(FK) lineage link --model driver-eta --version demo --service driver_activity; \
+	$(FK) lineage show --model driver-eta --version demo; \
+	$(FK) lineage show --model driver-eta --version demo --format mermaid --out .featurekit/lineage.mmd
 
 test: setup  ## every tier: unit, integration (Spark + Delta), e2e (CLI, spark-submit)
 	$(PY) -m pytest $(PYTEST_ARGS) tests
@@ -55,4 +65,4 @@ lint: setup
 	$(VENV)/bin/lint-imports
 
 clean:
-	rm -rf data .featurekit/runs spark-warehouse feature_repo/data
+	rm -rf data .featurekit/runs spark-warehouse feature_repo/data .featurekit/registry.db* .featurekit/lineage-outbox

@@ -80,6 +80,8 @@ def bench_project(root: Path, shuffle_partitions: int, master: str, driver_memor
         paths:
           runs: ${{project_root}}/runs
           jars: {jars}
+        registry:
+          enabled: false
         """)
     (root / "conf" / "local" / "zz_benchmark.yaml").write_text(override)
     return Project(root)

@@ -26,7 +26,9 @@ TEST_SPARK_CONF = {
 
 def with_test_conf(settings: Settings) -> Settings:
     spark = settings.spark.model_copy(update={"master": "local[2]", "conf": {**settings.spark.conf, **TEST_SPARK_CONF}})
-    return settings.model_copy(update={"spark": spark})
+    # lineage goes to the run log only, unless a test points it at its own registry server
+    registry = settings.registry.model_copy(update={"enabled": False})
+    return settings.model_copy(update={"spark": spark, "registry": registry})
 
 
 @pytest.fixture(scope="session")
