@@ -11,6 +11,7 @@ view does not hold gives null, ``NOT_FOUND`` and the epoch; join keys come back 
 from __future__ import annotations
 
 import sqlite3
+import struct
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,6 +55,48 @@ def _key_value(value: Any, value_type: str) -> Any:
     raise ValueError(f"join keys of type {value_type} are not supported")
 
 
+_DOUBLE = struct.Struct("<d").unpack_from
+_FLOAT = struct.Struct("<f").unpack_from
+
+
+def _read_varint(raw: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = raw[at]
+        value |= (byte & 0x7F) << shift
+        at += 1
+        if not byte & 0x80:
+            return value, at
+        shift += 7
+
+
+def decode(raw: bytes, value_class: Any) -> Any:
+    """A stored Feast ``Value`` as a Python value: the common scalar encodings read directly,
+    anything else parsed by protobuf."""
+    if not raw:
+        return None
+    tag = raw[0]
+    if tag == 0x29 and len(raw) == 9:                       # double_val
+        return _DOUBLE(raw, 1)[0]
+    if tag in (0x20, 0x18):                                 # int64_val / int32_val
+        value, end = _read_varint(raw, 1)
+        if end == len(raw):
+            if value >= 1 << 63:
+                value -= 1 << 64
+            return value
+    elif tag == 0x12:                                       # string_val
+        length, start = _read_varint(raw, 1)
+        if start + length == len(raw):
+            return raw[start:].decode("utf8")
+    elif tag == 0x38 and len(raw) == 2:                     # bool_val
+        return bool(raw[1])
+    elif tag == 0x35 and len(raw) == 5:                     # float_val
+        return _FLOAT(raw, 1)[0]
+    proto = value_class()
+    proto.ParseFromString(raw)
+    return python_value(proto)
+
+
 def python_value(proto: Any) -> Any:
     """A Feast ``Value`` proto as a plain Python value (None when unset)."""
     which = proto.WhichOneof("val")
@@ -63,6 +106,28 @@ def python_value(proto: Any) -> Any:
     if which.endswith("_list_val"):
         return list(value.val)
     return value
+
+
+def key_prefix(join_keys: dict[str, str]) -> bytes:
+    """Feast's serialize_entity_key v3 up to the values: key count, then each sorted key name."""
+    names = sorted(join_keys)
+    return struct.pack("<I", len(names)) + b"".join(
+        struct.pack("<II", 2, len(k.encode())) + k.encode() for k in names)
+
+
+def key_value(value: Any, value_type: str) -> bytes:
+    """One join key value as serialize_entity_key v3 writes it: <I type><I length><bytes>."""
+    if value_type == "INT64":
+        return struct.pack("<IIq", 4, 8, int(value))
+    if value_type == "INT32":
+        return struct.pack("<IIi", 3, 4, int(value))
+    if value_type == "STRING":
+        raw = str(value).encode("utf8")
+        return struct.pack("<II", 2, len(raw)) + raw
+    if value_type == "BYTES":
+        raw = value if isinstance(value, bytes) else str(value).encode()
+        return struct.pack("<II", 1, len(raw)) + raw
+    raise ValueError(f"join keys of type {value_type} are not supported")
 
 
 class OnlineReader:
@@ -79,6 +144,7 @@ class OnlineReader:
         self.kind = str(store_config["online_store"].get("type", "sqlite"))
         self.version = int(store_config.get("entity_key_serialization_version", 3))
         self._serialize, self._entity_key, self._value = serialize_entity_key, EntityKey, Value
+        self._prefixes: dict[str, bytes] = {}
         if self.kind == "redis":
             from featurekit.feast.online import _config
             from feast.infra.online_stores.redis import RedisOnlineStore
@@ -95,6 +161,11 @@ class OnlineReader:
             raise ValueError(f"reading a {self.kind!r} online store directly is not supported (sqlite, redis)")
 
     def entity_key(self, view: ViewLayout, row: dict[str, Any]) -> bytes:
+        if self.version == 3:
+            prefix = self._prefixes.get(view.name)
+            if prefix is None:
+                prefix = self._prefixes[view.name] = key_prefix(view.join_keys)
+            return prefix + b"".join(key_value(row[k], view.join_keys[k]) for k in sorted(view.join_keys))
         proto = self._entity_key(join_keys=list(view.join_keys),
                                  entity_values=[_key_value(row[k], t) for k, t in view.join_keys.items()])
         return self._serialize(proto, entity_key_serialization_version=self.version)
@@ -128,11 +199,8 @@ class OnlineReader:
             out.timestamps.append(stamp.ToDatetime(tzinfo=UTC))
             values: dict[str, Any] = {}
             for name, raw in zip(view.features, reply):
-                if raw is None:
-                    continue
-                proto = self._value()
-                proto.ParseFromString(raw)
-                values[name] = python_value(proto)
+                if raw is not None:
+                    values[name] = decode(raw, self._value)
             out.values.append(values)
         return out
 
@@ -164,9 +232,7 @@ class OnlineReader:
                 if ts is None or (stamp is not None and stamp > ts):
                     found[bytes(key)] = (stamp, values)
                 if feature in wanted:
-                    proto = self._value()
-                    proto.ParseFromString(raw)
-                    values[feature] = python_value(proto)
+                    values[feature] = decode(raw, self._value)
         out = ViewRows([], [])
         for key in keys:
             hit = found.get(key)

@@ -137,3 +137,28 @@ def test_the_rows_in_sqlite_equal_feasts(tmp_path: Path) -> None:
             dumps[project] = sorted(conn.execute(f'SELECT * FROM "{project}_stats"').fetchall())
     assert len(dumps["ourswrote"]) == rows.num_rows * len(fv.features)
     assert dumps["ourswrote"] == dumps["feastwrote"]
+
+
+def test_the_reader_decodes_and_keys_like_feast() -> None:
+    """featurekit's direct decoding and key serialization equal Feast's, value by value."""
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+    from feast.type_map import feast_value_type_to_python_type
+
+    from featurekit.feast.reader import decode, key_prefix, key_value
+
+    samples = [Value(double_val=0.1), Value(double_val=-0.0), Value(int64_val=-5), Value(int64_val=2**40),
+               Value(int32_val=-1), Value(string_val="Zürich"), Value(string_val=""), Value(bool_val=False),
+               Value(float_val=1.5), Value(), Value(int64_list_val={"val": [1, 2]}), Value(unix_timestamp_val=17)]
+    for proto in samples:
+        assert decode(proto.SerializeToString(), Value) == (
+            None if proto.WhichOneof("val") is None else
+            list(proto.int64_list_val.val) if proto.WhichOneof("val") == "int64_list_val" else
+            getattr(proto, proto.WhichOneof("val"))), proto
+    keys = {"driver_id": "INT64", "city": "STRING"}
+    ours = key_prefix(keys) + key_value("Paris", "STRING") + key_value(7, "INT64")
+    theirs = serialize_entity_key(EntityKey(join_keys=["driver_id", "city"],
+                                            entity_values=[Value(int64_val=7), Value(string_val="Paris")]), 3)
+    assert ours == theirs
+    assert feast_value_type_to_python_type(Value(double_val=0.1)) == decode(Value(double_val=0.1).SerializeToString(), Value)
