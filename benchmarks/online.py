@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=100, help="Entities per request in the batch variants.")
     parser.add_argument("--requests", type=int, default=2000, help="Sequential requests per variant (1 entity).")
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--serve-workers", type=int, default=2, help="featurekit serve --workers (feast serve: -w).")
     parser.add_argument("--seconds", type=float, default=10.0, help="Duration of each concurrent variant.")
     parser.add_argument("--work", help="Work folder (default: a temporary one).")
     parser.add_argument("--json", type=Path, help="Write the results here.")
@@ -244,11 +245,11 @@ def main(argv: list[str] | None = None) -> int:
             env = {**os.environ, "FEATUREKIT_ENV": "local"}
             fk_cli = str(Path(sys.executable).with_name("featurekit"))
             fk = subprocess.Popen([fk_cli, "--project", str(project.root), "serve",
-                                   "--port", str(fk_port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   "--port", str(fk_port), "--workers", str(args.serve_workers)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             servers.append(fk)
             feast_cli = str(Path(sys.executable).with_name("feast"))
             fe = subprocess.Popen([feast_cli, "-c", str(project.root / "feature_repo"), "serve", "-p", str(feast_port),
-                                   "--no-access-log"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   "--no-access-log", "-w", str(args.serve_workers)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             servers.append(fe)
             wait_http(f"http://127.0.0.1:{fk_port}/health")
             wait_http(f"http://127.0.0.1:{feast_port}/health")

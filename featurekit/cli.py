@@ -369,6 +369,7 @@ def serve(
     env: Env = "local",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 6566,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes (one per core is a good start).")] = 1,
 ) -> None:
     """Serve online features over HTTP in Feast's JSON (POST /get-online-features, GET /health)."""
     import uvicorn
@@ -376,10 +377,16 @@ def serve(
     from featurekit.online import OnlineFeatures
     from featurekit.server import create_app
 
-    client = OnlineFeatures(env, _project())
+    project = _project()
+    client = OnlineFeatures(env, project)   # checks the store and registry before listening
     out.print(f"serving {len(client.layouts)} feature view(s), {len(client.services)} service(s) "
-              f"from the {client.reader.kind} online store on http://{host}:{port}")
-    uvicorn.run(create_app(client), host=host, port=port, log_level="warning", access_log=False)
+              f"from the {client.reader.kind} online store on http://{host}:{port} ({workers} worker(s))")
+    if workers == 1:
+        uvicorn.run(create_app(client), host=host, port=port, log_level="warning", access_log=False)
+        return
+    os.environ["FEATUREKIT_PROJECT"], os.environ["FEATUREKIT_ENV"] = str(project.root), env
+    uvicorn.run("featurekit.server:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False)
 
 
 @app.command("training-set")

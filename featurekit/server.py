@@ -56,3 +56,13 @@ def create_app(client: OnlineFeatures) -> Starlette:
         Route("/health", health, methods=["GET"]),
         Route("/get-online-features", get_online_features, methods=["POST"]),
     ])
+
+
+def app_from_env() -> Starlette:
+    """For ``featurekit serve --workers N``: each worker process builds its app from the
+    project (``FEATUREKIT_PROJECT``, else the working directory) and ``FEATUREKIT_ENV``."""
+    import os
+
+    from featurekit.config import find_project
+
+    return create_app(OnlineFeatures(os.environ.get("FEATUREKIT_ENV") or "local", find_project()))
