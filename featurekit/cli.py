@@ -515,6 +515,24 @@ def lineage_show(
     out.print(f"wrote {out_file} ({fmt})", markup=False)
 
 
+@app.command()
+def api(
+    env: Env = "local",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Serve the read-only metadata API: jobs, runs, feature sets, lineage (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from featurekit.api import create_api
+
+    project = _project()
+    settings = load_settings(project, env)
+    out.print(f"featurekit metadata API (env {env}) on http://{host}:{port}/api/v1 (docs: http://{host}:{port}/docs)",
+              markup=False)
+    uvicorn.run(create_api(project, settings), host=host, port=port, log_level="warning", access_log=False)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the CLI; map errors to exit codes; return the code.
 

@@ -78,9 +78,11 @@ def list_runs(runs_dir: Path, job: str | None = None, limit: int = 20) -> list[d
     for folder in folders:
         for path in folder.glob("*.json"):
             try:
-                reports.append(json.loads(path.read_text(encoding="utf-8")))
+                report = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
+            if isinstance(report, dict) and "kind" not in report:  # lineage records live alongside
+                reports.append(report)
     reports.sort(key=lambda r: r.get("run_id", ""), reverse=True)
     return reports[:limit]
 

@@ -1,0 +1,274 @@
+"""What the metadata API answers, read from the project's files on every request (no cache):
+job specs, run reports and the run log's lineage records. Plain functions over a project and
+its settings; an unknown or ambiguous name is an :class:`ApiError` carrying its HTTP status.
+
+Nothing secret leaves here: :func:`redact` masks values under secret-looking keys (``password``,
+``token``, ``secret.key``...) and passwords inside URLs and connection strings, in everything
+returned (specs, reports, records, messages).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from featurekit.api.models import (
+    FeaturesSummary,
+    FeatureSetDetail,
+    FeatureSetSummary,
+    JobDetail,
+    JobSummary,
+    Materialization,
+    OutputSummary,
+    RunSummary,
+    TrainingSetUse,
+)
+from featurekit.config import Project, Settings
+from featurekit.errors import ConfigError, FeaturekitError
+from featurekit.pipeline.report import list_runs
+from featurekit.spec.loader import LoadedJob, load_jobs
+from featurekit.spec.names import did_you_mean
+
+RECENT_RUNS = 10
+MASK = "***"
+_SECRET_KEY = re.compile(r"pass(word|wd)?$|pwd$|secret|token|credential|api[-_.]?key|access[-_.]?key|"
+                         r"account[-_.]?key|private[-_.]?key|authorization|bearer|sas[-_.]?token", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*):([^/\s@]+)@")
+_KV_PASSWORD = re.compile(r"\b(password|passwd|pwd|secret|token)=([^,;&\s]+)", re.IGNORECASE)
+# The run log keeps lineage records next to the jobs' report folders.
+_LINEAGE_FOLDER = "lineage"
+
+
+class ApiError(FeaturekitError):
+    """An answer other than 200: the HTTP status and one readable line."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+# -- secrets ----------------------------------------------------------------------------------
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """``value`` with secret-looking keys' values masked and passwords in URLs/strings masked."""
+    if isinstance(value, dict):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, key) for v in value]
+    if key and _SECRET_KEY.search(key) and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return MASK
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
+
+
+def redact_text(text: str) -> str:
+    """``scheme://user:password@host`` -> ``scheme://user:***@host``; ``password=x`` -> ``password=***``."""
+    return _KV_PASSWORD.sub(rf"\1={MASK}", _URL_PASSWORD.sub(rf"\1:{MASK}@", text))
+
+
+# -- jobs -------------------------------------------------------------------------------------
+
+
+def jobs(project: Project, settings: Settings) -> tuple[list[LoadedJob], list[str]]:
+    """The jobs that load, and one line per problem of those that do not."""
+    loaded, problems = load_jobs(project.job_files(), settings.vars, base=project.root)
+    return loaded, [redact_text(str(p)) for p in problems]
+
+
+def job_summary(job: LoadedJob) -> JobSummary:
+    spec = job.spec
+    features = None
+    if spec.features is not None:
+        f = spec.features
+        features = FeaturesSummary(entity=f.entity, join_keys=list(f.join_keys), timestamp=f.timestamp, ttl=str(f.ttl),
+                                   online=f.online, services=[job.name, *(s for s in f.services if s != job.name)])
+    output = OutputSummary(path=redact_text(spec.output.path), mode=spec.output.mode, keys=list(spec.output.keys),
+                           partition_by=list(spec.output.partition_by))
+    return JobSummary(name=job.name, description=spec.description, owner=spec.owner, file=job.shown_path,
+                      fingerprint=job.fingerprint, output=output, features=features)
+
+
+def job_detail(project: Project, settings: Settings, name: str) -> JobDetail:
+    loaded, problems = jobs(project, settings)
+    by_name = {job.name: job for job in loaded}
+    job = by_name.get(name)
+    if job is None:
+        files = {p.stem: p for p in project.job_files()}
+        if name in files:
+            mine = [p for p in problems if p.startswith(project.shown(files[name]))] or problems
+            raise ApiError(422, f"job {name!r} does not load: " + "; ".join(mine[:5])
+                           + (f" (and {len(mine) - 5} more)" if len(mine) > 5 else ""))
+        raise ApiError(404, f"unknown job {name!r}" + _hint(name, sorted(files), "jobs"))
+    spec = job.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    recent = [run_summary(r) for r in _runs(settings.runs_dir, name, RECENT_RUNS)]
+    return JobDetail(**job_summary(job).model_dump(), spec=redact(spec), recent_runs=recent)
+
+
+def _hint(word: str, known: list[str], what: str) -> str:
+    """`` — did you mean 'x'?`` when one is close, else the known names."""
+    close = did_you_mean(word, known)
+    if close:
+        return close
+    return f" ({what}: {', '.join(known)})" if known else f" (no {what})"
+
+
+# -- runs -------------------------------------------------------------------------------------
+
+
+def _runs(runs_dir: Path, job: str | None, limit: int) -> list[dict[str, Any]]:
+    """Run reports, newest first; the run log's lineage records are not runs."""
+    if job is not None and not (runs_dir / job).is_dir():
+        return []
+    try:
+        found = list_runs(runs_dir, job, limit + (0 if job else _lineage_count(runs_dir)))
+    except ConfigError:
+        return []
+    return [r for r in found if "kind" not in r][:limit]
+
+
+def _lineage_count(runs_dir: Path) -> int:
+    folder = runs_dir / _LINEAGE_FOLDER
+    return sum(1 for _ in folder.glob("*.json")) if folder.is_dir() else 0
+
+
+def run_summary(report: dict[str, Any]) -> RunSummary:
+    sources = report.get("sources") or []
+    read = [s["rows_read"] for s in sources if isinstance(s, dict) and isinstance(s.get("rows_read"), int)]
+    error = str(report.get("error") or "").strip()
+    return RunSummary(
+        run_id=str(report.get("run_id", "")), job=str(report.get("job", "")), status=str(report.get("status", "")),
+        env=str(report.get("env", "")), started_at=str(report.get("started_at", "")),
+        fingerprint=str(report.get("fingerprint", "")),
+        rows_read=sum(read) if read else None,
+        rows_written=report.get("rows_written"), rows_quarantined=report.get("rows_quarantined"),
+        table_version=report.get("table_version"), exit_code=int(report.get("exit_code") or 0),
+        error=redact_text(error.splitlines()[0]) if error else "",
+    )
+
+
+def runs(project: Project, settings: Settings, job: str | None, limit: int) -> list[RunSummary]:
+    """Recent runs (of ``job``); a job neither in ``jobs/`` nor in the run log is a 404."""
+    runs_dir = settings.runs_dir
+    if job is not None:
+        known = {p.stem for p in project.job_files()}
+        if runs_dir.is_dir():
+            known |= {p.name for p in runs_dir.iterdir() if p.is_dir() and p.name != _LINEAGE_FOLDER}
+        if job not in known:
+            raise ApiError(404, f"unknown job {job!r}" + _hint(job, sorted(known), "jobs"))
+    return [run_summary(r) for r in _runs(runs_dir, job, limit)]
+
+
+def run_report(settings: Settings, run_id: str) -> dict[str, Any]:
+    """The report of a run by its id or a unique prefix of it (as ``featurekit runs show``)."""
+    runs_dir = settings.runs_dir
+    matches = [p for p in sorted(runs_dir.glob(f"*/{glob.escape(run_id)}*.json"))
+               if p.parent.name != _LINEAGE_FOLDER] if run_id else []
+    exact = [p for p in matches if p.stem == run_id]
+    if len(exact) == 1:
+        matches = exact
+    if not matches:
+        raise ApiError(404, f"unknown run {run_id!r}: no run id starts with it")
+    if len(matches) > 1:
+        shown = ", ".join(p.stem for p in matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise ApiError(409, f"run id {run_id!r} is ambiguous: {len(matches)} runs start with it ({shown}); "
+                            "give more of it")
+    try:
+        report = json.loads(matches[0].read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ApiError(500, f"the report of run {matches[0].stem} cannot be read: {type(exc).__name__}") from None
+    return redact(report)
+
+
+# -- feature sets -----------------------------------------------------------------------------
+
+
+class _Views:
+    """The views the jobs declare and those the run log has records of, in one place."""
+
+    def __init__(self, project: Project, settings: Settings) -> None:
+        from featurekit.lineage import RunLogLineage
+
+        self.settings = settings
+        loaded, self.problems = jobs(project, settings)
+        self.declared = {job.name: job for job in loaded if job.spec.features is not None}
+        feast_project = settings.feast.project
+        records = [r for r in RunLogLineage(settings.runs_dir).records() if r.get("feast_project") == feast_project]
+        records.sort(key=lambda r: str(r.get("recorded_at", "")), reverse=True)
+        self.feature_sets: dict[str, list[dict[str, Any]]] = {}
+        self.training_sets = [r for r in records if r.get("kind") == "training_set"]
+        for record in records:
+            if record.get("kind") == "feature_set":
+                self.feature_sets.setdefault(str(record["feature_view"]), []).append(record)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted({*self.declared, *self.feature_sets})
+
+    def summary(self, view: str) -> FeatureSetSummary:
+        job = self.declared.get(view)
+        found = self.feature_sets.get(view, [])
+        latest = found[0] if found else {}
+        schema = latest.get("view_schema") or {}
+        features = job.spec.features if job is not None else None
+        return FeatureSetSummary(
+            view=view, job=job.name if job is not None else str(latest.get("job", "")),
+            feast_project=self.settings.feast.project, declared=job is not None,
+            entity=features.entity if features is not None else None,
+            join_keys=list(features.join_keys) if features is not None else list(schema.get("join_keys") or []),
+            online=features.online if features is not None else None,
+            table_path=redact_text(job.spec.output.path) if job is not None else latest.get("delta_path"),
+            delta_versions=sorted({int(r["delta_version"]) for r in found}, reverse=True),
+            materialization_count=len(found), latest=materialization(latest) if latest else None,
+        )
+
+    def detail(self, view: str) -> FeatureSetDetail:
+        from featurekit.pipeline.lineage import find_producer
+
+        if view not in self.names:
+            raise ApiError(404, f"unknown feature view {view!r}" + _hint(view, self.names, "feature views"))
+        summary = self.summary(view)
+        producers: dict[tuple[str, int], str] = {}
+        materializations = []
+        for record in self.feature_sets.get(view, []):
+            where = (str(record["delta_path"]), int(record["delta_version"]))
+            if where not in producers:
+                producers[where] = find_producer(self.settings.runs_dir, *where, str(record.get("job", view))).run_id
+            materializations.append(materialization(record, producers[where] or None))
+        uses = [TrainingSetUse(run_id=r["run_id"], feature_service=r["feature_service"],
+                               delta_version=int(r["feature_views"][view]), output_path=redact_text(r["output_path"]),
+                               output_version=int(r["output_version"]), rows=int(r["rows"]),
+                               recorded_at=str(r["recorded_at"]))
+                for r in self.training_sets if view in (r.get("feature_views") or {})]
+        return FeatureSetDetail(**summary.model_dump(exclude={"latest"}), latest=summary.latest,
+                                table_version=self.table_version(view), materializations=materializations,
+                                training_sets=uses)
+
+    def table_version(self, view: str) -> int | None:
+        from featurekit.feast.definitions import table_schema
+
+        job = self.declared.get(view)
+        if job is None:
+            return None
+        try:
+            return table_schema(job, self.settings)[0]
+        except Exception:  # not written yet, or storage that cannot be read from here
+            return None
+
+
+def materialization(record: dict[str, Any], job_run_id: str | None = None) -> Materialization:
+    fields = {k: record[k] for k in Materialization.model_fields if k in record}
+    return Materialization(**redact(fields), job_run_id=job_run_id)
+
+
+def feature_sets(project: Project, settings: Settings) -> tuple[list[FeatureSetSummary], list[str]]:
+    views = _Views(project, settings)
+    return [views.summary(name) for name in views.names], views.problems
+
+
+def feature_set(project: Project, settings: Settings, view: str) -> FeatureSetDetail:
+    return _Views(project, settings).detail(view)
