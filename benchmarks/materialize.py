@@ -48,7 +48,6 @@ import io
 import json
 import random
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -63,8 +62,8 @@ from typing import TYPE_CHECKING, Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
-    REPO, bench_project, load_average, machine, measure, median, print_table, save_json, start_session,
-    wait_until_quiet, work_folder, write_job,
+    REPO, bench_project, free_port, load_average, machine, measure, median, print_table, redis_server, save_json,
+    start_session, wait_until_quiet, work_folder, write_job,
 )
 
 from featurekit import pipeline  # noqa: E402
@@ -414,41 +413,6 @@ def run_child(args: argparse.Namespace, work: Path, task: str, size: int, store:
 
 
 # --------------------------------------------------------------------------- the online stores
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def redis_server(folder: Path) -> Iterator[str]:
-    """A private ``redis-server`` on a free loopback port (no persistence): ``host:port``."""
-    import redis
-
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-    folder.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    process = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--dir", str(folder), "--protected-mode", "yes"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
-        client, deadline = redis.Redis(host="127.0.0.1", port=port), time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"redis-server did not start on 127.0.0.1:{port}") from None
-                time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-
 
 def _redis(address: str) -> Any:
     import redis

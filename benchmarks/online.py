@@ -39,7 +39,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO, load_average, print_table, save_json, work_folder  # noqa: E402
+from common import REPO, free_port, load_average, print_table, redis_server, save_json, work_folder  # noqa: E402
 
 JOB = """
 name: bench_online
@@ -58,14 +58,6 @@ features:
   services:
     bench_service: [bench_online]
 """
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_http(url: str, seconds: float = 60) -> None:
@@ -185,24 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     import httpx
     import redis
 
-    redis_binary = shutil.which("redis-server")
-    if redis_binary is None:
-        print("redis-server is not installed (apt-get install redis-server)", file=sys.stderr)
-        return 1
     results: list[dict[str, Any]] = []
-    with work_folder(args.work, args.no_clean) as work:
-        port = free_port()
-        server = subprocess.Popen([redis_binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                                   "--appendonly", "no", "--dir", str(work)], stdout=subprocess.DEVNULL)
-        servers: list[subprocess.Popen[bytes]] = [server]
+    with work_folder(args.work, args.no_clean) as work, redis_server(work / "redis") as redis_address:
+        port = int(redis_address.split(":")[1])
+        servers: list[subprocess.Popen[bytes]] = []
         try:
             client = redis.Redis(port=port)
-            for _ in range(100):
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    time.sleep(0.05)
             client.flushall()
             began = time.perf_counter()
             project, settings = build(work / "project", args.entities, args.features, f"127.0.0.1:{port}")
@@ -215,7 +195,6 @@ def main(argv: list[str] | None = None) -> int:
             ours = OnlineFeatures(project=project, settings=settings)
             store = features.open_store(project, settings)
             service = store.get_feature_service("bench_service")
-            refs = ours.view_refs("bench_online")
             rng = random.Random(11)
 
             def keys(n: int) -> list[int]:
