@@ -761,7 +761,7 @@ def _goals(summary: list[dict[str, Any]], checks: list[dict[str, Any]], features
         goals.append({"goal": f"featurekit -> redis rows/s at {largest:,} entities (warm)",
                       "measured": f"{redis['rows_per_s']:,}",
                       "target": ">= 100,000", "met": "yes" if redis["rows_per_s"] >= 100_000 else "no"})
-    compared = [r for r in featurekit if r["store"] == "redis" and r["vs_feast"]]
+    compared = [r for r in featurekit if r["store"] == "redis" and r.get("vs_feast")]
     if compared:
         ratio = max(compared, key=lambda r: r["size"])
         goals.append({"goal": f"featurekit / Feast rows/s into Redis at {ratio['size']:,} (warm)",
