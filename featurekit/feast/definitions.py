@@ -91,8 +91,8 @@ def _shown_type(delta_type: Any) -> str:
     return str(delta_type)
 
 
-def table_schema(job: LoadedJob, settings: Settings) -> tuple[int, list[tuple[str, Any]], list[str]]:
-    """(version, [(column, Delta type)], partition columns) of the job's table, read with delta-rs."""
+def table_schema(job: LoadedJob, settings: Settings) -> tuple[int, list[tuple[str, Any]]]:
+    """(version, [(column, Delta type)]) of the job's table, read with delta-rs."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
@@ -107,14 +107,14 @@ def table_schema(job: LoadedJob, settings: Settings) -> tuple[int, list[tuple[st
         ) from None
     schema = json.loads(table.schema().to_json())
     columns = [(f["name"], f["type"]) for f in schema["fields"]]
-    return table.version(), columns, list(table.metadata().partition_columns)
+    return table.version(), columns
 
 
 def view_spec(job: LoadedJob, settings: Settings) -> ViewSpec:
     """The FeatureView of one job, typed from its Delta table's schema."""
     features_spec = job.spec.features
     assert features_spec is not None  # feature_jobs() keeps only these
-    version, columns, partitions = table_schema(job, settings)
+    version, columns = table_schema(job, settings)
     types = dict(columns)
     problems = []
     for role, name in [*(("join_keys", k) for k in features_spec.join_keys), ("timestamp", features_spec.timestamp)]:
@@ -149,7 +149,6 @@ def view_spec(job: LoadedJob, settings: Settings) -> ViewSpec:
     tags[FINGERPRINT_TAG] = job.fingerprint
     if skipped:
         tags[SKIPPED_TAG] = ",".join(f"{k}:{v}" for k, v in skipped.items())
-    del partitions  # partition columns are ordinary columns here (a date one is skipped by type)
     return ViewSpec(
         name=job.name, job=job, path=job.spec.output.path, version=version, entity=features_spec.entity,
         join_keys=join_keys, timestamp=features_spec.timestamp, ttl_seconds=parse_duration(features_spec.ttl),

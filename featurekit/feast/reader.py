@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from featurekit.feast.redis_writer import key_prefix, key_value
+
 EPOCH = "1970-01-01T00:00:00Z"
 PRESENT, NOT_FOUND = "PRESENT", "NOT_FOUND"
 
@@ -106,28 +108,6 @@ def python_value(proto: Any) -> Any:
     if which.endswith("_list_val"):
         return list(value.val)
     return value
-
-
-def key_prefix(join_keys: dict[str, str]) -> bytes:
-    """Feast's serialize_entity_key v3 up to the values: key count, then each sorted key name."""
-    names = sorted(join_keys)
-    return struct.pack("<I", len(names)) + b"".join(
-        struct.pack("<II", 2, len(k.encode())) + k.encode() for k in names)
-
-
-def key_value(value: Any, value_type: str) -> bytes:
-    """One join key value as serialize_entity_key v3 writes it: <I type><I length><bytes>."""
-    if value_type == "INT64":
-        return struct.pack("<IIq", 4, 8, int(value))
-    if value_type == "INT32":
-        return struct.pack("<IIi", 3, 4, int(value))
-    if value_type == "STRING":
-        raw = str(value).encode("utf8")
-        return struct.pack("<II", 2, len(raw)) + raw
-    if value_type == "BYTES":
-        raw = value if isinstance(value, bytes) else str(value).encode()
-        return struct.pack("<II", 1, len(raw)) + raw
-    raise ValueError(f"join keys of type {value_type} are not supported")
 
 
 class OnlineReader:

@@ -131,25 +131,33 @@ def _resp_field(name: bytes, value: bytes) -> bytes:
     return b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(name), name, len(value), value)
 
 
+def key_prefix(join_keys: dict[str, str]) -> bytes:
+    """Feast's serialize_entity_key v3 up to the values: key count, then each sorted key name."""
+    names = sorted(join_keys)
+    return struct.pack("<I", len(names)) + b"".join(
+        struct.pack("<II", STRING, len(k.encode())) + k.encode() for k in names)
+
+
+def key_value(value: Any, value_type: str) -> bytes:
+    """One join key value as serialize_entity_key v3 writes it: <I type><I length><bytes>."""
+    if value_type == "INT64":
+        return struct.pack("<IIq", INT64, 8, int(value))
+    if value_type == "INT32":
+        return struct.pack("<IIi", INT32, 4, int(value))
+    if value_type == "STRING":
+        raw = str(value).encode("utf8")
+        return struct.pack("<II", STRING, len(raw)) + raw
+    if value_type == "BYTES":
+        raw = value if isinstance(value, bytes) else str(value).encode()
+        return struct.pack("<II", BYTES, len(raw)) + raw
+    raise ValueError(f"join keys of type {value_type} are not supported")
+
+
 def entity_keys(batch: Any, join_keys: dict[str, str], project: bytes) -> list[bytes]:
     """Feast's Redis keys (serialize_entity_key v3 + project) for every row of ``batch``."""
     names = sorted(join_keys)
-    prefix = struct.pack("<I", len(names)) + b"".join(
-        struct.pack("<I", STRING) + struct.pack("<I", len(k.encode())) + k.encode() for k in names)
-    columns = []
-    for name in names:
-        kind = join_keys[name]
-        values = batch.column(name).to_pylist()
-        if kind == "INT64":
-            columns.append([struct.pack("<IIq", INT64, 8, v) for v in values])
-        elif kind == "INT32":
-            columns.append([struct.pack("<IIi", INT32, 4, v) for v in values])
-        elif kind == "STRING":
-            columns.append([struct.pack("<II", STRING, len(b := v.encode("utf8"))) + b for v in values])
-        elif kind == "BYTES":
-            columns.append([struct.pack("<II", BYTES, len(v)) + v for v in values])
-        else:
-            raise ValueError(f"join keys of type {kind} are not supported")
+    prefix = key_prefix(join_keys)
+    columns = [[key_value(v, join_keys[name]) for v in batch.column(name).to_pylist()] for name in names]
     return [prefix + b"".join(parts) + project for parts in zip(*columns)]
 
 
