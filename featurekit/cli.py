@@ -228,16 +228,20 @@ def runs(
 
 @app.command()
 def setup(env: Env = "local") -> None:
-    """Fetch the Delta Lake jars once into the project's cache (the only network step)."""
+    """Fetch the Delta Lake jars (and the env's spark.packages) once into the project's cache.
+
+    The only network step; the job image runs it at build time to bake the jars in.
+    """
     import shutil
 
-    from featurekit.engine.jars import DELTA_PACKAGE, ensure_jars
+    from featurekit.engine.jars import ensure_jars, packages_of
 
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         raise InfraError("Java is not installed: Spark needs a JDK 17 (e.g. apt-get install openjdk-17-jdk-headless)")
     settings = load_settings(_project(), env)
-    jars = ensure_jars(settings.jars_dir)
-    out.print(f"{DELTA_PACKAGE}: {len(jars)} jar(s) in {settings.jars_dir}")
+    packages = packages_of(settings.spark.packages)
+    jars = ensure_jars(settings.jars_dir, packages)
+    out.print(f"{', '.join(packages)}: {len(jars)} jar(s) in {settings.jars_dir}")
 
 
 @app.command("generate-demo-data")
@@ -257,6 +261,51 @@ def generate_demo_data(
 
 feast_app = typer.Typer(no_args_is_help=True, help="The Feast feature repository, built from the jobs' `features:` blocks.")
 app.add_typer(feast_app, name="feast")
+
+render_app = typer.Typer(no_args_is_help=True, help="Render deployment manifests from the job specs and conf/.")
+
+
+@render_app.command("sparkapp")
+def render_sparkapp(
+    job: Annotated[Optional[str], typer.Argument(help="Job name or path (or --all).")] = None,
+    all_jobs: Annotated[bool, typer.Option("--all", help="Every job in jobs/.")] = False,
+    env: Env = "k8s",
+    schedule: Annotated[Optional[str], typer.Option(help="Cron schedule: a ScheduledSparkApplication.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write, or a folder for one file per job.")] = None,
+) -> None:
+    """Kubeflow Spark operator manifests (SparkApplication, or scheduled) for jobs in an environment."""
+    from featurekit.deploy.sparkapp import render_jobs, to_yaml
+    from featurekit.spec.loader import load_jobs
+
+    if (job is None) == (not all_jobs):
+        raise ConfigError.single("give one job, or --all for every job", file="render sparkapp", field="JOB")
+    project = _project()
+    settings = load_settings(project, env)
+    files = project.job_files() if all_jobs else [project.job_path(job or "")]
+    jobs, problems = load_jobs(files, settings.vars, base=project.root)
+    if problems:
+        raise SpecError(problems)
+    rendered = render_jobs(project, settings, jobs, schedule)
+    for item in rendered:
+        for warning in item.warnings:
+            err.print(f"[yellow]warning[/] {warning}", markup=True)
+    if output is None:
+        sys.stdout.write(to_yaml(rendered))
+        return
+    if output.is_dir() or str(output).endswith(os.sep):
+        output.mkdir(parents=True, exist_ok=True)
+        for item in rendered:
+            (output / f"{item.name}.yaml").write_text(to_yaml([item]), encoding="utf-8")
+        written = [output / f"{item.name}.yaml" for item in rendered]
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(to_yaml(rendered), encoding="utf-8")
+        written = [output]
+    kind = "ScheduledSparkApplication" if schedule else "SparkApplication"
+    err.print(f"wrote {len(rendered)} {kind}(s) for env {env}: {', '.join(str(p) for p in written)}")
+
+
+app.add_typer(render_app, name="render")
 
 
 @feast_app.command("render")

@@ -8,11 +8,13 @@ Problems are reported at the file and line that set the offending value.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from featurekit.config.kubernetes import CREDENTIAL_SETTING, KubernetesSettings, refuse_credentials
 from featurekit.config.project import Project
 from featurekit.errors import ConfigError, Problem
 from featurekit.spec.errors_map import problems_from
@@ -23,6 +25,7 @@ from featurekit.spec.yamlpos import KeyPath, Positions, load_yaml_file
 
 JARS_ENV = "FEATUREKIT_JARS_DIR"
 REGISTRY_URL_ENV = "FEATUREKIT_REGISTRY_URL"
+_MAVEN = re.compile(r"^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+:[A-Za-z0-9_.+-]+$")
 
 
 class _Strict(BaseModel):
@@ -34,6 +37,24 @@ class SparkSettings(_Strict):
     app_name: str = "featurekit"
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
     conf: dict[str, OptionValue] = Field(default_factory=dict)
+    # Maven packages besides Delta (e.g. hadoop-aws for s3a://), fetched by `featurekit setup`.
+    packages: list[str] = Field(default_factory=list)
+
+    @field_validator("conf")
+    @classmethod
+    def _no_credentials(cls, conf: dict[str, str]) -> dict[str, str]:
+        refuse_credentials(conf, CREDENTIAL_SETTING, "a credential set inline; credentials never sit in conf. "
+                           "Give them to the process as environment variables (e.g. AWS_ACCESS_KEY_ID / "
+                           "AWS_SECRET_ACCESS_KEY, which s3a reads) or, on Kubernetes, as kubernetes.secret_env references")
+        return conf
+
+    @field_validator("packages")
+    @classmethod
+    def _coordinates(cls, packages: list[str]) -> list[str]:
+        for package in packages:
+            if not _MAVEN.match(package):
+                raise ValueError(f"expected Maven coordinates group:artifact:version; got {package!r}")
+        return packages
 
 
 class PathSettings(_Strict):
@@ -58,6 +79,18 @@ class FeastSettings(_Strict):
     entity_key_serialization_version: int = 3
     # Rows per batch written to the online store by `featurekit materialize`.
     write_batch_rows: int = Field(default=10_000, gt=0)
+
+    @field_validator("online_store")
+    @classmethod
+    def _no_password(cls, store: dict[str, str]) -> dict[str, str]:
+        for key, value in store.items():
+            if ("password" in key.lower() and not value.startswith("${")) or re.search(r"(^|,)\s*password=(?!\$\{)", value) \
+                    or re.search(r"://[^/@]*:(?!\$\{)[^/@]*@", value):
+                raise ValueError(
+                    f"{key}: holds a password; credentials never sit in conf. Refer to an environment "
+                    "variable instead, e.g. password=$${REDIS_PASSWORD} ($$ keeps the ${...} for Feast and "
+                    "featurekit to fill from the environment)")
+        return store
 
 
 class RegistrySettings(_Strict):
@@ -100,6 +133,8 @@ class Settings(_Strict):
     paths: PathSettings = Field(default_factory=PathSettings)
     feast: FeastSettings = Field(default_factory=FeastSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    # Only cluster environments have it (see conf/k8s).
+    kubernetes: KubernetesSettings | None = None
 
     @property
     def jars_dir(self) -> Path:

@@ -1,4 +1,5 @@
-"""The Delta Lake jars, fetched once from Maven Central into a project-local cache.
+"""The Delta Lake jars (and an environment's ``spark.packages``), fetched once from Maven Central
+into a project-local cache.
 
 Spark's own resolver (Ivy, through ``spark-submit --packages``) does the fetching once,
 at set-up; afterwards sessions get the cached files through ``spark.jars`` and never
@@ -16,18 +17,39 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from featurekit.errors import InfraError
+from featurekit.config.versions import SPARK_VERSION, packages_of
+from featurekit.errors import ConfigError, InfraError
 
-SPARK_VERSION = "4.2.0"
-DELTA_VERSION = "4.4.0"
-DELTA_PACKAGE = f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}"
 MANIFEST = "manifest.json"
 
 
 def spark_home() -> Path:
+    """``SPARK_HOME`` when set (a Spark distribution, as in the job image), else pyspark's own."""
+    if os.environ.get("SPARK_HOME"):
+        return Path(os.environ["SPARK_HOME"])
     import pyspark  # local: keep `featurekit validate` free of it
 
     return Path(pyspark.__file__).parent
+
+
+def hadoop_version() -> str | None:
+    """The Hadoop version Spark was built with (its hadoop-client-api jar), if found."""
+    for jar in (spark_home() / "jars").glob("hadoop-client-api-*.jar"):
+        return jar.name.removeprefix("hadoop-client-api-").removesuffix(".jar")
+    return None
+
+
+def check_packages(packages: list[str]) -> None:
+    """hadoop-aws and friends must be the exact Hadoop version of Spark's client jars."""
+    hadoop = hadoop_version()
+    for package in packages:
+        group, artifact, version = package.split(":")
+        if group == "org.apache.hadoop" and hadoop and version != hadoop:
+            raise ConfigError.single(
+                f"{package}: Spark {SPARK_VERSION} is built with Hadoop {hadoop}; use {group}:{artifact}:{hadoop} "
+                "(Hadoop modules of another version fail at runtime with missing classes)",
+                field="spark.packages",
+            )
 
 
 def spark_submit() -> Path:
@@ -43,8 +65,8 @@ def _artifact(jar_name: str) -> str:
     return re.sub(r"-\d[\w.]*(-\d+)?$", "", stem)
 
 
-def cached_jars(jars_dir: Path) -> list[Path] | None:
-    """The cached jar files if the cache is complete for the pinned Delta, else None."""
+def cached_jars(jars_dir: Path, packages: list[str] | None = None) -> list[Path] | None:
+    """The cached jar files if the cache is complete for exactly ``packages``, else None."""
     manifest = jars_dir / MANIFEST
     if not manifest.is_file():
         return None
@@ -52,21 +74,23 @@ def cached_jars(jars_dir: Path) -> list[Path] | None:
         data = json.loads(manifest.read_text())
     except (OSError, ValueError):
         return None
-    if data.get("package") != DELTA_PACKAGE:
+    if data.get("packages") != (packages or packages_of([])):
         return None
     files = [jars_dir / name for name in data.get("jars", [])]
     return files if files and all(f.is_file() for f in files) else None
 
 
-def fetch_jars(jars_dir: Path, repositories: list[str] | None = None) -> list[Path]:
-    """Resolve the Delta package with its dependencies and keep what Spark lacks."""
+def fetch_jars(jars_dir: Path, packages: list[str] | None = None, repositories: list[str] | None = None) -> list[Path]:
+    """Resolve the packages (Delta by default) with their dependencies and keep what Spark lacks."""
+    packages = packages or packages_of([])
+    check_packages(packages)
     provided = {_artifact(p.name) for p in (spark_home() / "jars").glob("*.jar")}
     jars_dir = jars_dir.resolve()
     jars_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ivy-", dir=jars_dir) as ivy:
         noop = Path(ivy) / "noop.py"
         noop.write_text("")
-        command = [str(spark_submit()), "--packages", DELTA_PACKAGE, "--conf", f"spark.jars.ivy={ivy}"]
+        command = [str(spark_submit()), "--packages", ",".join(packages), "--conf", f"spark.jars.ivy={ivy}"]
         if repositories:
             command += ["--repositories", ",".join(repositories)]
         env = {**os.environ, "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")}
@@ -74,16 +98,18 @@ def fetch_jars(jars_dir: Path, repositories: list[str] | None = None) -> list[Pa
         fetched = sorted((Path(ivy) / "jars").glob("*.jar"))
         if done.returncode != 0 or not fetched:
             tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
-            raise InfraError(f"could not fetch {DELTA_PACKAGE} from Maven Central:\n{tail}")
+            raise InfraError(f"could not fetch {', '.join(packages)} from Maven Central:\n{tail}")
         kept = []
         for jar in fetched:
             if _artifact(jar.name) not in provided:
                 shutil.copy2(jar, jars_dir / jar.name)
                 kept.append(jar.name)
-    (jars_dir / MANIFEST).write_text(json.dumps({"package": DELTA_PACKAGE, "jars": kept}, indent=2) + "\n")
+    for stale in set(jars_dir.glob("*.jar")) - {jars_dir / name for name in kept}:
+        stale.unlink()
+    (jars_dir / MANIFEST).write_text(json.dumps({"packages": packages, "jars": kept}, indent=2) + "\n")
     return [jars_dir / name for name in kept]
 
 
-def ensure_jars(jars_dir: Path) -> list[Path]:
+def ensure_jars(jars_dir: Path, packages: list[str] | None = None) -> list[Path]:
     """The cached jars, fetching them first if the cache is missing or stale."""
-    return cached_jars(jars_dir) or fetch_jars(jars_dir)
+    return cached_jars(jars_dir, packages) or fetch_jars(jars_dir, packages)

@@ -14,15 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from featurekit.config.settings import Settings
+from featurekit.config.versions import DELTA_CONF
 from featurekit.errors import ConfigError, InfraError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-DELTA_CONF = {
-    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
-    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-}
 
 
 def under_spark_submit() -> bool:

@@ -185,9 +185,16 @@ class RedisLayout:
 
 
 def redis_client(connection_string: str) -> Any:
-    """A client for Feast's ``connection_string`` of a plain Redis: ``host:port[,db=0,ssl=true,password=...]``."""
+    """A client for Feast's ``connection_string`` of a plain Redis: ``host:port[,db=0,ssl=true,password=...]``.
+
+    ``${NAME}`` is taken from the environment, as Feast does when it loads feature_store.yaml
+    (that is how a password reaches both without sitting in conf).
+    """
+    import os
+
     import redis
 
+    connection_string = os.path.expandvars(connection_string)
     nodes = [c for c in connection_string.split(",") if "=" not in c]
     params: dict[str, Any] = {}
     for part in connection_string.split(","):

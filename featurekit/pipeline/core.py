@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from featurekit.config import Project, Settings, load_settings
 from featurekit.engine.context import BuildContext
 from featurekit.engine.jars import ensure_jars, spark_submit
-from featurekit.engine.session import get_session, session_conf
+from featurekit.engine.session import get_session, session_conf, under_spark_submit
 from featurekit.engine.sources import MissingTable
 from featurekit.engine.transform import MALFORMED_ROWS, MALFORMED_SCHEMA, apply_steps, read_sources
 from featurekit.errors import DataError, FeaturekitError, SpecError
@@ -92,19 +92,25 @@ def submit_command(project: Project, job: LoadedJob, settings: Settings) -> list
 
 
 def _jar_paths(settings: Settings, fetch: bool) -> list[Path]:
-    from featurekit.engine.jars import DELTA_PACKAGE, cached_jars
+    from featurekit.engine.jars import cached_jars, packages_of
 
+    packages = packages_of(settings.spark.packages)
     if fetch:
-        return ensure_jars(settings.jars_dir)
-    cached = cached_jars(settings.jars_dir)
+        return ensure_jars(settings.jars_dir, packages)
+    cached = cached_jars(settings.jars_dir, packages)
     if cached is None:
-        return [settings.jars_dir / f"<run `featurekit setup` to fetch {DELTA_PACKAGE}>"]
+        return [settings.jars_dir / f"<run `featurekit setup --env {settings.env}` to fetch {','.join(packages)}>"]
     return cached
 
 
 def session(settings: Settings, app_name: str | None = None) -> "SparkSession":
-    """The Spark session for ``settings`` (Delta jars fetched once if not cached yet)."""
-    return get_session(settings, _jar_paths(settings, fetch=True), app_name)
+    """The Spark session for ``settings`` (jars fetched once if not cached yet).
+
+    Under spark-submit (locally, or in a pod the Spark operator started) the JVM already has
+    its jars and configuration: nothing is fetched, the running session is checked and used.
+    """
+    jars = [] if under_spark_submit() else _jar_paths(settings, fetch=True)
+    return get_session(settings, jars, app_name)
 
 
 @contextmanager

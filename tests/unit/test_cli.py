@@ -160,7 +160,7 @@ def test_unknown_env_exits_2(project: Path, capsys: pytest.CaptureFixture[str], 
 
     assert code == 2
     assert capsys.readouterr().err.splitlines() == [
-        "conf --env: unknown environment 'locl' — did you mean 'local'? (environments: local, local-redis)",
+        "conf --env: unknown environment 'locl' — did you mean 'local'? (environments: k8s, local, local-redis)",
         "1 problem(s)",
     ]
 
