@@ -31,7 +31,7 @@ COPY featurekit ./featurekit
 # pip's pyspark 4.2.0 (a second copy of Spark's jars) is swapped for the image's Spark 4.2.0.
 RUN set -eux; \
     uv venv --python 3.11 /opt/featurekit/venv; \
-    uv pip install --python /opt/featurekit/venv/bin/python /opt/featurekit; \
+    uv pip install --python /opt/featurekit/venv/bin/python "/opt/featurekit[s3]"; \
     uv pip uninstall --python /opt/featurekit/venv/bin/python pyspark; \
     site="$(/opt/featurekit/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"; \
     { echo "$SPARK_HOME/python"; ls "$SPARK_HOME"/python/lib/py4j-*-src.zip; } > "$site/spark.pth"; \

@@ -9,7 +9,7 @@ JARS := .featurekit/jars/manifest.json
 ROWS ?= 200000
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test unit bench lint clean
+.PHONY: setup s3-deps demo test unit bench lint clean
 
 setup: $(INSTALLED) $(JARS)  ## venv + package + Delta jars (the only network step)
 
@@ -25,6 +25,25 @@ $(JARS): $(INSTALLED)
 	$(FK) setup
 	@command -v redis-server >/dev/null || echo "note: redis-server is not installed. The default online store is SQLite;" \
 	  "for the Redis one (and its tests): apt-get install redis-server"
+
+# For the s3a tests (tests/e2e/test_s3a.py; .ci/run makes them): a MinIO server built from the Go
+# module proxy (~3 min, caches removed afterwards) and the k8s env's jars (Delta + hadoop-aws with
+# the AWS SDK bundle, ~690 MB). Without them those tests skip on a laptop and fail under CI.
+MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
+MINIO := .featurekit/tools/minio
+K8S_JARS := .featurekit/jars-k8s/manifest.json
+
+s3-deps: $(MINIO) $(K8S_JARS)  ## MinIO + the k8s env's jars, for the s3a tests
+
+$(MINIO):
+	@command -v go >/dev/null || { echo "Go is needed to build MinIO for the s3a tests (https://go.dev/dl/)"; exit 1; }
+	@mkdir -p $(dir $(MINIO))
+	tmp=$$(mktemp -d); trap 'chmod -R u+w "$$tmp"; rm -rf "$$tmp"' EXIT; \
+	GOBIN=$(abspath $(dir $(MINIO))) GOPATH=$$tmp/go GOMODCACHE=$$tmp/mod GOCACHE=$$tmp/cache GOFLAGS=-mod=mod CGO_ENABLED=0 \
+	  go install -trimpath -ldflags="-s -w" github.com/minio/minio@$(MINIO_VERSION)
+
+$(K8S_JARS): $(INSTALLED)
+	$(FK) setup --env k8s
 
 # The demo data covers the two weeks before 2026-01-15 (featurekit.demo.generate).
 DEMO_WINDOW ?= --start 2026-01-01T00:00:00Z --end 2026-01-15T00:00:00Z

@@ -109,14 +109,27 @@ def _describe(step: object) -> str:
 
 
 @app.command()
-def run(job: Annotated[str, typer.Argument(help="Job name or path.")], env: Env = "local") -> None:
+def run(
+    job: Annotated[str, typer.Argument(help="Job name or path.")],
+    env: Env = "local",
+    materialize: Annotated[bool, typer.Option(
+        "--materialize", help="Then materialize the job's feature view incrementally (same Spark session).")] = False,
+) -> None:
     """Run a job: sources -> steps -> Delta commit, and print what happened."""
     from featurekit import pipeline
 
     project = _project()
     loaded, settings = pipeline.load(project, job, env)
+    features = loaded.spec.features
+    if materialize and (features is None or not features.online):
+        raise ConfigError.single(f"--materialize: job {loaded.name!r} has no online features (features: with online: true)",
+                                 file=project.shown(loaded.path), field="features")
     result = pipeline.run(project, loaded, settings)
     _print_run(result)
+    if materialize:
+        from featurekit.pipeline.materialize import materialize as run_materialize
+
+        _print_materialized(run_materialize(project, settings, views=[loaded.name], incremental=True), env, False)
 
 
 def _print_run(result: object) -> None:
@@ -166,8 +179,8 @@ def show(
     from featurekit import pipeline
     from featurekit.sinks.inspect import inspect_table
 
-    loaded, _ = pipeline.load(_project(), job, env)
-    view = inspect_table(loaded.spec.output.path, limit)
+    loaded, settings = pipeline.load(_project(), job, env)
+    view = inspect_table(loaded.spec.output.path, limit, storage_options=settings.storage_options)
     out.print(f"[bold]{view.path}[/]  version {view.version}, {view.rows:,} rows, properties {view.properties}")
     commits = Table(title="recent commits", title_justify="left")
     for column in ("version", "operation", "run_id", "fingerprint"):
@@ -271,6 +284,8 @@ def render_sparkapp(
     all_jobs: Annotated[bool, typer.Option("--all", help="Every job in jobs/.")] = False,
     env: Env = "k8s",
     schedule: Annotated[Optional[str], typer.Option(help="Cron schedule: a ScheduledSparkApplication.")] = None,
+    materialize: Annotated[bool, typer.Option(
+        "--materialize", help="Runs also materialize the job's online features (featurekit run --materialize).")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write, or a folder for one file per job.")] = None,
 ) -> None:
     """Kubeflow Spark operator manifests (SparkApplication, or scheduled) for jobs in an environment."""
@@ -285,7 +300,7 @@ def render_sparkapp(
     jobs, problems = load_jobs(files, settings.vars, base=project.root)
     if problems:
         raise SpecError(problems)
-    rendered = render_jobs(project, settings, jobs, schedule)
+    rendered = render_jobs(project, settings, jobs, schedule, materialize=materialize)
     for item in rendered:
         for warning in item.warnings:
             err.print(f"[yellow]warning[/] {warning}", markup=True)
@@ -377,6 +392,13 @@ def materialize(
     settings = load_settings(project, env)
     result = run_materialize(project, settings, views=views, start=_when(start, "--start"), end=_when(end, "--end"),
                              incremental=incremental, verify_only=verify_only)
+    _print_materialized(result, env, verify_only)
+
+
+def _print_materialized(result: object, env: str, verify_only: bool) -> None:
+    from featurekit.pipeline.materialize import MaterializeResult
+
+    assert isinstance(result, MaterializeResult)
     verb = "verified" if verify_only else "materialized"
     table = Table(title=f"{verb} into {result.online_store} (run {result.run_id}, env {env})", title_justify="left")
     for column in ("feature view", "Delta version", "window", "rows", "keys", "written", "in store", "s"):

@@ -23,6 +23,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "redis_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.redis)
+        if "minio_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.s3)
         parts = Path(str(item.fspath)).parts
         if "integration" in parts and "spark" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.spark)
@@ -46,10 +48,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """
     binary = shutil.which("redis-server")
     if binary is None:
-        message = "redis-server is not installed (apt-get install redis-server)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing("redis-server is not installed (apt-get install redis-server)")
     port = _free_port()
     folder = tmp_path_factory.mktemp("redis")
     process = subprocess.Popen(
@@ -73,6 +72,56 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield f"127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=20)
+
+
+def _missing(message: str) -> None:
+    """Skip on a laptop; under CI (``CI`` set), where ``.ci/run`` installs everything, fail."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+MINIO_USER, MINIO_PASSWORD = "featurekit-test", "featurekit-test-secret"
+
+
+@pytest.fixture(scope="session")
+def minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A real MinIO S3 server on loopback: its endpoint URL and data folder.
+
+    Buckets are made by creating a folder under the data folder before the first request.
+    ``make s3-deps`` builds the server into .featurekit/tools/.
+    """
+    binary = REPO / ".featurekit" / "tools" / "minio"
+    if not binary.is_file():
+        binary = Path(shutil.which("minio") or binary)
+    if not binary.is_file():
+        _missing("MinIO is not built: `make s3-deps` (needs Go) builds it into .featurekit/tools/")
+    port, console = _free_port(), _free_port()
+    data = tmp_path_factory.mktemp("minio")
+    log = open(data.parent / f"{data.name}.log", "wb")  # noqa: SIM115 (kept open for the server's life)
+    env = {**os.environ, "MINIO_ROOT_USER": MINIO_USER, "MINIO_ROOT_PASSWORD": MINIO_PASSWORD, "MINIO_BROWSER": "off"}
+    process = subprocess.Popen(
+        [str(binary), "server", "--quiet", "--address", f"127.0.0.1:{port}", "--console-address", f"127.0.0.1:{console}", str(data)],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )
+    import httpx
+
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{endpoint}/minio/health/ready", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"MinIO did not start on {endpoint} (log: {log.name})")
+        time.sleep(0.1)
+    yield endpoint, data
+    process.terminate()
+    process.wait(timeout=20)
+    log.close()
 
 
 @pytest.fixture(scope="session")

@@ -237,7 +237,8 @@ class _Views:
         for record in self.feature_sets.get(view, []):
             where = (str(record["delta_path"]), int(record["delta_version"]))
             if where not in producers:
-                producers[where] = find_producer(self.settings.runs_dir, *where, str(record.get("job", view))).run_id
+                producers[where] = find_producer(self.settings.runs_dir, *where, str(record.get("job", view)),
+                                                 self.settings.storage_options).run_id
             materializations.append(materialization(record, producers[where] or None))
         uses = [TrainingSetUse(run_id=r["run_id"], feature_service=r["feature_service"],
                                delta_version=int(r["feature_views"][view]), output_path=redact_text(r["output_path"]),

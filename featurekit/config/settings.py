@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from featurekit.config.kubernetes import CREDENTIAL_SETTING, KubernetesSettings, refuse_credentials
 from featurekit.config.project import Project
+from featurekit.config.storage import delta_rs_options
 from featurekit.errors import ConfigError, Problem
 from featurekit.spec.errors_map import problems_from
 from featurekit.spec.models import OptionValue
@@ -135,6 +136,11 @@ class Settings(_Strict):
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     # Only cluster environments have it (see conf/k8s).
     kubernetes: KubernetesSettings | None = None
+
+    @property
+    def storage_options(self) -> dict[str, str]:
+        """delta-rs options for this environment's object storage (from its s3a settings)."""
+        return delta_rs_options(self.spark.conf)
 
     @property
     def jars_dir(self) -> Path:

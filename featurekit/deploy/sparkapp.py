@@ -6,7 +6,7 @@ same code path as ``featurekit run``. Everything environment-specific comes from
 (``spark:`` for Spark settings, ``kubernetes:`` for the pods); nothing here names a job.
 
 Jars are baked into the image by default: Delta, and hadoop-aws with the AWS SDK bundle it
-needs for s3a:// (about 600 MB), are fetched once when the image is built instead of by
+needs for s3a:// (686 MB), are fetched once when the image is built instead of by
 every driver at every submission, so a run neither waits on nor depends on Maven Central
 and every run of an image uses the same jars. ``kubernetes.dependencies: packages`` lists
 them in ``spec.deps.packages`` instead, for clusters where images cannot be rebuilt.
@@ -75,8 +75,13 @@ def resource_name(job: str) -> str:
     return job.replace("_", "-").strip("-")
 
 
-def render(project: Project, settings: Settings, job: LoadedJob, schedule: str | None = None) -> Rendered:
-    """The SparkApplication (or, with ``schedule``, ScheduledSparkApplication) that runs ``job``."""
+def render(project: Project, settings: Settings, job: LoadedJob, schedule: str | None = None,
+           materialize: bool = False) -> Rendered:
+    """The SparkApplication (or, with ``schedule``, ScheduledSparkApplication) that runs ``job``.
+
+    With ``materialize`` a run also materializes the job's online features incrementally
+    (``featurekit run --materialize``) when it has some; otherwise that is a warning.
+    """
     k8s = kubernetes_of(project, settings)
     name = resource_name(job.name)
     problems = _problems(project, settings, name, schedule)
@@ -91,7 +96,11 @@ def render(project: Project, settings: Settings, job: LoadedJob, schedule: str |
         f"{LABEL_PREFIX}/env": settings.env,
         **k8s.labels,
     }
-    spec = _application_spec(settings, k8s, job, labels)
+    warnings = _local_paths(job)
+    online = job.spec.features is not None and job.spec.features.online
+    if materialize and not online:
+        warnings.append(f"{job.shown_path}: no online features, so its runs do not materialize")
+    spec = _application_spec(settings, k8s, job, labels, materialize and online)
     metadata = {
         "name": name,
         "namespace": k8s.namespace,
@@ -113,15 +122,16 @@ def render(project: Project, settings: Settings, job: LoadedJob, schedule: str |
                 "template": spec,
             },
         }
-    return Rendered(job.name, name, manifest, _local_paths(job))
+    return Rendered(job.name, name, manifest, warnings)
 
 
-def arguments(job: LoadedJob, settings: Settings) -> list[str]:
+def arguments(job: LoadedJob, settings: Settings, materialize: bool = False) -> list[str]:
     """What the entrypoint is given: ``featurekit run``'s own command line, found by job name."""
-    return ["run", job.name, "--env", settings.env]
+    return ["run", job.name, "--env", settings.env, *(["--materialize"] if materialize else [])]
 
 
-def _application_spec(settings: Settings, k8s: KubernetesSettings, job: LoadedJob, labels: dict[str, str]) -> dict[str, Any]:
+def _application_spec(settings: Settings, k8s: KubernetesSettings, job: LoadedJob, labels: dict[str, str],
+                      materialize: bool) -> dict[str, Any]:
     spark_conf = {
         **DELTA_CONF,
         **{k: v for k, v in settings.spark.conf.items()},
@@ -134,7 +144,7 @@ def _application_spec(settings: Settings, k8s: KubernetesSettings, job: LoadedJo
         "image": k8s.image,
         "imagePullPolicy": k8s.image_pull_policy,
         "mainApplicationFile": f"local://{k8s.project_dir.rstrip('/')}/featurekit/entrypoint.py",
-        "arguments": arguments(job, settings),
+        "arguments": arguments(job, settings, materialize),
         "sparkVersion": SPARK_VERSION,
         "sparkConf": spark_conf,
         "restartPolicy": {
@@ -239,7 +249,8 @@ def _local_paths(job: LoadedJob) -> list[str]:
     ]
 
 
-def render_jobs(project: Project, settings: Settings, jobs: list[LoadedJob], schedule: str | None = None) -> list[Rendered]:
+def render_jobs(project: Project, settings: Settings, jobs: list[LoadedJob], schedule: str | None = None,
+                materialize: bool = False) -> list[Rendered]:
     """Every job's manifest; every problem of every job before failing."""
     kubernetes_of(project, settings)
     rendered, problems = [], []
@@ -249,7 +260,7 @@ def render_jobs(project: Project, settings: Settings, jobs: list[LoadedJob], sch
                                     "image; move the file there to run it on the cluster"))
             continue
         try:
-            rendered.append(render(project, settings, job, schedule))
+            rendered.append(render(project, settings, job, schedule, materialize))
         except ConfigError as exc:
             problems += [p for p in exc.problems if p not in problems]
     if problems:

@@ -98,7 +98,7 @@ def table_schema(job: LoadedJob, settings: Settings) -> tuple[int, list[tuple[st
 
     path = job.spec.output.path
     try:
-        table = DeltaTable(path)
+        table = DeltaTable(path, storage_options=settings.storage_options or None)
     except TableNotFoundError:
         raise ConfigError.single(
             f"feature view {job.name!r} reads {path}, which has not been written yet: "

@@ -92,6 +92,7 @@ def repo_config(project: Project, settings: Settings, session_conf: dict[str, st
     from featurekit.feast import quiet_spark_source
 
     quiet_spark_source()
+    _s3_registry_access(settings)
     config = store_config(project, settings, session_conf)
     try:
         repo = RepoConfig(repo_path=repo_dir(settings), **config)
@@ -101,6 +102,28 @@ def repo_config(project: Project, settings: Settings, session_conf: dict[str, st
     except (ValidationError, ValueError, FeastError, ImportError) as exc:
         first = str(exc).strip().splitlines()
         raise ConfigError.single(f"Feast rejects these settings: {' '.join(first[:3])}", file="conf", field="feast") from None
+
+
+def _s3_registry_access(settings: Settings) -> None:
+    """A registry on ``s3://`` goes through boto3, at the endpoint the s3a settings name.
+
+    Feast's S3 registry reads its endpoint from ``FEAST_S3_ENDPOINT_URL`` (boto3 reads the
+    credentials from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, as s3a does); an explicit
+    value in the environment wins.
+    """
+    registry = settings.feast.registry if isinstance(settings.feast.registry, str) else settings.feast.registry.get("path")
+    if not str(registry).startswith("s3://"):
+        return
+    try:
+        import boto3  # noqa: F401
+    except ImportError:
+        raise ConfigError.single(f"the Feast registry {registry} is on S3, which needs boto3: "
+                                 "pip install 'featurekit[s3]'", file="conf", field="feast.registry") from None
+    options = settings.storage_options
+    if "AWS_ENDPOINT_URL" in options:
+        os.environ.setdefault("FEAST_S3_ENDPOINT_URL", options["AWS_ENDPOINT_URL"])
+    if "AWS_REGION" in options:
+        os.environ.setdefault("AWS_DEFAULT_REGION", options["AWS_REGION"])
 
 
 def render(project: Project, settings: Settings, session_conf: dict[str, str]) -> Path:

@@ -78,7 +78,8 @@ def registry_client(settings: Settings) -> RegistryClient:
 def registry_lineage(settings: Settings, client: RegistryClient | None = None) -> RegistryLineage:
     return RegistryLineage(client or registry_client(settings), Path(settings.registry.outbox),
                            producer=lambda record: find_producer(settings.runs_dir, record.delta_path,
-                                                                 record.delta_version, record.job))
+                                                                 record.delta_version, record.job,
+                                                                 settings.storage_options))
 
 
 def lineage_store(project: Project, settings: Settings, client: RegistryClient | None = None) -> LineageStore:
@@ -98,12 +99,13 @@ def lineage_warning(what: str, marker: str) -> list[str]:
 # -- producers ------------------------------------------------------------------------------
 
 
-def find_producer(runs_dir: Path, delta_path: str, version: int, job: str) -> Producer:
+def find_producer(runs_dir: Path, delta_path: str, version: int, job: str,
+                  storage_options: dict[str, str] | None = None) -> Producer:
     """The job run whose commit made ``version`` of the table, with its report's summary."""
     from featurekit.sinks.inspect import commits_since
 
     try:
-        commits = commits_since(delta_path, max(0, version - _WALK_BACK))
+        commits = commits_since(delta_path, max(0, version - _WALK_BACK), storage_options)
     except Exception:  # an unreadable log (storage credentials, a foreign table) must not fail the run
         commits = {}
     current: int | None = version

@@ -20,13 +20,13 @@ class TableView:
     columns: list[str]
 
 
-def inspect_table(path: str, limit: int = 5, history: int = 5) -> TableView:
+def inspect_table(path: str, limit: int = 5, history: int = 5, storage_options: dict[str, str] | None = None) -> TableView:
     """Version, row count, recent commits (with featurekit's metadata) and the first rows."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
     try:
-        table = DeltaTable(path)
+        table = DeltaTable(path, storage_options=storage_options or None)
     except TableNotFoundError as exc:
         raise ConfigError.single(f"no Delta table at {path} (has the job run?)", file="output", field="path") from exc
     commits = []
@@ -44,7 +44,7 @@ def inspect_table(path: str, limit: int = 5, history: int = 5) -> TableView:
                      commits, head, dataset.schema.names)
 
 
-def commits_since(path: str, version: int) -> dict[int, dict[str, Any]]:
+def commits_since(path: str, version: int, storage_options: dict[str, str] | None = None) -> dict[int, dict[str, Any]]:
     """The commits of the table from ``version`` to its latest, by version: operation, its
     parameters and featurekit's ``userMetadata`` (parsed; ``{}`` when absent or not JSON).
 
@@ -56,7 +56,7 @@ def commits_since(path: str, version: int) -> dict[int, dict[str, Any]]:
     from deltalake.exceptions import TableNotFoundError
 
     try:
-        table = DeltaTable(path)
+        table = DeltaTable(path, storage_options=storage_options or None)
     except (TableNotFoundError, OSError):
         return {}
     latest = table.version()

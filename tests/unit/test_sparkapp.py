@@ -405,3 +405,20 @@ def test_setup_refuses_a_hadoop_module_of_another_version(tmp_path: Path) -> Non
     assert ("spark.packages: org.apache.hadoop:hadoop-aws:3.4.1: Spark 4.2.0 is built with Hadoop 3.5.0; "
             "use org.apache.hadoop:hadoop-aws:3.5.0") in done.stderr
     assert not (tmp_path / ".featurekit" / "jars").exists()
+
+
+def test_materialize_is_added_only_for_jobs_with_online_features(tmp_path: Path) -> None:
+    project = Project(REPO)
+    settings = load_settings(project, "k8s")
+    for rendered in render_jobs(project, settings, _jobs(project, "k8s"), materialize=True):
+        assert rendered.manifest["spec"]["arguments"][-1] == "--materialize"
+        assert schema_errors(rendered.manifest) == []
+    other = _project(tmp_path, _K8S)
+    (rendered,) = render_jobs(other, load_settings(other, "cluster"), _jobs(other, "cluster"), materialize=True)
+    assert rendered.manifest["spec"]["arguments"] == ["run", "trips_daily", "--env", "cluster"]
+    assert rendered.warnings[-1] == "jobs/trips_daily.yaml: no online features, so its runs do not materialize"
+    done = subprocess.run([*FEATUREKIT, "run", "trips_daily", "--env", "cluster", "--materialize"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert ("jobs/trips_daily.yaml features: --materialize: job 'trips_daily' has no online features "
+            "(features: with online: true)") in done.stderr
