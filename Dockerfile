@@ -37,22 +37,22 @@ RUN set -eux; \
     { echo "$SPARK_HOME/python"; ls "$SPARK_HOME"/python/lib/py4j-*-src.zip; } > "$site/spark.pth"; \
     /opt/featurekit/venv/bin/python -c "import pyspark, featurekit.cli; assert pyspark.__version__ == '4.2.0', pyspark.__version__"
 
+ENV FEATUREKIT_PROJECT=/opt/featurekit \
+    PYSPARK_PYTHON=/opt/featurekit/venv/bin/python \
+    PYSPARK_DRIVER_PYTHON=/opt/featurekit/venv/bin/python \
+    PATH=/opt/featurekit/venv/bin:$PATH
+
 COPY conf ./conf
 COPY jobs ./jobs
 COPY feature_repo ./feature_repo
 # Delta plus the environment's spark.packages (hadoop-aws and the AWS SDK), resolved once by
 # Spark's Ivy and put on Spark's classpath: no run resolves anything from Maven.
 RUN set -eux; \
-    FEATUREKIT_PROJECT=/opt/featurekit FEATUREKIT_JARS_DIR=/tmp/featurekit-jars \
-      /opt/featurekit/venv/bin/featurekit setup --env "$ENV"; \
+    FEATUREKIT_JARS_DIR=/tmp/featurekit-jars featurekit setup --env "$ENV"; \
     cp /tmp/featurekit-jars/*.jar "$SPARK_HOME/jars/"; \
     rm -rf /tmp/featurekit-jars /root/.ivy2 /root/.ivy2.5.2; \
     mkdir -p /opt/featurekit/.featurekit; \
     chown -R spark:spark /opt/featurekit/.featurekit
 
-ENV FEATUREKIT_PROJECT=/opt/featurekit \
-    PYSPARK_PYTHON=/opt/featurekit/venv/bin/python \
-    PYSPARK_DRIVER_PYTHON=/opt/featurekit/venv/bin/python \
-    PATH=/opt/featurekit/venv/bin:$PATH
 WORKDIR /opt/spark/work-dir
 USER spark

@@ -14,6 +14,7 @@ import re
 import shutil
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -93,7 +94,9 @@ def fetch_jars(jars_dir: Path, packages: list[str] | None = None, repositories: 
         command = [str(spark_submit()), "--packages", ",".join(packages), "--conf", f"spark.jars.ivy={ivy}"]
         if repositories:
             command += ["--repositories", ",".join(repositories)]
-        env = {**os.environ, "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")}
+        # The no-op file runs on this interpreter (a Spark image may have no `python3` on PATH).
+        env = {**os.environ, "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+               "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable)}
         done = subprocess.run([*command, str(noop)], capture_output=True, text=True, env=env)
         fetched = sorted((Path(ivy) / "jars").glob("*.jar"))
         if done.returncode != 0 or not fetched:

@@ -358,3 +358,20 @@ def test_environments_and_shown_paths(tmp_path: Path) -> None:
     assert project.environments() == ["ci", "local", "prod"]
     assert project.shown(project.root / "jobs" / "a.yaml") == "jobs/a.yaml"
     assert project.shown(tmp_path.parent / "x.yaml") == str(tmp_path.parent / "x.yaml")
+
+
+def test_delta_rs_gets_the_s3a_settings_spark_gets() -> None:
+    from featurekit.config.storage import delta_rs_options
+
+    assert delta_rs_options({}) == {}
+    assert delta_rs_options({
+        "spark.hadoop.fs.s3a.endpoint": "http://minio.data.svc:9000",
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.endpoint.region": "eu-west-1",
+        "spark.sql.shuffle.partitions": "8",
+    }) == {"AWS_ENDPOINT_URL": "http://minio.data.svc:9000", "AWS_ALLOW_HTTP": "true",
+           "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false", "AWS_REGION": "eu-west-1"}
+    # s3a takes a bare host as https; virtual-hosted style when path style is off
+    assert delta_rs_options({"spark.hadoop.fs.s3a.endpoint": "s3.eu-west-1.amazonaws.com",
+                             "spark.hadoop.fs.s3a.path.style.access": "false"}) == {
+        "AWS_ENDPOINT_URL": "https://s3.eu-west-1.amazonaws.com", "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "true"}
