@@ -58,6 +58,7 @@ demo: setup  ## raw data -> jobs -> Delta -> feast apply -> materialize -> onlin
 	$(FK) run driver_hourly_stats
 	$(FK) show driver_hourly_stats --limit 5
 	$(FK) runs
+	$(FK) render sparkapp --all --env k8s -o .featurekit/manifests/  # the same jobs for the Spark operator (README "Running on Kubernetes")
 	$(FK) feast apply
 	@mkdir -p .featurekit
 	$(FK) registry serve --port $(REGISTRY_PORT) > .featurekit/registry.log 2>&1 & pid=$$!; trap "kill $$pid" EXIT; \
