@@ -286,7 +286,8 @@ def render_sparkapp(
     schedule: Annotated[Optional[str], typer.Option(help="Cron schedule: a ScheduledSparkApplication.")] = None,
     materialize: Annotated[bool, typer.Option(
         "--materialize", help="Runs also materialize the job's online features (featurekit run --materialize).")] = False,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write, or a folder for one file per job.")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="A .yaml file for all manifests, or a folder for one file per job.")] = None,
 ) -> None:
     """Kubeflow Spark operator manifests (SparkApplication, or scheduled) for jobs in an environment."""
     from featurekit.deploy.sparkapp import render_jobs, to_yaml
@@ -307,7 +308,7 @@ def render_sparkapp(
     if output is None:
         sys.stdout.write(to_yaml(rendered))
         return
-    if output.is_dir() or str(output).endswith(os.sep):
+    if output.suffix not in (".yaml", ".yml"):
         output.mkdir(parents=True, exist_ok=True)
         for item in rendered:
             (output / f"{item.name}.yaml").write_text(to_yaml([item]), encoding="utf-8")

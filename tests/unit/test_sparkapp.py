@@ -198,12 +198,14 @@ def test_render_cli_prints_writes_and_renders_all(tmp_path: Path) -> None:
     manifests = list(YAML(typ="safe", pure=True).load_all(one_file.read_text()))
     assert sorted(m["metadata"]["labels"]["featurekit.io/job"] for m in manifests) == sorted(
         p.stem for p in Project(REPO).job_files())
-    folder = tmp_path / "manifests"
-    folder.mkdir()
-    done = subprocess.run([*FEATUREKIT, "render", "sparkapp", "--all", "--env", "k8s", "-o", str(folder)],
+    folder = tmp_path / "manifests"  # not there yet: made, one file per job
+    done = subprocess.run([*FEATUREKIT, "render", "sparkapp", "--all", "--env", "k8s", "-o", f"{folder}/"],
                           cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in folder.iterdir()) == ["driver-hourly-stats.yaml", "driver-profile.yaml"]
+    for path in folder.iterdir():
+        (manifest,) = list(YAML(typ="safe", pure=True).load_all(path.read_text()))
+        assert manifest["metadata"]["name"] == path.stem and schema_errors(manifest) == []
 
     done = subprocess.run([*FEATUREKIT, "render", "sparkapp", "--env", "k8s"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 2 and "give one job, or --all" in done.stderr
