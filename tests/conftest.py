@@ -59,19 +59,25 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     import redis
 
     client = redis.Redis(host="127.0.0.1", port=port)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"redis-server did not start on 127.0.0.1:{port}")
-            time.sleep(0.05)
+    _wait_until_ready(process, client.ping, redis.ConnectionError, f"redis-server did not start on 127.0.0.1:{port}")
     yield f"127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=20)
+
+
+def _wait_until_ready(process: subprocess.Popen[bytes], probe: Callable[[], object], not_yet: type[Exception],
+                      failure: str, seconds: float = 20) -> None:
+    """Call ``probe`` until it stops raising ``not_yet``; fail the test run if the server exits or never answers."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            probe()
+            return
+        except not_yet:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(failure)
+            time.sleep(0.05)
 
 
 def _missing(message: str) -> None:
@@ -107,17 +113,8 @@ def minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     import httpx
 
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{endpoint}/minio/health/ready", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"MinIO did not start on {endpoint} (log: {log.name})")
-        time.sleep(0.1)
+    _wait_until_ready(process, lambda: httpx.get(f"{endpoint}/minio/health/ready", timeout=1).raise_for_status(),
+                      httpx.HTTPError, f"MinIO did not start on {endpoint} (log: {log.name})", seconds=30)
     yield endpoint, data
     process.terminate()
     process.wait(timeout=20)

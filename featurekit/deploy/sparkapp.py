@@ -84,7 +84,7 @@ def render(project: Project, settings: Settings, job: LoadedJob, schedule: str |
     """
     k8s = kubernetes_of(project, settings)
     name = resource_name(job.name)
-    problems = _problems(project, settings, name, schedule)
+    problems = _problems(project, settings, k8s, name, schedule)
     if problems:
         raise ConfigError(problems)
     labels = {
@@ -134,7 +134,7 @@ def _application_spec(settings: Settings, k8s: KubernetesSettings, job: LoadedJo
                       materialize: bool) -> dict[str, Any]:
     spark_conf = {
         **DELTA_CONF,
-        **{k: v for k, v in settings.spark.conf.items()},
+        **settings.spark.conf,
         "spark.pyspark.python": k8s.python,
         "spark.pyspark.driver.python": k8s.python,
     }
@@ -212,7 +212,8 @@ def _env_from(k8s: KubernetesSettings) -> list[dict[str, Any]]:
     return [{"secretRef": {"name": secret}} for secret in k8s.env_from_secrets]
 
 
-def _problems(project: Project, settings: Settings, name: str, schedule: str | None) -> list[Problem]:
+def _problems(project: Project, settings: Settings, k8s: KubernetesSettings, name: str,
+              schedule: str | None) -> list[Problem]:
     conf_file = project.shown(project.conf_dir / settings.env)
     problems = []
     for key in sorted(settings.spark.conf):
@@ -226,7 +227,7 @@ def _problems(project: Project, settings: Settings, name: str, schedule: str | N
         problems.append(Problem("jobs", None, None, name,
                                 f"the resource name {name!r} is {len(name)} characters; the Spark operator's pod "
                                 f"names allow at most {limit} here (shorten the job name)"))
-    for key, value in settings.kubernetes.labels.items() if settings.kubernetes else ():
+    for key, value in k8s.labels.items():
         if not _LABEL_VALUE.match(value) or len(value) > 63:
             problems.append(Problem(conf_file, None, None, f"kubernetes.labels.{key}",
                                     f"expected a label value (letters, digits, '-', '_', '.', at most 63); got {value!r}"))

@@ -31,11 +31,11 @@ import pytest
 from deltalake import DeltaTable
 from ruamel.yaml import YAML
 
-import featurekit
 from featurekit.config import Project, load_settings
 from featurekit.config.versions import packages_of
-from featurekit.engine.jars import cached_jars, spark_submit
+from featurekit.engine.jars import cached_jars
 from tests.conftest import MINIO_PASSWORD, MINIO_USER, REPO
+from tests.e2e.manifests import local_submit_command
 
 FEATUREKIT = [str(Path(sys.executable).parent / "featurekit")]
 BUCKET = "featurekit-lake"  # conf/k8s's bucket: its lake_root and Feast registry are used as they are
@@ -96,13 +96,7 @@ def test_jobs_read_and_write_delta_on_s3a_through_the_k8s_env(tmp_path: Path, mi
                               env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         spec = YAML(typ="safe", pure=True).load(done.stdout)["spec"]
-        conf = dict(spec["sparkConf"])
-        conf["spark.pyspark.python"] = conf["spark.pyspark.driver.python"] = sys.executable  # not the image's
-        command = [str(spark_submit()), "--master", "local[2]", "--jars", ",".join(map(str, jars))]
-        for key, value in conf.items():
-            command += ["--conf", f"{key}={value}"]
-        command += [str(Path(featurekit.__file__).parent / "entrypoint.py"), *spec["arguments"]]
-        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(local_submit_command(spec, jars), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         return spec, done
 

@@ -18,9 +18,8 @@ from pathlib import Path
 from deltalake import DeltaTable
 from ruamel.yaml import YAML
 
-import featurekit
-from featurekit.engine.jars import spark_submit
 from tests.conftest import REPO
+from tests.e2e.manifests import local_submit_command
 
 FEATUREKIT = [str(Path(sys.executable).parent / "featurekit")]
 
@@ -44,20 +43,8 @@ def test_the_manifests_arguments_run_under_local_spark_submit(tmp_path: Path) ->
     assert "is a local path" in done.stderr  # the local override is noticed, not refused
     manifest = YAML(typ="safe", pure=True).load(done.stdout)
     spec = manifest["spec"]
-    main = spec["mainApplicationFile"]
-    assert main == "local:///opt/featurekit/featurekit/entrypoint.py"
-    # the image's /opt/featurekit/featurekit/entrypoint.py is this package's entrypoint.py
-    entrypoint = Path(featurekit.__file__).parent / "entrypoint.py"
-    assert entrypoint.parts[-2:] == tuple(main.split("/")[-2:])
-
-    conf = dict(spec["sparkConf"])
-    conf["spark.pyspark.python"] = conf["spark.pyspark.driver.python"] = sys.executable  # not the image's
-    conf["spark.ui.enabled"] = "false"
-    jars = sorted(str(p) for p in (REPO / ".featurekit" / "jars").glob("*.jar"))  # baked into the image there
-    command = [str(spark_submit()), "--master", "local[2]", "--jars", ",".join(jars)]
-    for key, value in conf.items():
-        command += ["--conf", f"{key}={value}"]
-    command += [str(entrypoint), *spec["arguments"]]
+    jars = sorted((REPO / ".featurekit" / "jars").glob("*.jar"))  # baked into the image there
+    command = local_submit_command(spec, jars)
     assert spec["arguments"] == ["run", "driver_profile", "--env", "k8s"]
 
     pod_env = {e["name"]: e["value"] for e in spec["driver"]["env"] if "value" in e}
