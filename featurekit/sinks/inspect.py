@@ -22,7 +22,8 @@ class TableView:
 
 def inspect_table(path: str, limit: int = 5, history: int = 5, storage_options: dict[str, str] | None = None) -> TableView:
     """Version, row count, recent commits (with featurekit's metadata) and the first rows."""
-    from deltalake import DeltaTable
+    import pyarrow as pa
+    from deltalake import DeltaTable, QueryBuilder
     from deltalake.exceptions import TableNotFoundError
 
     try:
@@ -38,10 +39,14 @@ def inspect_table(path: str, limit: int = 5, history: int = 5, storage_options: 
             meta = {"userMetadata": meta}
         commits.append({"version": entry.get("version"), "operation": entry.get("operation"),
                         "timestamp": entry.get("timestamp"), **meta})
-    dataset = table.to_pyarrow_dataset()
-    head = dataset.head(limit).to_pylist() if limit else []
-    return TableView(path, table.version(), dataset.count_rows(), dict(table.metadata().configuration),
-                     commits, head, dataset.schema.names)
+    # Not pyarrow's Dataset.head: it stops its scanner early, and the scanner's threads can
+    # outlive the interpreter's teardown and abort the process after its output was printed.
+    head = []
+    if limit:
+        reader = QueryBuilder().register("t", table).execute(f"SELECT * FROM t LIMIT {int(limit)}")
+        head = pa.table(reader.read_all()).to_pylist()
+    return TableView(path, table.version(), table.count(), dict(table.metadata().configuration),
+                     commits, head, [field.name for field in table.schema().fields])
 
 
 def commits_since(path: str, version: int, storage_options: dict[str, str] | None = None) -> dict[int, dict[str, Any]]:

@@ -97,6 +97,7 @@ def test_validate_plan_run_show(project: Path) -> None:
     done = _cli(project, "show", "driver_hourly_stats", "--limit", "2")
     assert done.returncode == 0, done.stderr
     assert "version 0" in done.stdout and "WRITE" in done.stdout
+    assert f"{len(first):,} rows" in done.stdout and "first 2 rows" in done.stdout
 
 
 def test_spark_submit_runs_the_planned_command(project: Path, tmp_path: Path) -> None:
