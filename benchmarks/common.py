@@ -350,8 +350,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def redis_server(folder: Path) -> Iterator[str]:
-    """A private ``redis-server`` on a free loopback port (no persistence): ``host:port``."""
+def redis_server(folder: Path, config: list[str] | None = None) -> Iterator[str]:
+    """A private ``redis-server`` on a free loopback port (no persistence): ``host:port``.
+    ``config``: more server settings, as ``name value`` strings."""
     import redis
 
     binary = shutil.which("redis-server")
@@ -361,7 +362,9 @@ def redis_server(folder: Path) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
         [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--dir", str(folder), "--protected-mode", "yes"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+         "--dir", str(folder), "--protected-mode", "yes",
+         *(f"--{part}" if index == 0 else part for item in config or [] for index, part in enumerate(item.split()))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         client, deadline = redis.Redis(host="127.0.0.1", port=port), time.monotonic() + 20
         while True:
