@@ -78,7 +78,8 @@ VIEW = "bench_features"
 DAY = datetime(2026, 3, 1, tzinfo=UTC)
 START, END = DAY, DAY + timedelta(days=1)
 STORES = ("sqlite", "redis")
-ENGINES = ("featurekit", "feast")
+ARROW = "featurekit-arrow"  # featurekit's arrow engine (delta-rs -> Redis, no JVM)
+ENGINES = ("featurekit", ARROW, "feast")
 JOB = f"""
 name: {VIEW}
 description: Wide entity features for the materialization benchmark (table written by the benchmark).
@@ -356,6 +357,8 @@ def store_settings(settings: Settings, store: str, redis_address: str) -> Settin
 def child(args: argparse.Namespace) -> int:
     """One task in this fresh process: generate the table, or materialize once; JSON to ``--out``."""
     project = Project(Path(args.work) / "project")
+    if args.child == ARROW:
+        return _child_arrow(args, project)
     spark, settings = start_session(project)
     try:
         if args.child == "generate":
@@ -403,6 +406,28 @@ def child(args: argparse.Namespace) -> int:
         return 0
     finally:
         spark.stop()
+
+
+def _child_arrow(args: argparse.Namespace, project: Project) -> int:
+    """featurekit's arrow engine: no SparkSession in this process (so no JVM in its tree)."""
+    import feast  # noqa: F401  (before the clock starts, as for the other engines)
+
+    from featurekit.pipeline.materialize import materialize
+
+    settings = store_settings(load_settings(project, "local"), args.store, args.redis)
+    runs: dict[str, Any] = {}
+    with TreeMemory() as memory:
+        for run in ("cold", "warm"):
+            clear_store(settings, args.store, args.redis)
+            before = redis_cpu_s(args.redis) if args.store == "redis" else 0.0
+            began = time.perf_counter()
+            rows = materialize(project, settings, views=[VIEW], start=START, end=END, engine="arrow").views[0].keys
+            runs[f"{run}_s"], runs[f"{run}_jobs"] = round(time.perf_counter() - began, 3), 0
+            if args.store == "redis":
+                runs[f"{run}_redis_cpu_s"] = round(redis_cpu_s(args.redis) - before, 3)
+    Path(args.out).write_text(json.dumps({**runs, "rows": rows, "load_1m": round(load_average(), 2),
+                                          "jvm_vmhwm_mb": 0, **memory.result()}))
+    return 0
 
 
 def run_child(args: argparse.Namespace, work: Path, task: str, size: int, store: str, redis_address: str,
@@ -529,6 +554,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="20000,100000", help="entity counts, comma-separated (default 20000,100000)")
     parser.add_argument("--stores", default="sqlite,redis", help="online stores, comma-separated (default sqlite,redis)")
+    parser.add_argument("--engines", default=",".join(ENGINES),
+                        help=f"variants, comma-separated (default {','.join(ENGINES)}; {ARROW} writes Redis only)")
     parser.add_argument("--features", type=int, default=50, help="feature columns (>= 3; default 50)")
     parser.add_argument("--rows-per-entity", type=int, default=1, help="rows per entity in the table (default 1)")
     parser.add_argument("--feast-max", type=int, default=100_000,
@@ -560,6 +587,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         unknown = [s for s in args.stores if s not in STORES]
         if unknown or not args.stores:
             parser.error(f"--stores: expected some of {', '.join(STORES)}; got {', '.join(unknown) or 'none'}")
+        args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+        unknown = [e for e in args.engines if e not in ENGINES]
+        if unknown or not args.engines:
+            parser.error(f"--engines: expected some of {', '.join(ENGINES)}; got {', '.join(unknown) or 'none'}")
     return args
 
 
@@ -623,7 +654,7 @@ def _prepare(args: argparse.Namespace, work: Path, project: Project, settings: S
 def _bench(args: argparse.Namespace, work: Path, project: Project, sizes: list[int], address: str) -> int:
     settings = load_settings(project, "local")
     names = feature_names(args.features)
-    variants = [(e, s) for e in ENGINES for s in args.stores]
+    variants = [(e, s) for e in ENGINES for s in args.stores if e in args.engines and (e != ARROW or s == "redis")]
     runs: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
     breakdowns: dict[str, dict[str, dict[str, Any]]] = {}
@@ -633,7 +664,7 @@ def _bench(args: argparse.Namespace, work: Path, project: Project, sizes: list[i
         path = _prepare(args, work, project, settings, size, address)
         ids = sorted(random.Random(args.seed).sample(range(1, size + 1), min(args.sample, size))) + [size + 1]
         wanted = expected_values(path, ids, names)
-        chosen = [(e, s) for e, s in variants if e == "featurekit" or size <= args.feast_max]
+        chosen = [(e, s) for e, s in variants if e != "feast" or size <= args.feast_max]
         if args.wait_quiet:
             wait_until_quiet(args.max_load, args.wait_quiet)
         read: dict[tuple[str, str], tuple[dict[int, Any], dict[int, Any]]] = {}
@@ -683,6 +714,7 @@ def _bench(args: argparse.Namespace, work: Path, project: Project, sizes: list[i
          ("read_back", "keys, values")])
     print_table("read-back through the Feast SDK (sampled entities x features)", checks,
                 [("size", "entities"), ("store", "store"), ("cells", "cells"), ("featurekit_vs_table", "featurekit vs table"),
+                 (f"{ARROW}_vs_table", "arrow engine vs table"), ("arrow_vs_spark_bytes", "arrow vs spark engine bytes"),
                  ("feast_vs_table", "Feast vs table"), ("featurekit_vs_feast", "featurekit vs Feast"),
                  ("raw_bytes", "stored bytes equal"), ("result", "result")])
     for line in examples[:20]:
@@ -709,6 +741,8 @@ def _check(size: int, store: str, read: dict[tuple[str, str], tuple[dict[int, An
     for engine in ENGINES:
         if (engine, store) in read:
             row[f"{engine}_vs_table"] = len(differences(read[(engine, store)][0], wanted))
+    if ("featurekit", store) in read and (ARROW, store) in read:
+        row["arrow_vs_spark_bytes"] = "equal" if read[("featurekit", store)][1] == read[(ARROW, store)][1] else "differ"
     both = ("featurekit", store) in read and ("feast", store) in read
     if both:
         (fk_sdk, fk_raw), (feast_sdk, feast_raw) = read[("featurekit", store)], read[("feast", store)]
@@ -717,8 +751,8 @@ def _check(size: int, store: str, read: dict[tuple[str, str], tuple[dict[int, An
         if fk_raw != feast_raw:
             differing = [i for i in fk_raw if fk_raw[i] != feast_raw.get(i)]
             examples.append(f"{size:,} {store}: stored bytes differ for {len(differing)} entities, e.g. {differing[:3]}")
-    bad = any(row.get(k) for k in ("featurekit_vs_table", "feast_vs_table", "featurekit_vs_feast")) \
-        or row.get("raw_bytes") == "no"
+    bad = any(row.get(k) for k in ("featurekit_vs_table", f"{ARROW}_vs_table", "feast_vs_table", "featurekit_vs_feast")) \
+        or row.get("raw_bytes") == "no" or row.get("arrow_vs_spark_bytes") == "differ"
     row["result"] = "MISMATCH" if bad else "OK"
     return row
 
@@ -743,7 +777,7 @@ def _summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         })
     for row in rows:
         feast = next((r for r in rows if (r["size"], r["engine"], r["store"]) == (row["size"], "feast", row["store"])), None)
-        if feast and row["engine"] == "featurekit":
+        if feast and row["engine"] != "feast":
             row["vs_feast"] = round(row["rows_per_s"] / feast["rows_per_s"], 1)
             row["vs_feast_cold"] = round(row["rows_per_s_cold"] / feast["rows_per_s_cold"], 1)
     return rows
@@ -789,12 +823,22 @@ def _breakdown_table(size: str, breakdowns: dict[str, dict[str, Any]]) -> None:
 
 
 def _goals(summary: list[dict[str, Any]], checks: list[dict[str, Any]], features: int) -> list[dict[str, Any]]:
-    featurekit = [r for r in summary if r["engine"] == "featurekit"]
-    largest = max(r["size"] for r in summary)
+    """Issue 4's goals, for each featurekit engine that ran."""
+    goals: list[dict[str, Any]] = []
+    ok = all(c["result"] == "OK" for c in checks)
+    for engine in ("featurekit", ARROW):
+        mine = [r for r in summary if r["engine"] == engine]
+        if mine:
+            goals += _engine_goals(engine, mine, features, ok)
+    return goals
+
+
+def _engine_goals(engine: str, mine: list[dict[str, Any]], features: int, ok: bool) -> list[dict[str, Any]]:
+    largest, smallest = max(r["size"] for r in mine), min(r["size"] for r in mine)
     goals = []
-    redis = next((r for r in featurekit if r["size"] == largest and r["store"] == "redis"), None)
+    redis = next((r for r in mine if r["size"] == largest and r["store"] == "redis"), None)
     if redis:
-        goals.append({"goal": f"featurekit -> redis rows/s at {largest:,} entities (warm)",
+        goals.append({"goal": f"{engine} -> redis rows/s at {largest:,} entities (warm)",
                       "measured": f"{redis['rows_per_s']:,}",
                       "target": ">= 100,000", "met": "yes" if redis["rows_per_s"] >= 100_000 else "no"})
         if redis.get("redis_bound_rows_per_s"):
@@ -802,26 +846,24 @@ def _goals(summary: list[dict[str, Any]], checks: list[dict[str, Any]], features
                                   f"{os.cpu_count()} cores, writers free",
                           "measured": f"{redis['redis_bound_rows_per_s']:,}", "target": ">= 100,000",
                           "met": "reachable" if redis["redis_bound_rows_per_s"] >= 100_000 else "not on this machine"})
-    compared = [r for r in featurekit if r["store"] == "redis" and r.get("vs_feast")]
+    compared = [r for r in mine if r["store"] == "redis" and r.get("vs_feast")]
     if compared:
         ratio = max(compared, key=lambda r: r["size"])
-        goals.append({"goal": f"featurekit / Feast rows/s into Redis at {ratio['size']:,} (warm)",
+        goals.append({"goal": f"{engine} / Feast rows/s into Redis at {ratio['size']:,} (warm)",
                       "measured": f"{ratio['vs_feast']}x",
                       "target": ">= 20x", "met": "yes" if ratio["vs_feast"] >= 20 else "no"})
-    smallest = min(r["size"] for r in summary)
     for key, what in (("peak_total_mb", "RSS summed"), ("peak_total_pss_mb", "PSS")):
-        peak = max(r[key] for r in featurekit)
-        goals.append({"goal": f"featurekit peak {what} over the process tree (any size, store)", "measured": f"{peak:,} MB",
+        peak = max(r[key] for r in mine)
+        goals.append({"goal": f"{engine} peak {what} over the process tree (any size, store)", "measured": f"{peak:,} MB",
                       "target": "< 1,024 MB", "met": "yes" if peak < 1024 else "no"})
         if largest > smallest:
-            low = max(r[key] for r in featurekit if r["size"] == smallest)
-            high = max(r[key] for r in featurekit if r["size"] == largest)
-            goals.append({"goal": f"featurekit peak {what} {largest:,} vs {smallest:,} entities",
+            low = max(r[key] for r in mine if r["size"] == smallest)
+            high = max(r[key] for r in mine if r["size"] == largest)
+            goals.append({"goal": f"{engine} peak {what} {largest:,} vs {smallest:,} entities",
                           "measured": f"{high / low - 1:+.1%}",
                           "target": "flat (<= +10%)", "met": "yes" if high / low - 1 <= 0.10 else "no"})
-    big = [r for r in featurekit if r["size"] >= 10_000_000 and features >= 50]
-    ok = all(c["result"] == "OK" for c in checks)
-    goals.append({"goal": "10M entities x 50 features materialized", "measured":
+    big = [r for r in mine if r["size"] >= 10_000_000 and features >= 50]
+    goals.append({"goal": f"{engine}: 10M entities x {features} features materialized", "measured":
                   f"{max(r['size'] for r in big):,} x {features}" if big else "not run (--sizes 10000000)",
                   "target": "done, read back OK", "met": "yes" if big and ok else "no"})
     return goals

@@ -382,6 +382,9 @@ def materialize(
     end: Annotated[Optional[str], typer.Option(help="Window end (default: now).")] = None,
     incremental: Annotated[bool, typer.Option("--incremental", help="From the end of the last materialization (or end - ttl).")] = False,
     verify_only: Annotated[bool, typer.Option("--verify-only", help="Write nothing; check the online store against the table.")] = False,
+    engine: Annotated[Optional[str], typer.Option(
+        help="spark (any store) or arrow (no JVM: delta-rs streams into a plain Redis); default: the env's "
+             "feast.materialize_engine.")] = None,
     env: Env = "local",
 ) -> None:
     """Delta tables -> online store for a window, then verify every key arrived (exit 3 if not)."""
@@ -392,7 +395,7 @@ def materialize(
     project = _project()
     settings = load_settings(project, env)
     result = run_materialize(project, settings, views=views, start=_when(start, "--start"), end=_when(end, "--end"),
-                             incremental=incremental, verify_only=verify_only)
+                             incremental=incremental, verify_only=verify_only, engine=engine)
     _print_materialized(result, env, verify_only)
 
 
@@ -401,7 +404,8 @@ def _print_materialized(result: object, env: str, verify_only: bool) -> None:
 
     assert isinstance(result, MaterializeResult)
     verb = "verified" if verify_only else "materialized"
-    table = Table(title=f"{verb} into {result.online_store} (run {result.run_id}, env {env})", title_justify="left")
+    table = Table(title=f"{verb} into {result.online_store} (run {result.run_id}, env {env}, engine {result.engine})",
+                  title_justify="left")
     for column in ("feature view", "Delta version", "window", "rows", "keys", "written", "in store", "s"):
         table.add_column(column, justify="right" if column in ("rows", "keys", "written", "in store", "s") else "left")
     for view in result.views:

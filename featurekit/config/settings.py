@@ -80,6 +80,10 @@ class FeastSettings(_Strict):
     entity_key_serialization_version: int = 3
     # Rows per batch written to the online store by `featurekit materialize`.
     write_batch_rows: int = Field(default=10_000, gt=0)
+    # How `featurekit materialize` reads the tables: `spark` (reduced to the latest row per key
+    # in Spark, written by its Python workers; any store) or `arrow` (streamed from delta-rs in
+    # the command's own process, no JVM; plain Redis only, whose writer keeps the newer value).
+    materialize_engine: Literal["spark", "arrow"] = "spark"
 
     @field_validator("online_store")
     @classmethod

@@ -153,29 +153,28 @@ def _count_redis(store_config: dict[str, Any], repo_path: str, view: str, start:
     from feast.infra.online_stores.redis import RedisOnlineStore
     from google.protobuf.timestamp_pb2 import Timestamp
 
+    from featurekit.feast.redis_writer import hget_many
+
     config = _config(store_config, repo_path)
     client = RedisOnlineStore()._get_client(config.online_store)
     project = str(store_config["project"]).encode()
     pattern = b"*" + b"".join(b"\\" + bytes([c]) if c in b"*?[]\\" else bytes([c]) for c in project)
-    ts_field = f"_ts:{view}"
+    ts_field = f"_ts:{view}".encode()
     low, high = start.timestamp(), end.timestamp()
     present = in_window = newer = 0
     keys: list[bytes] = []
 
     def flush() -> None:
         nonlocal present, in_window, newer
-        with client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hget(key, ts_field)
-            for raw in pipe.execute():
-                if raw is None:
-                    continue
-                stamp = Timestamp()
-                stamp.ParseFromString(raw)
-                seconds = stamp.seconds + stamp.nanos / 1e9
-                present += 1
-                in_window += low <= seconds <= high
-                newer += seconds > high
+        for raw in hget_many(client, keys, ts_field):
+            if raw is None:
+                continue
+            stamp = Timestamp()
+            stamp.ParseFromString(raw)
+            seconds = stamp.seconds + stamp.nanos / 1e9
+            present += 1
+            in_window += low <= seconds <= high
+            newer += seconds > high
         keys.clear()
 
     for key in client.scan_iter(match=pattern, count=10_000):

@@ -244,10 +244,7 @@ class RedisBatchWriter:
         """The event time (ns) stored for each key of this view, 0 when none."""
         from google.protobuf.timestamp_pb2 import Timestamp
 
-        with self.client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hget(key, self.ts_field)
-            replies = pipe.execute()
+        replies = hget_many(self.client, keys, self.ts_field)
         out = []
         for raw in replies:
             if raw is None:
@@ -310,25 +307,53 @@ class RedisBatchWriter:
 
     def _send(self, payload: bytes, replies: int) -> None:
         """Send a buffer of commands on one connection; read (and check) every reply."""
-        from redis.exceptions import ResponseError
+        errors = [r for r in send_packed(self.client, payload, replies) if isinstance(r, Exception)]
+        if errors:
+            raise RuntimeError(f"Redis refused {len(errors)} write(s): {errors[0]}")
 
-        pool = self.client.connection_pool
-        connection = pool.get_connection()
-        try:
-            connection.send_packed_command([payload], check_health=False)
-            errors = []
-            for _ in range(replies):
-                try:
-                    connection.read_response()
-                except ResponseError as exc:
-                    errors.append(str(exc))
-            if errors:
-                raise RuntimeError(f"Redis refused {len(errors)} write(s): {errors[0]}")
-        except BaseException:
-            connection.disconnect()
-            raise
-        finally:
-            pool.release(connection)
+
+def send_packed(client: Any, payload: bytes, replies: int) -> list[Any]:
+    """Send a buffer of Redis protocol on one pooled connection and read ``replies`` replies
+    (an error reply comes back as its exception, in its place). redis-py's pipeline builds
+    Python objects per command; for many small commands that costs more than Redis does."""
+    from redis.exceptions import ResponseError
+
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        connection.send_packed_command([payload], check_health=False)
+        out: list[Any] = []
+        for _ in range(replies):
+            try:
+                out.append(connection.read_response())
+            except ResponseError as exc:
+                out.append(exc)
+        return out
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+
+
+def hget_many(client: Any, keys: list[bytes], field: bytes, chunk: int = 10_000) -> list[bytes | None]:
+    """``HGET key field`` for every key, pipelined as raw protocol; the values (None if absent).
+    A client without one connection pool (Redis Cluster) gets redis-py's pipeline."""
+    if getattr(client, "connection_pool", None) is None:
+        with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hget(key, field)
+            return list(pipe.execute())
+    tail = b"$%d\r\n%s\r\n" % (len(field), field)
+    out: list[bytes | None] = []
+    for start in range(0, len(keys), chunk):
+        part = keys[start:start + chunk]
+        payload = b"".join(b"*3\r\n$4\r\nHGET\r\n$%d\r\n%s\r\n%s" % (len(key), key, tail) for key in part)
+        for reply in send_packed(client, payload, len(part)):
+            if isinstance(reply, Exception):
+                raise reply
+            out.append(reply)
+    return out
 
 
 def encoded_columns(batch: Any, features: list[tuple[str, str]]) -> list[list[bytes]]:

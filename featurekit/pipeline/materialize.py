@@ -8,6 +8,13 @@ For each online feature view:
    latest row per entity key within the window, counting rows and keys on the way;
 3. Spark's Python workers write those rows in Arrow batches through Feast's own online store
    classes (Feast's key layout and encoding; memory bounded by one batch per task);
+
+   or, with the ``arrow`` engine (``feast.materialize_engine`` / ``--engine``), no JVM: delta-rs
+   counts the window's rows and keys, then streams its rows, unsorted, to featurekit's Redis
+   writer in this process; the writer keeps the newer value per key (against what Redis holds,
+   and within a batch), so the store ends with the latest row per key as with Spark's
+   reduction. Memory holds a few batches and the key count's set of keys; a plain Redis only
+   (SQLite's upsert would let an older row win);
 4. the online store is read back directly (SQLite query / Redis SCAN): the keys holding a value
    from the window must equal the distinct keys of the window, else the run fails (exit 3)
    with the numbers and the registry is not advanced;
@@ -31,6 +38,7 @@ from featurekit.lineage import FeatureSetRecord, LineageStore
 from featurekit.pipeline.core import new_run_id, session
 from featurekit.pipeline.features import feast_session_conf
 from featurekit.pipeline.lineage import lineage_store, lineage_warning
+from featurekit.sinks.window import Window, window_batches, window_counts
 from featurekit.spec.names import did_you_mean
 
 if TYPE_CHECKING:
@@ -46,7 +54,7 @@ class ViewResult:
     end: datetime
     rows: int = 0             # rows of the table version in the window
     keys: int = 0             # distinct entity keys among them
-    written: int = 0          # rows the writers wrote (one per key)
+    written: int = 0          # rows given to the writers (spark: one per key; arrow: all of the window's)
     online: KeyCount | None = None
     seconds: float = 0.0
     lineage: str = ""
@@ -65,6 +73,7 @@ class MaterializeResult:
     env: str
     online_store: str
     verify_only: bool
+    engine: str = "spark"
     views: list[ViewResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)   # e.g. lineage waiting in the outbox
 
@@ -98,8 +107,9 @@ def select_views(project: Project, settings: Settings, names: list[str] | None) 
 def materialize(project: Project, settings: Settings, *, views: list[str] | None = None,
                 start: datetime | None = None, end: datetime | None = None, incremental: bool = False,
                 verify_only: bool = False, spark: "SparkSession | None" = None,
-                lineage: LineageStore | None = None) -> MaterializeResult:
-    """Materialize (or with ``verify_only`` only check) the online views; see the module doc."""
+                lineage: LineageStore | None = None, engine: str | None = None) -> MaterializeResult:
+    """Materialize (or with ``verify_only`` only check) the online views; see the module doc.
+    ``engine``: ``spark`` or ``arrow`` (default: the env's ``feast.materialize_engine``)."""
     if not incremental and start is None:
         raise ConfigError.single("give --start and --end, or --incremental", file="materialize", field="--start")
     end = _aware(end) if end else _now()
@@ -113,32 +123,50 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
     repo_path = str(feast_store.repo_dir(settings))
     registered = {v.name: v for v in store.list_feature_views()}
     _check_applied(chosen, registered, settings)
-    spark = spark or session(settings, "featurekit:materialize")
-    lineage = lineage or lineage_store(project, settings)
     kind = str(store_config["online_store"].get("type", "sqlite"))
-    result = MaterializeResult(new_run_id(), settings.env, kind, verify_only)
+    engine = engine or settings.feast.materialize_engine
+    layouts = {v.name: writer_layout(store_config, repo_path, registered[v.name]) for v in chosen}
+    if engine == "arrow":
+        _arrow_supported(kind, layouts)
+    elif engine == "spark":
+        spark = spark or session(settings, "featurekit:materialize")
+    else:
+        raise ConfigError.single(f"unknown materialize engine {engine!r} (spark, arrow)", file="materialize", field="engine")
+    lineage = lineage or lineage_store(project, settings)
+    result = MaterializeResult(new_run_id(), settings.env, kind, verify_only, engine)
     for view in chosen:
         fv = registered[view.name]
         window_start = _aware(start) if start else _incremental_start(fv, view, end)
         began = time.perf_counter()
         outcome = ViewResult(view.name, view.path, view.version, window_start, end)
         result.views.append(outcome)
-        latest, counts = _latest_rows(spark, view, window_start, end)
-        if verify_only:
-            counted = latest.agg({"*": "count"}).collect()
-            outcome.keys = int(counted[0][0])
-            outcome.rows = int(counts.get.get("rows") or 0) if outcome.keys else 0
+        if engine == "arrow":
+            window = Window(view.path, view.version, list(view.join_keys), view.timestamp,
+                            [*view.join_keys, *view.features, view.timestamp], window_start, end,
+                            settings.storage_options or None)
+            outcome.rows, outcome.keys = window_counts(window)
+            if not verify_only:
+                outcome.written = _write_arrow(window, layouts[view.name], settings.feast.write_batch_rows)
+            expected = outcome.rows
         else:
-            writer = OnlineWriter(store_config, repo_path, fv.to_proto().SerializeToString(),
-                                  writer_layout(store_config, repo_path, fv))
-            outcome.written = _write(spark, latest, writer, single_writer=kind == "sqlite",
-                                     batch_rows=settings.feast.write_batch_rows)
-            observed = counts.get
-            outcome.rows, outcome.keys = int(observed.get("rows") or 0), int(observed.get("keys") or 0)
+            assert spark is not None
+            latest, counts = _latest_rows(spark, view, window_start, end)
+            if verify_only:
+                counted = latest.agg({"*": "count"}).collect()
+                outcome.keys = int(counted[0][0])
+                outcome.rows = int(counts.get.get("rows") or 0) if outcome.keys else 0
+            else:
+                writer = OnlineWriter(store_config, repo_path, fv.to_proto().SerializeToString(), layouts[view.name])
+                outcome.written = _write(spark, latest, writer, single_writer=kind == "sqlite",
+                                         batch_rows=settings.feast.write_batch_rows)
+                observed = counts.get
+                outcome.rows, outcome.keys = int(observed.get("rows") or 0), int(observed.get("keys") or 0)
+            expected = outcome.keys
         outcome.online = count_keys(store_config, repo_path, view.name, window_start, end)
         outcome.seconds = round(time.perf_counter() - began, 3)
-        if not verify_only and outcome.written != outcome.keys:
-            raise _failed(result, outcome, f"the writers wrote {outcome.written:,} rows for {outcome.keys:,} keys")
+        if not verify_only and outcome.written != expected:
+            unit = "rows in the window" if engine == "arrow" else "keys"
+            raise _failed(result, outcome, f"the writers were given {outcome.written:,} rows for {expected:,} {unit}")
         if not outcome.verified:
             raise _failed(result, outcome, "the online store does not hold every key of the window")
         if not verify_only:
@@ -146,6 +174,30 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
             outcome.lineage = lineage.record_feature_set(_record(result, view, outcome, store.project))
             result.warnings += lineage_warning(f"feature view {view.name}", outcome.lineage)
     return result
+
+
+def _arrow_supported(kind: str, layouts: dict[str, Any]) -> None:
+    """The arrow engine streams unsorted rows: only featurekit's Redis writer, which keeps the
+    newer value per key, makes the store end with each key's latest row."""
+    from featurekit.feast.redis_writer import RedisLayout
+
+    if not all(isinstance(layout, RedisLayout) for layout in layouts.values()):
+        raise ConfigError.single(
+            f"materialize engine 'arrow' writes a plain Redis online store only (this env's is {kind}): it streams "
+            "the window's rows unsorted and relies on the writer keeping each key's newer value; use engine 'spark'",
+            file="materialize", field="engine")
+
+
+def _write_arrow(window: Window, layout: Any, batch_rows: int) -> int:
+    """Stream the window's rows into Redis in this process; the rows given to the writer."""
+    from featurekit.feast.redis_writer import RedisBatchWriter, redis_client
+
+    writer = RedisBatchWriter(redis_client(layout.connection_string), layout)
+    given = 0
+    for batch in window_batches(window, batch_rows):
+        writer.write(batch)
+        given += batch.num_rows
+    return given
 
 
 def _check_applied(chosen: list[ViewSpec], registered: dict[str, Any], settings: Settings) -> None:

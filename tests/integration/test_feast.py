@@ -68,12 +68,14 @@ def stats_table() -> pa.Table:
     return pa.table({n: pa.array(c, t) for n, c, t in zip(names, columns, types)})
 
 
-def feature_lab(root: Path, spark: object, online: dict[str, Any] | None = None) -> tuple[Lab, Project, Settings]:
-    """A project with the driver_stats job run and its feature repository applied."""
+def feature_lab(root: Path, spark: object, online: dict[str, Any] | None = None,
+                table: pa.Table | None = None) -> tuple[Lab, Project, Settings]:
+    """A project with the driver_stats job run (on ``table``, default ``stats_table()``) and its
+    feature repository applied."""
     lab = Lab(root, spark)
     (root / "feature_repo").mkdir()
     shutil.copy(REPO / "feature_repo" / "features.py", root / "feature_repo" / "features.py")
-    lab.parquet("stats", stats_table())
+    lab.parquet("stats", stats_table() if table is None else table)
     lab.run("driver_stats", STATS_JOB)
     project = Project(root)
     _, settings = pipeline.load(project, "driver_stats", "local")
@@ -269,6 +271,62 @@ def test_materialize_into_redis(redis_server: str, spark: object, tmp_path: Path
     earlier = materialize(project, settings, start=T0, end=T0 + timedelta(hours=10), spark=spark).views[0]
     assert earlier.verified and earlier.online is not None and earlier.online.newer >= 1
     assert online_values(project, settings, [1])[1]["conv_rate"] == 0.2
+
+
+def test_the_arrow_engine_streams_into_redis_what_spark_writes(redis_server: str, spark: object, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """No JVM: delta-rs streams the window's rows unsorted, one row per batch, newest first;
+    the writer keeps each key's newer value, so Redis ends byte for byte as the Spark engine
+    (latest row per key, reduced in Spark) leaves it."""
+    import redis
+
+    from featurekit.pipeline import materialize as module
+
+    host, port = redis_server.split(":")
+    client = redis.Redis(host=host, port=int(port))
+    client.flushall()
+    newest_first = stats_table().sort_by([("event_ts", "descending")])
+    lab, project, settings = feature_lab(tmp_path / "project", spark,
+                                         online={"type": "redis", "connection_string": redis_server}, table=newest_first)
+    start, end = T0, T0 + timedelta(hours=12, minutes=30)
+    by_spark = materialize(project, settings, start=start, end=end, spark=spark, engine="spark").views[0]
+    stored = {key: client.hgetall(key) for key in client.scan_iter()}
+    assert len(stored) == 3
+    client.flushall()
+
+    def no_spark(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the arrow engine started Spark")
+
+    monkeypatch.setattr(module, "session", no_spark)
+    one_row = settings.model_copy(update={"feast": settings.feast.model_copy(
+        update={"write_batch_rows": 1, "materialize_engine": "arrow"})})
+    result = materialize(project, one_row, start=start, end=end)
+    (view,) = result.views
+    assert result.engine == "arrow" and view.verified
+    assert (view.rows, view.keys, view.written) == (by_spark.rows, by_spark.keys, 4) == (4, 3, 4)
+    assert view.delta_version == by_spark.delta_version
+    assert {key: client.hgetall(key) for key in client.scan_iter()} == stored
+    assert online_values(project, settings, [1])[1]["conv_rate"] == 0.2   # 12:00 came first, 10:00 was kept out
+    # a later window through the same engine: driver 5 arrives; an earlier one changes nothing
+    later = materialize(project, one_row, start=T0, end=T0 + timedelta(hours=14)).views[0]
+    assert (later.rows, later.keys, later.written) == (5, 4, 5) and later.verified
+    earlier = materialize(project, one_row, start=T0, end=T0 + timedelta(hours=10)).views[0]
+    assert earlier.verified and earlier.online is not None and earlier.online.newer >= 1
+    found = online_values(project, settings, [1, 5])
+    assert found[1]["conv_rate"] == 0.2 and found[5]["conv_rate"] == 0.6
+    checked = materialize(project, one_row, start=T0, end=T0 + timedelta(hours=14), verify_only=True).views[0]
+    assert checked.verified and (checked.rows, checked.keys, checked.written) == (5, 4, 0)
+
+
+def test_the_arrow_engine_refuses_a_store_it_cannot_keep_right(sqlite_lab: tuple[Lab, Project, Settings]) -> None:
+    lab, project, settings = sqlite_lab
+    with pytest.raises(ConfigError) as info:
+        materialize(project, settings, start=T0, end=T0 + timedelta(hours=1), engine="arrow")
+    assert "engine 'arrow' writes a plain Redis online store only (this env's is sqlite)" in str(info.value)
+    assert "use engine 'spark'" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        materialize(project, settings, start=T0, end=T0 + timedelta(hours=1), engine="flink")
+    assert "unknown materialize engine 'flink' (spark, arrow)" in str(info.value)
 
 
 def test_serve_answers_in_feasts_json(sqlite_lab: tuple[Lab, Project, Settings], spark: object) -> None:
