@@ -141,27 +141,13 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
         outcome = ViewResult(view.name, view.path, view.version, window_start, end)
         result.views.append(outcome)
         if engine == "arrow":
-            window = Window(view.path, view.version, list(view.join_keys), view.timestamp,
-                            [*view.join_keys, *view.features, view.timestamp], window_start, end,
-                            settings.storage_options or None)
-            outcome.rows, outcome.keys = window_counts(window)
-            if not verify_only:
-                outcome.written = _write_arrow(window, layouts[view.name], settings.feast.write_batch_rows)
-            expected = outcome.rows
+            expected = _arrow_view(outcome, view, settings, layouts[view.name], verify_only)
         else:
             assert spark is not None
-            latest, counts = _latest_rows(spark, view, window_start, end)
-            if verify_only:
-                counted = latest.agg({"*": "count"}).collect()
-                outcome.keys = int(counted[0][0])
-                outcome.rows = int(counts.get.get("rows") or 0) if outcome.keys else 0
-            else:
-                writer = OnlineWriter(store_config, repo_path, fv.to_proto().SerializeToString(), layouts[view.name])
-                outcome.written = _write(spark, latest, writer, single_writer=kind == "sqlite",
-                                         batch_rows=settings.feast.write_batch_rows)
-                observed = counts.get
-                outcome.rows, outcome.keys = int(observed.get("rows") or 0), int(observed.get("keys") or 0)
-            expected = outcome.keys
+            writer = None if verify_only else OnlineWriter(store_config, repo_path, fv.to_proto().SerializeToString(),
+                                                           layouts[view.name])
+            expected = _spark_view(outcome, view, spark, writer, single_writer=kind == "sqlite",
+                                   batch_rows=settings.feast.write_batch_rows)
         outcome.online = count_keys(store_config, repo_path, view.name, window_start, end)
         outcome.seconds = round(time.perf_counter() - began, 3)
         if not verify_only and outcome.written != expected:
@@ -174,6 +160,34 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
             outcome.lineage = lineage.record_feature_set(_record(result, view, outcome, store.project))
             result.warnings += lineage_warning(f"feature view {view.name}", outcome.lineage)
     return result
+
+
+def _spark_view(outcome: ViewResult, view: ViewSpec, spark: "SparkSession", writer: OnlineWriter | None, *,
+                single_writer: bool, batch_rows: int) -> int:
+    """Count (and with a ``writer``, write) the window in Spark; fills ``outcome``, returns the
+    rows the writers must have been given (one per key)."""
+    latest, counts = _latest_rows(spark, view, outcome.start, outcome.end)
+    if writer is None:
+        counted = latest.agg({"*": "count"}).collect()
+        outcome.keys = int(counted[0][0])
+        outcome.rows = int(counts.get.get("rows") or 0) if outcome.keys else 0
+    else:
+        outcome.written = _write(spark, latest, writer, single_writer=single_writer, batch_rows=batch_rows)
+        observed = counts.get
+        outcome.rows, outcome.keys = int(observed.get("rows") or 0), int(observed.get("keys") or 0)
+    return outcome.keys
+
+
+def _arrow_view(outcome: ViewResult, view: ViewSpec, settings: Settings, layout: Any, verify_only: bool) -> int:
+    """Count (and unless ``verify_only``, stream into Redis) the window with delta-rs; fills
+    ``outcome``, returns the rows the writer must have been given (every row of the window)."""
+    window = Window(view.path, view.version, list(view.join_keys), view.timestamp,
+                    [*view.join_keys, *view.features, view.timestamp], outcome.start, outcome.end,
+                    settings.storage_options or None)
+    outcome.rows, outcome.keys = window_counts(window)
+    if not verify_only:
+        outcome.written = _write_arrow(window, layout, settings.feast.write_batch_rows)
+    return outcome.rows
 
 
 def _arrow_supported(kind: str, layouts: dict[str, Any]) -> None:

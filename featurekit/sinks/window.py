@@ -128,18 +128,12 @@ def window_batches(window: Window, batch_rows: int) -> Iterator[Any]:
 
     query, where = _query(window)
     reader = query.execute(f"SELECT {', '.join(_ident(c) for c in window.columns)} FROM t WHERE {where}")
-    pending: list[Any] = []
-    held = 0
+    rest = None  # the rows read and not yielded yet (slices are views: only a batch's own rows are copied)
     for item in reader:
-        batch = pa.record_batch(item)
-        if batch.num_rows == 0:
-            continue
-        pending.append(batch)
-        held += batch.num_rows
-        while held >= batch_rows:
-            table = pa.Table.from_batches(pending).combine_chunks()
-            yield table.slice(0, batch_rows).to_batches()[0]
-            rest = table.slice(batch_rows)
-            pending, held = rest.to_batches(), rest.num_rows
-    if held:
-        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+        batch = pa.Table.from_batches([pa.record_batch(item)])
+        rest = batch if rest is None else pa.concat_tables([rest, batch])
+        while rest.num_rows >= batch_rows:
+            yield rest.slice(0, batch_rows).combine_chunks().to_batches()[0]
+            rest = rest.slice(batch_rows)
+    if rest is not None and rest.num_rows:
+        yield rest.combine_chunks().to_batches()[0]
