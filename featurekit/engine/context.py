@@ -18,12 +18,15 @@ class BuildContext:
 
     spark: "SparkSession"
     prefix: str
+    counting: bool = True  # False: the same plan without observations (a pre-pass over it counts nothing)
+    pinned: dict[str, int] = field(default_factory=dict)  # Delta source versions already chosen
     sources: dict[str, "DataFrame"] = field(default_factory=dict)
     malformed: list[str] = field(default_factory=list)  # sources whose unparsable records are gathered
     views: list[str] = field(default_factory=list)
     step: int = -1
     gathered: dict[str, int] = field(default_factory=dict)  # rows each `collected` call received
     _observations: dict[str, Any] = field(default_factory=dict)
+    _fields: dict[str, list[str]] = field(default_factory=dict)  # the fields each observation fills
     # key -> (observed key, field subtracted from its rows): points that see the same rows
     _aliases: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     _last: tuple[Any, str, str | None] | None = None  # the frame last counted, its key, subtracted field
@@ -38,11 +41,14 @@ class BuildContext:
         from pyspark.sql import Observation
         from pyspark.sql import functions as F
 
+        if not self.counting:
+            return frame
         if not extra and self._last is not None and self._last[0] is frame:
             self._aliases[key] = (self._last[1], self._last[2])
             return frame
         observation = Observation(f"{self.prefix}_{key}".replace(".", "_"))
         self._observations[key] = observation
+        self._fields[key] = ["rows", *extra]
         columns = [F.count(F.lit(1)).alias("rows"), *(col.alias(name) for name, col in extra.items())]
         observed = frame.observe(observation, *columns)
         self._last = (observed, key, None)
@@ -95,7 +101,10 @@ class BuildContext:
         for key, observation in self._observations.items():
             java = observation._jo  # pyspark exposes no non-blocking read
             if java is not None and java.future().isCompleted():
-                out[key] = {k: int(v or 0) for k, v in observation.get.items() if not k.startswith("_")}
+                # only the counts cross to Python: a gathered field (``_...``) may hold many
+                # rows, and converting them all (``Observation.get``) took seconds
+                values = java.get()
+                out[key] = {name: int(values.apply(name) or 0) for name in self._fields[key] if not name.startswith("_")}
             else:
                 out[key] = None
         for key, (base, minus) in self._aliases.items():

@@ -51,14 +51,19 @@ def delta_version(spark: "SparkSession", path: str) -> int | None:
     return int(row["version"]) if row else None
 
 
-def read_source(spark: "SparkSession", name: str, source: SourceSpec) -> tuple["DataFrame", SourceRead]:
-    """The frame of one source; a Delta source is pinned to the version current now."""
+def read_source(spark: "SparkSession", name: str, source: SourceSpec,
+                pinned: int | None = None) -> tuple["DataFrame", SourceRead]:
+    """The frame of one source; a Delta source is pinned to the version current now
+    (or to ``pinned``, a version chosen by an earlier read of the same run)."""
     from pyspark.errors import AnalysisException
 
     reader = spark.read.options(**source.options)
     version = None
     try:
-        if isinstance(source, DeltaSource):
+        if isinstance(source, DeltaSource) and pinned is not None:
+            version = pinned
+            frame = reader.format("delta").option("versionAsOf", version).load(source.path)
+        elif isinstance(source, DeltaSource):
             current = delta_version(spark, source.path)
             if current is None:
                 raise MissingTable(name, source.path)

@@ -31,7 +31,7 @@ def read_sources(ctx: BuildContext, job: LoadedJob) -> list[SourceRead]:
 
     reads = []
     for name, source in job.spec.sources.items():
-        frame, read = read_source(ctx.spark, name, source)
+        frame, read = read_source(ctx.spark, name, source, ctx.pinned.get(name))
         if read.captures_malformed:
             raw = F.col(RAW)
             # Spark parses only the columns a query needs; a record is malformed if ANY

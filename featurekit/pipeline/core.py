@@ -47,16 +47,13 @@ from featurekit.validation.gate import (
     decide,
     effective_spec,
     gate_frame,
-    good_rows,
-    observed,
     run_opaque_checks,
     summarize,
-    with_reasons,
 )
 from featurekit.validation.model import contract_of, load_model, merged_columns
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 
 def load(project: Project, job: str, env: str = "local") -> tuple[LoadedJob, Settings]:
@@ -196,18 +193,23 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
             result.gate = asdict(refused)
             raise GateFailed(refused, result)
         with _phase(result, "compute"):  # the one pass: steps, checks, counts, data files
-            gated, rules = gate_frame(frame, spec.validation, contract)
-            if rules or spec.output.mode == "merge":  # else Delta's count of the written rows serves
-                gated = ctx.observe(gated, "gate", **observed(gated, rules))
-            prepared = prepare(spark, good_rows(gated, rules), spec.output, meta)
+            plan = gate_frame(frame, spec.validation, contract, rescan=lambda: _rebuilt(ctx, job, reads))
+            gated = plan.frame
+            if plan.rules or spec.output.mode == "merge":  # else Delta's count of the written rows serves
+                gated = ctx.observe(gated, "gate", **plan.observed())
+                plan.frame = gated
+            prepared = prepare(spark, plan.good_rows(), spec.output, meta)
             counts = ctx.counts()
             if "gate" not in counts:
                 counts["gate"] = {"rows": prepared.rows} if prepared.rows is not None else None
         result.sources = source_counts(reads, counts)
         result.steps = step_counts(job, counts)
         with _phase(result, "gate"):
-            bad = ctx.collected("gate", BAD_ROWS, gated.schema) if rules else None
-            gate = summarize(counts.get("gate"), rules, bad, spec.validation)
+            gathered = ctx.collected("gate", BAD_ROWS, plan.gathered_schema) if plan.rules else None
+            # few rows, read four times (counts and examples, the late write, the quarantine
+            # rows, their digest): computed once
+            resolved = plan.resolve(gathered).localCheckpoint() if gathered is not None else None
+            gate = summarize(counts.get("gate"), plan, resolved, spec.validation)
             gate.rows_malformed = sum(s["rows_malformed"] or 0 for s in result.sources)
             decide(gate, spec.validation)
             if not gate.failed_because and contract is not None and contract.opaque_schema is not None:
@@ -215,6 +217,8 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
                 if opaque:
                     gate.schema_errors += opaque
                     gate.failed_because = f"{len(opaque)} check(s) that are not row-level failed"
+            if resolved is not None and plan.held:  # held rows that pass: into the same commit
+                prepared.add(plan.cleared(resolved))
         result.rows_out = gate.rows_checked
         result.gate = asdict(gate)
         result.rows_written, result.rows_quarantined = gate.rows_good, gate.rows_bad
@@ -223,12 +227,24 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
             result.rows_written = result.rows_quarantined = 0
             raise GateFailed(gate, result)
         with _phase(result, "write"):
-            _commit(spark, job, ctx, result, meta, prepared, with_reasons(bad, rules) if bad is not None and gate.rows_bad else None)
+            refused = plan.refused(resolved) if resolved is not None and gate.rows_bad else None
+            _commit(spark, job, ctx, result, meta, prepared, refused)
             prepared = None
     finally:
         if prepared is not None:  # refused or failed before the commit: drop the written files
             prepared.abandon()
         ctx.drop_views()
+
+
+def _rebuilt(ctx: BuildContext, job: LoadedJob, reads: list[Any]) -> "DataFrame":
+    """The job's plan built again without observations, on the same Delta versions: what a
+    pre-pass of the gate reads (counting it would count the rows twice)."""
+    pinned = {r.name: r.delta_version for r in reads if r.delta_version is not None}
+    plain = BuildContext(spark=ctx.spark, prefix=f"{ctx.prefix}_plain", counting=False, pinned=pinned)
+    read_sources(plain, job)
+    frame = apply_steps(plain, job)
+    ctx.views.extend(v for v in plain.views if v not in ctx.views)
+    return frame
 
 
 def _commit(spark: "SparkSession", job: LoadedJob, ctx: BuildContext, result: RunResult, meta: CommitMeta,
@@ -247,11 +263,14 @@ def _commit(spark: "SparkSession", job: LoadedJob, ctx: BuildContext, result: Ru
     if rows is not None:
         held = append_quarantine(spark, rows, job.spec.quarantine_path, meta)
         result.quarantine = {"path": held.path, "version": held.version, "rows": expected,
-                             "inserted": held.inserted, "already_quarantined": expected - held.inserted}
+                             "inserted": held.inserted, "already_quarantined": expected - held.inserted,
+                             "found_by": "the last commit's digest" if held.recognized else "row hashes"}
     done = None
     try:
         done = prepared.commit()
-        accounting.check_commits(result, done, sum(ctx.gathered.values()) if held else None, expected)
+        # the gate's gathered rows include those held back and then written, not quarantined
+        offered = sum(ctx.gathered.values()) - (result.gate or {}).get("rows_released", 0) if held else None
+        accounting.check_commits(result, done, offered, expected)
     except Exception:
         if done is None:
             prepared.abandon()

@@ -45,8 +45,13 @@ class CommitMeta:
     fingerprint: str
     env: str
 
+    rows_digest: str = ""  # a quarantine commit: a digest of every row the run offered (all in the table after it)
+
     def to_json(self) -> str:
-        return json.dumps({"job": self.job, "run_id": self.run_id, "fingerprint": self.fingerprint, "env": self.env}, sort_keys=True)
+        fields = {"job": self.job, "run_id": self.run_id, "fingerprint": self.fingerprint, "env": self.env}
+        if self.rows_digest:
+            fields["rows_digest"] = self.rows_digest
+        return json.dumps(fields, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,26 @@ class HeldWrite:
         scala = Scala(self.spark)
         return [a.absolutePath(self.log).toString() for a in scala.to_list(self.actions)
                 if a.getClass().getSimpleName() == "AddFile"]
+
+    def add(self, frame: "DataFrame") -> int:
+        """Write ``frame`` into the same transaction (more data files for the one commit);
+        the rows it added. The commit's metrics then count both writes."""
+        scala = Scala(self.spark)
+        names = ("numFiles", "numOutputRows", "numOutputBytes")
+        before = {name: scala.unwrap(self.txn.getMetric(name)) for name in names}
+        # a second write registers fresh metrics under the same names: carry the first's over
+        previous = {name: int(metric.value()) for name, metric in before.items() if metric is not None}
+        extra = self.txn.writeFiles(frame._jdf)
+        added = scala.unwrap(self.txn.getMetric("numOutputRows"))
+        rows = int(added.value()) if added is not None else 0
+        for name, value in previous.items():
+            metric = scala.unwrap(self.txn.getMetric(name))
+            if metric is not None and metric.id() != before[name].id():
+                metric.add(value)
+        self.actions = self.actions.appendedAll(extra)
+        if self.rows is not None:
+            self.rows += rows
+        return rows
 
     def commit(self) -> int:
         """Commit the transaction (userMetadata travels in the operation); the new version."""
@@ -182,6 +207,15 @@ class PreparedCommit:
         if not paths:
             return self.spark.createDataFrame([], self.schema)
         return reader.parquet(*paths)  # partition values come from the files' folders
+
+    def add(self, frame: "DataFrame") -> None:
+        """Add rows to this commit: rows the gate held back during the pass and cleared after it."""
+        if self._staging is not None:
+            frame.write.mode("append").parquet(self._staging)
+            return
+        assert self._held is not None
+        self._held.add(frame.select(*self.schema.fieldNames()))
+        self.rows = self._held.rows
 
     def commit(self) -> CommitResult:
         """Make the commit (one Delta version) and describe it."""

@@ -7,13 +7,16 @@ Columns: the output's columns, then ``_fk_errors`` (array of check, column, mess
 ``_fk_quarantined_at``. A run appends only the rows whose (source, row hash) the table does
 not hold yet: the hash covers the row's content and its occurrence number among identical
 rows, so rerunning a job on the same input quarantines nothing twice, and ``_fk_run_id`` names
-the run that first saw a row.
+the run that first saw a row. A commit records a digest of every row its run offered; a rerun
+offering exactly those rows, while that commit is still the table's latest, is known to find
+them all there without reading the table.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +39,7 @@ class QuarantineCommit:
     version_before: int | None
     version: int | None  # None: no table (nothing was ever quarantined there)
     inserted: int      # rows new to the table (the rest were quarantined by an earlier run)
+    recognized: bool = False  # a rerun recognized by the latest commit's digest (the table was not read)
 
 
 def quarantine_rows(bad: "DataFrame | None", malformed: dict[str, "DataFrame"], output: "StructType", run_id: str) -> "DataFrame | None":
@@ -86,11 +90,16 @@ def append_quarantine(spark: "SparkSession", rows: "DataFrame", path: str, meta:
     """
     from pyspark.sql import functions as F
 
+    rows = rows.localCheckpoint()  # few rows; their hashes are read by the digest, the anti-join and the write
+    digest = _digest(rows)
     scala = Scala(spark)
     log = scala.delta("DeltaLog").forTable(scala.session, path)
     txn = log.startTransaction()
     exists = txn.readVersion() >= 0
     before = int(txn.readVersion()) if exists else None
+    if exists and _latest_digest(spark, path, before) == digest:  # a rerun: every row is there already
+        return QuarantineCommit(path, False, before, before, 0, recognized=True)
+    meta = replace(meta, rows_digest=digest)
     new = rows
     if exists:
         txn.readWholeTable()  # so that a concurrent append makes this commit fail
@@ -107,6 +116,40 @@ def append_quarantine(spark: "SparkSession", rows: "DataFrame", path: str, meta:
         return QuarantineCommit(path, False, before, before, 0)
     version = held.commit()
     return QuarantineCommit(path, not exists, before, version, inserted)
+
+
+def _digest(rows: "DataFrame") -> str:
+    """One hash of the (source, row hash) pairs offered, in any order."""
+    from pyspark.sql import functions as F
+
+    pairs = F.sort_array(F.collect_list(F.concat_ws("|", F.col(SOURCE), F.col(HASH))))
+    found = rows.agg(F.sha2(F.concat_ws(",", pairs), 256).alias("digest")).first()
+    return str(found["digest"]) if found else ""
+
+
+def _latest_digest(spark: "SparkSession", path: str, version: int | None) -> str | None:
+    """The rows digest recorded by commit ``version`` of the table (its latest, read by the
+    open transaction), from that commit's ``commitInfo`` in the Delta log."""
+    if version is None:
+        return None
+    jvm = spark._jvm  # type: ignore[attr-defined]
+    commit = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/_delta_log/{version:020d}.json")
+    fs = commit.getFileSystem(spark._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+    if not fs.exists(commit):
+        return None
+    stream = fs.open(commit)
+    try:
+        text = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+    for line in text.splitlines():
+        try:
+            info = json.loads(line).get("commitInfo")
+            if info is not None:
+                return json.loads(info.get("userMetadata") or "{}").get("rows_digest")
+        except (ValueError, AttributeError):
+            return None
+    return None
 
 
 def undo_quarantine(spark: "SparkSession", commit: QuarantineCommit) -> None:

@@ -267,7 +267,7 @@ def test_quarantine_table_layout_and_report(lab: Lab, main: dict[str, Any]) -> N
         ("_fk_row_hash", "string"), ("_fk_run_id", "string"), ("_fk_quarantined_at", "timestamp")]
     first = main["first"]
     assert first.quarantine == {"path": str(lab.lake / "gate_main_quarantine"), "version": 0, "rows": 12,
-                                "inserted": 12, "already_quarantined": 0}
+                                "inserted": 12, "already_quarantined": 0, "found_by": "row hashes"}
     configuration = lab.table("gate_main_quarantine").metadata().configuration
     assert configuration["featurekit.job"] == "gate_main" and configuration["featurekit.quarantine"] == "true"
 
@@ -306,6 +306,7 @@ def test_rerun_on_the_same_input_quarantines_nothing_twice(main: dict[str, Any],
 def test_rerun_reports_every_offered_row_as_already_quarantined(rerun: dict[str, Any]) -> None:
     q = rerun["result"].quarantine
     assert (q["rows"], q["inserted"], q["already_quarantined"]) == (12, 0, 12)
+    assert q["found_by"] == "the last commit's digest"   # the first run's commit recorded these 12 rows
 
 
 # --------------------------------------------------------------------------- the same contract as a DataFrameModel
@@ -590,6 +591,21 @@ def test_new_bad_rows_of_a_later_run_are_quarantined_too(lab: Lab) -> None:  # n
     second = lab.run("gate_hash", simple_job("gate_hash", "gate_hash_in", checks, mode="merge, keys: [id]"))
     assert [(r["id"], r["v"]) for r in lab.rows("gate_hash_quarantine", by=["id"])] == [(2, -2), (3, -3), (8, -8), (9, -9)]
     assert second.quarantine["inserted"] == 2
+    assert second.quarantine["found_by"] == "row hashes"
+    third = lab.run("gate_hash", simple_job("gate_hash", "gate_hash_in", checks, mode="merge, keys: [id]"))
+    assert (third.quarantine["inserted"], third.quarantine["found_by"]) == (0, "the last commit's digest")
+
+
+def test_a_rerun_after_the_quarantine_changed_reads_it_again(lab: Lab) -> None:  # noqa: F811
+    """The digest speaks only for the commit that recorded it: once another commit follows
+    (here a user deleting quarantined rows), a rerun compares row hashes and restores them."""
+    checks = "columns: {v: {checks: {ge: 0}}}\nmax_bad_fraction: 0.9"
+    lab.csv("gate_edited_in", csv_of([(1, 1), (2, -2), (3, -3)]))
+    lab.run("gate_edited", simple_job("gate_edited", "gate_edited_in", checks))
+    lab.spark.sql(f"DELETE FROM delta.`{lab.lake / 'gate_edited_quarantine'}` WHERE v = -2")  # type: ignore[attr-defined]
+    again = lab.run("gate_edited", simple_job("gate_edited", "gate_edited_in", checks))
+    assert (again.quarantine["inserted"], again.quarantine["found_by"]) == (1, "row hashes")
+    assert [(r["id"], r["v"]) for r in lab.rows("gate_edited_quarantine", by=["id"])] == [(2, -2), (3, -3)]
 
 
 def test_rerun_after_one_bad_row_was_fixed_upstream(lab: Lab) -> None:  # noqa: F811
