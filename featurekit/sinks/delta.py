@@ -214,7 +214,8 @@ class PreparedCommit:
             frame.write.mode("append").parquet(self._staging)
             return
         assert self._held is not None
-        self._held.add(frame.select(*self.schema.fieldNames()))
+        if self._held.add(frame.select(*self.schema.fieldNames())) and self.out.mode == "merge":
+            check_unique_keys(self.data(), self.out.keys)  # as :func:`prepare` did before these rows
         self.rows = self._held.rows
 
     def commit(self) -> CommitResult:

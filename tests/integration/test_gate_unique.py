@@ -12,6 +12,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pytest
 
+from featurekit.errors import DataError
 from featurekit.pipeline import GateFailed, RunResult
 from featurekit.validation import gate
 from tests.integration.helpers import Lab, lab, ts  # noqa: F401  (lab is a fixture)
@@ -169,3 +170,15 @@ def test_plans_that_are_costly_to_read_twice_use_the_window(lab: Lab, source: st
     result = lab.run(name, text)
     assert result.gate["unique"] == [{"keys": "id", "method": "window", "why": why}]
     assert result.rows_quarantined == (1 if name == "unique_csv" else 0)
+
+
+def test_late_rows_of_a_first_merge_run_are_held_to_its_keys(lab: Lab, source: str) -> None:  # noqa: F811
+    """The first run of a merge job creates the table and refuses duplicate merge keys; the
+    rows written after the pass are checked too. The merge key (v) is not the unique rule's
+    key (id): the rows written in the pass have distinct values of v, but the first rows of
+    ids 1, 2 and null, written after it (v 11, 20 and 5), repeat three of them."""
+    checks = "policy: quarantine\nmax_bad_fraction: 0.5\nunique: {keys: [id], order_by: ts}"
+    error = lab.run_fails("unique_merge_keys", job("unique_merge_keys", source, checks, "mode: merge, keys: [v]"),
+                          DataError)
+    assert "merge keys (v) are not unique in the result" in str(error)
+    assert not (lab.lake / "unique_merge_keys").exists()
