@@ -159,8 +159,6 @@ class HeldBack:
     column: str  # the boolean column marking the rows held back
     keys: list[str]
     ordering: list["Column"]
-    repeated_keys: int
-    rows: int
 
 
 @dataclass
@@ -259,6 +257,8 @@ def gate_frame(frame: "DataFrame", spec: ValidateSpec | None, contract: ModelCon
     uniques = _unique_rules(spec, columns, frame.columns, model_unique)
     why_not = _not_rescannable(frame) if uniques and rescan is not None else "no pre-pass offered"
     plain = rescan() if uniques and why_not is None and rescan is not None else None
+    # one pre-pass reads the keys of every uniqueness rule
+    repeats = _repeated_hashes(plain, [keys for _, keys, _, _ in uniques]) if plain is not None else None
     for index, (rule, keys, order, keep) in enumerate(uniques):
         usable = [c for c in order if _orderable(frame, c)]
         if rule_declares_order(spec, keys):
@@ -266,12 +266,12 @@ def gate_frame(frame: "DataFrame", spec: ValidateSpec | None, contract: ModelCon
         else:  # no order declared: one cheap deterministic key (a hash of the other columns)
             ordering = [F.xxhash64(*(F.col(c) for c in usable))] if usable else [F.lit(1)]
         method: dict[str, Any] = {"keys": rule.column}
-        repeated = _repeated_hashes(plain, keys) if plain is not None else None
+        repeated = repeats[index] if repeats is not None else None
         if repeated is not None and repeated[1] <= HELD_ROWS_MAX:
             hashes, rows = repeated
             marker = f"{HELD}{index}"
             frame = frame.withColumn(marker, _hash_in(keys, hashes))
-            held.append(HeldBack(len(rules), marker, keys, ordering, len(hashes), rows))
+            held.append(HeldBack(len(rules), marker, keys, ordering))
             rules.append(RowRule(rule.check, rule.column, "FALSE", rule.message))
             method.update(method="repeated keys, held back", repeated_keys=len(hashes), rows_held=rows)
         else:
@@ -320,26 +320,34 @@ def _file_format(node: Any) -> str | None:
         return None
 
 
-def _repeated_hashes(plain: "DataFrame", keys: list[str]) -> tuple[list[int], int]:
-    """The xxhash64 values of ``keys`` that occur more than once, and the rows carrying them.
+def _repeated_hashes(plain: "DataFrame", key_sets: list[list[str]]) -> list[tuple[list[int], int]]:
+    """For each set of keys: the xxhash64 values that occur more than once, and the rows
+    carrying them.
 
-    A superset of the repeated keys (a hash collision only holds back one more row). The
+    A superset of the repeated keys (a hash collision only holds back one more row). One
     pass reads only the key columns; the hashes are sorted on the driver (pyarrow + numpy)
     unless Spark estimates the input above ``DRIVER_HASHES_MAX_BYTES``.
     """
     from pyspark.sql import functions as F
 
-    hashes = plain.select(F.xxhash64(*(F.col(k) for k in keys)).alias("h"))
-    if _estimated_bytes(plain) <= DRIVER_HASHES_MAX_BYTES:
-        import numpy as np
+    hashes = plain.select(*(F.xxhash64(*(F.col(k) for k in keys)).alias(f"h{i}") for i, keys in enumerate(key_sets)))
+    if _estimated_bytes(plain) > DRIVER_HASHES_MAX_BYTES:
+        out = []
+        for i in range(len(key_sets)):
+            found = hashes.groupBy(f"h{i}").count().filter(F.col("count") > 1).collect()
+            out.append(([int(r[f"h{i}"]) for r in found], sum(int(r["count"]) for r in found)))
+        return out
+    import numpy as np
 
-        column = hashes.toArrow().column("h")
+    table = hashes.toArrow()
+    out = []
+    for i in range(len(key_sets)):
+        column = table.column(f"h{i}")
         values = np.sort(column.to_numpy() if column.num_chunks else np.empty(0, dtype=np.int64))
         again = values[1:][values[1:] == values[:-1]]
         repeated = np.unique(again)
-        return [int(h) for h in repeated], int(len(again) + len(repeated))
-    found = hashes.groupBy("h").count().filter(F.col("count") > 1).collect()
-    return [int(r["h"]) for r in found], sum(int(r["count"]) for r in found)
+        out.append(([int(h) for h in repeated], int(len(again) + len(repeated))))
+    return out
 
 
 def _hash_in(keys: list[str], hashes: list[int]) -> "Column":
