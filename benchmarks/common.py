@@ -114,6 +114,7 @@ class Sample:
     python_peak_rss_mb: float | None = None
     load_1m: float | None = None  # the 1-minute load average right after the run
     extra: dict[str, Any] = field(default_factory=dict)
+    round: int | None = None  # the measured round it belongs to (every variant runs once per round)
 
 
 def _reset_peak(pid: int) -> bool:
@@ -198,14 +199,21 @@ def median(values: list[float]) -> float:
 
 
 def summarize(samples: list[Sample], baseline: str) -> list[dict[str, Any]]:
-    """Per variant: median wall time, spread, ratio to the baseline's median, jobs, peak RSS."""
+    """Per variant: median wall time, spread, ratio to the baseline's median, jobs, peak RSS.
+
+    ``paired_ratio``: the median over rounds of the variant's time over the baseline's time
+    in the same round. On a machine whose speed drifts from minute to minute, the two runs
+    of one round see the same drift, so this ratio varies less than the ratio of medians.
+    """
     variants = list(dict.fromkeys(s.variant for s in samples))
     base = median([s.wall_s for s in samples if s.variant == baseline])
+    base_by_round = {s.round: s.wall_s for s in samples if s.variant == baseline and s.round is not None}
     rows = []
     for name in variants:
         mine = [s for s in samples if s.variant == name]
         walls = [s.wall_s for s in mine]
         jvm = [s.jvm_peak_rss_mb for s in mine if s.jvm_peak_rss_mb is not None]
+        paired = [s.wall_s / base_by_round[s.round] for s in mine if s.round in base_by_round]
         rows.append({
             "variant": name,
             "runs": len(mine),
@@ -213,6 +221,9 @@ def summarize(samples: list[Sample], baseline: str) -> list[dict[str, Any]]:
             "min_s": round(min(walls), 3),
             "max_s": round(max(walls), 3),
             "ratio": round(median(walls) / base, 3) if base else None,
+            "paired_ratio": round(median(paired), 3) if paired else None,
+            "paired_min": round(min(paired), 3) if paired else None,
+            "paired_max": round(max(paired), 3) if paired else None,
             "spark_jobs": int(median([s.spark_jobs for s in mine])),
             "sql_executions": int(median([len(s.sql_executions) for s in mine])),
             "jvm_peak_rss_mb": round(max(jvm)) if jvm else None,

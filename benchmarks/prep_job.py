@@ -17,8 +17,9 @@ Variants, all in one SparkSession, on one generated input
   Delta transaction — to attribute featurekit's cost to the pass or to the run around it.
 
 One warm-up run of each, then ``--repeat`` rounds that alternate the variants (the order
-rotates each round). Reported: median wall time, ratio to the hand-written median, Spark
-jobs and SQL executions per run, the JVM's peak RSS during a run. The outputs are then
+rotates each round). Reported: median wall time, ratio to the hand-written median, the
+paired ratio (median over rounds of each round's own ratio: both runs of a round see the
+machine's drift alike), Spark jobs and SQL executions per run, the JVM's peak RSS during a run. The outputs are then
 compared row for row; a benchmark of different results would be worthless.
 
     python benchmarks/prep_job.py                   # 2,000,000 rows, 3 rounds
@@ -340,6 +341,7 @@ def _bench(args: argparse.Namespace, project: Project, settings: Settings, spark
         for name in order:
             jvm_gc.gc()
             sample, value = measure(spark, name, variants[name], keep_plans=args.profile)
+            sample.round = round_no
             if isinstance(value, pipeline.RunResult):
                 sample.extra = {"durations": value.durations, "rows_written": value.rows_written,
                                 "rows_quarantined": value.rows_quarantined, "quarantine": value.quarantine}
@@ -355,7 +357,8 @@ def _bench(args: argparse.Namespace, project: Project, settings: Settings, spark
         f"(load {load_before:.2f} -> {load_after:.2f})",
         summary,
         [("variant", "variant"), ("median_s", "median s"), ("min_s", "min s"), ("max_s", "max s"),
-         ("ratio", "x hand-written"), ("spark_jobs", "Spark jobs"), ("sql_executions", "SQL execs"),
+         ("ratio", "x hand-written"), ("paired_ratio", "x hand-written, paired (median)"), ("paired_min", "paired min"),
+         ("paired_max", "paired max"), ("spark_jobs", "Spark jobs"), ("sql_executions", "SQL execs"),
          ("jvm_peak_rss_mb", "JVM peak RSS MB")],
     )
     phases = [{"variant": n, **{k: v for k, v in r.durations.items()}} for n, r in results.items()]

@@ -317,6 +317,7 @@ def _bench(args: argparse.Namespace, project: Project, spark: "SparkSession", jo
         for name in order:
             jvm_gc.gc()
             sample, value = measure(spark, name, variants[name], keep_plans=args.profile)
+            sample.round = round_no
             if isinstance(value, pipeline.RunResult):
                 sample.extra = {"durations": value.durations, "rows_written": value.rows_written,
                                 "rows_quarantined": value.rows_quarantined,
@@ -337,7 +338,8 @@ def _bench(args: argparse.Namespace, project: Project, spark: "SparkSession", jo
         f"validation: {args.rows:,} rows, median of {args.repeat} (load {load_before:.2f} -> {load_after:.2f})",
         summary,
         [("variant", "variant"), ("median_s", "median s"), ("min_s", "min s"), ("max_s", "max s"),
-         ("ratio", "x job"), ("vs_pandera", "x pandera"), ("spark_jobs", "Spark jobs"),
+         ("ratio", "x job"), ("paired_ratio", "x job, paired (median)"), ("paired_min", "paired min"),
+         ("paired_max", "paired max"), ("vs_pandera", "x pandera"), ("spark_jobs", "Spark jobs"),
          ("sql_executions", "SQL execs"), ("jvm_peak_rss_mb", "JVM peak RSS MB")],
     )
     goals = _goals(medians)

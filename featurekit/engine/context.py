@@ -1,15 +1,50 @@
 """What the step ops share while a job's plan is built: the session, the sources, and
 row counts taken with Spark observations (no extra pass: they are filled by the one
-action that computes the result)."""
+action that computes the result).
+
+Each observation is an operator in the plan: it passes every row through, and it splits
+Spark's generated code around it, so the context places as few as the counts allow. A
+count point is left *open* until the next op needs the frame for something else: an op
+that counts the same rows (the next step's input) adds its values to the same node, and a
+``filter`` adds one conditional count per filter instead of a node of its own. A chain of
+filters after a source is then counted by the source's own node.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import StructType
+
+
+@dataclass
+class _Point:
+    """Where one count point's values live: an observation (``node``) and, per value
+    name, the node's field that holds it."""
+
+    node: str
+    fields: dict[str, str]
+
+
+@dataclass
+class _Open:
+    """An observation not yet in the plan. ``current`` is what the ops see: ``frame``
+    with ``after`` applied (absorbed filters; ``then`` steps that keep every row) but no
+    observation; placing it inserts the observation between ``frame`` and ``after``."""
+
+    node: str
+    frame: "DataFrame"
+    columns: dict[str, "Column"]
+    current: "DataFrame"
+    rows_field: str = "rows"  # the field counting the rows of ``current``
+    keep: "Column | None" = None  # what a row must satisfy to reach ``current``
+    after: list[Callable[["DataFrame"], "DataFrame"]] = field(default_factory=list)
+    # (steps replayed, callback): tell a caller the frame at that point once placed
+    placed: list[tuple[int, Callable[["DataFrame"], None]]] = field(default_factory=list)
 
 
 @dataclass
@@ -27,39 +62,163 @@ class BuildContext:
     gathered: dict[str, int] = field(default_factory=dict)  # rows each `collected` call received
     _observations: dict[str, Any] = field(default_factory=dict)
     _fields: dict[str, list[str]] = field(default_factory=dict)  # the fields each observation fills
-    # key -> (observed key, field subtracted from its rows): points that see the same rows
-    _aliases: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-    _last: tuple[Any, str, str | None] | None = None  # the frame last counted, its key, subtracted field
+    _points: dict[str, _Point] = field(default_factory=dict)
+    _open: _Open | None = None
+    _carried: dict[str, str | None] = field(default_factory=dict)  # count points left to a later node (see carry)
+    _last: tuple["DataFrame", _Point] | None = None  # the frame last placed, where its rows are counted
+
+    # ------------------------------------------------------------------ count points
 
     def observe(self, frame: "DataFrame", key: str, **extra: "Column") -> "DataFrame":
-        """Count the rows passing this point of the plan (plus ``extra`` aggregates).
-
-        A point that receives exactly the frame counted last (e.g. one step's output
-        flowing into the next step) reuses that count instead of adding an observation:
-        each one costs a pass-through operator that also splits Spark's generated code.
-        """
-        from pyspark.sql import Observation
-        from pyspark.sql import functions as F
-
+        """Count the rows of ``frame`` (plus ``extra`` aggregates) at point ``key``; the
+        frame returned carries the observation (placed in the plan)."""
         if not self.counting:
             return frame
-        if not extra and self._last is not None and self._last[0] is frame:
-            self._aliases[key] = (self._last[1], self._last[2])
+        opened = self._open
+        if opened is not None and frame is opened.current:
+            if opened.keep is None:  # the same rows as the open node: one node counts both
+                self._points[key] = _Point(opened.node, {"rows": opened.rows_field,
+                                                         **self._add_fields(opened, key, extra)})
+                return self.place(frame)
+            if not extra:  # the rows left by absorbed filters: their conditional count
+                self._points[key] = _Point(opened.node, {"rows": opened.rows_field})
+                return self.place(frame)
+        frame = self.place(frame)
+        if not extra and self._last is not None and self._last[0] is frame:  # the rows counted last
+            self._points[key] = self._last[1]
             return frame
-        observation = Observation(f"{self.prefix}_{key}".replace(".", "_"))
-        self._observations[key] = observation
-        self._fields[key] = ["rows", *extra]
-        columns = [F.count(F.lit(1)).alias("rows"), *(col.alias(name) for name, col in extra.items())]
-        observed = frame.observe(observation, *columns)
-        self._last = (observed, key, None)
-        return observed
+        self._open = self._opened(frame, key, extra)
+        return self.place(self._open.current)
 
-    def counted_as(self, frame: "DataFrame", key: str, minus: str | None = None) -> None:
-        """``frame`` holds the rows counted at ``key`` (less those counted in ``minus``)."""
-        self._last = (frame, key, minus)
+    def count_later(self, frame: "DataFrame", key: str, **extra: "Column") -> "DataFrame":
+        """Count the rows of ``frame`` at point ``key``, leaving the observation open for
+        what comes next; the frame returned must reach ``observe``, ``filter`` or ``place``."""
+        if not self.counting:
+            return frame
+        frame = self.place(frame)
+        self._open = self._opened(frame, key, extra)
+        return frame
+
+    def carry(self, frame: "DataFrame", key: str) -> "DataFrame":
+        """Leave count point ``key`` (the rows of ``frame``) to a later observation, which
+        :meth:`fill` names: for an op whose output carries its input's count (an aggregate's
+        per-group row counts). An open count of exactly these rows is dropped: its points
+        are filled the same way, and its node is not placed."""
+        if not self.counting:
+            return frame
+        opened = self._open
+        dropped = None
+        if opened is not None and frame is opened.current and opened.keep is None and list(opened.columns) == ["rows"]:
+            self._open, dropped = None, opened.node
+        else:
+            frame = self.place(frame)
+        self._carried[key] = dropped
+        return frame
+
+    def fill(self, key: str, frame: "DataFrame", **values: "Column") -> None:
+        """Count point ``key``, left by :meth:`carry`, gets ``values`` (``rows`` among them),
+        aggregates added to the open observation ``frame`` comes from."""
+        if not self.counting:
+            return
+        opened = self._open
+        if opened is None or frame is not opened.current or opened.keep is not None:
+            raise ValueError(f"count point {key!r} can only be filled in an open observation of a later frame")
+        fields = self._add_fields(opened, key, values)
+        self._points[key] = _Point(opened.node, fields)
+        dropped = self._carried.pop(key)
+        for name, point in list(self._points.items()):
+            if point.node == dropped:
+                self._points[name] = _Point(opened.node, {"rows": fields["rows"]})
+
+    def filter(self, frame: "DataFrame", condition: "Column", in_key: str | None, out_key: str | None,
+               then: Callable[["DataFrame"], "DataFrame"] | None = None) -> "DataFrame":
+        """``frame.filter(condition)`` (then ``then``, which must keep every row), counting
+        the rows in and out: inside the open observation where ``frame`` comes from one,
+        else in one opened at ``frame``. A null condition drops the row, as SQL's WHERE."""
+        from pyspark.sql import functions as F
+
+        def step(f: "DataFrame") -> "DataFrame":
+            kept = f.filter(condition)
+            return then(kept) if then is not None else kept
+
+        if not self.counting:
+            return step(frame)
+        opened = self._open
+        if opened is None or frame is not opened.current:
+            if in_key is None:
+                raise ValueError("a filter outside an open count needs a count point for its input")
+            frame = self.place(frame)
+            opened = self._open = self._opened(frame, in_key, {})
+        elif in_key is not None:
+            self._points[in_key] = _Point(opened.node, {"rows": opened.rows_field})
+        current = step(opened.current)  # analysed now: a bad condition fails here, at its step
+        if not _deterministic(current, then is not None):
+            # counted apart from the filter, rand() would draw other values: count after it
+            placed = step(self.place(opened.current))
+            return self.observe(placed, out_key) if out_key else placed
+        opened.keep = condition if opened.keep is None else opened.keep & condition
+        opened.rows_field = f"rows_{len(opened.after) + 1}"
+        opened.columns[opened.rows_field] = F.count_if(opened.keep)
+        opened.after.append(step)
+        opened.current = current
+        if out_key is not None:
+            self._points[out_key] = _Point(opened.node, {"rows": opened.rows_field})
+        return current
+
+    def when_placed(self, frame: "DataFrame", callback: Callable[["DataFrame"], None]) -> None:
+        """Call ``callback`` with ``frame`` as it will be in the plan: now, or when the open
+        observation ``frame`` comes from is placed."""
+        opened = self._open
+        if opened is not None and frame is opened.current:
+            opened.placed.append((len(opened.after), callback))
+        else:
+            callback(frame)
+
+    def place(self, frame: "DataFrame") -> "DataFrame":
+        """``frame`` with the open observation in the plan (if ``frame`` comes from it)."""
+        from pyspark.sql import Observation
+
+        opened = self._open
+        if opened is None or frame is not opened.current:
+            return frame
+        self._open = None
+        observation = Observation(f"{self.prefix}_{opened.node}".replace(".", "_"))
+        self._observations[opened.node] = observation
+        self._fields[opened.node] = list(opened.columns)
+        placed = opened.frame.observe(observation, *(c.alias(n) for n, c in opened.columns.items()))
+        callbacks = list(opened.placed)
+        for index in range(len(opened.after) + 1):
+            for _, callback in [c for c in callbacks if c[0] == index]:
+                callback(placed)
+            if index < len(opened.after):
+                placed = opened.after[index](placed)
+        self._last = (placed, _Point(opened.node, {"rows": opened.rows_field}))
+        return placed
+
+    def _opened(self, frame: "DataFrame", key: str, extra: dict[str, "Column"]) -> _Open:
+        from pyspark.sql import functions as F
+
+        if self._open is not None:  # its frame went elsewhere: its counts would never be filled
+            raise RuntimeError(f"count point {self._open.node!r} was left open and never placed in the plan")
+        opened = _Open(node=key, frame=frame, columns={"rows": F.count(F.lit(1))}, current=frame)
+        self._points[key] = _Point(key, {"rows": "rows", **self._add_fields(opened, key, extra)})
+        return opened
+
+    @staticmethod
+    def _add_fields(opened: _Open, key: str, extra: dict[str, "Column"]) -> dict[str, str]:
+        """Add ``extra`` to the open node's aggregates; each value's field name. Gathered
+        fields (``_...``) keep their name, read back by ``collected``."""
+        names = {}
+        for name, column in extra.items():
+            field_name = name if name.startswith("_") or name not in opened.columns else f"{key}_{name}".replace(".", "_")
+            opened.columns[field_name] = column
+            names[name] = field_name
+        return names
 
     def step_key(self, what: str) -> str:
         return f"step{self.step}.{what}"
+
+    # ------------------------------------------------------------------ views
 
     def register_view(self, name: str, frame: "DataFrame") -> None:
         frame.createOrReplaceTempView(name)
@@ -71,18 +230,21 @@ class BuildContext:
             self.spark.catalog.dropTempView(name)
         self.views.clear()
 
+    # ------------------------------------------------------------------ reading the counts
+
     def collected(self, key: str, name: str, schema: "StructType") -> "DataFrame | None":
-        """The rows that observation ``key`` gathered in its ``name`` field (a
+        """The rows that count point ``key`` gathered in its ``name`` field (a
         ``collect_list`` of structs of ``schema``), as a DataFrame over the driver's copy;
         None if that part of the plan never ran."""
         from pyspark.sql import DataFrame
 
         self.settle()
-        java = self._observations[key]._jo
+        point = self._points[key]
+        java = self._observations[point.node]._jo
         if java is None or not java.future().isCompleted():
             return None
         jvm = self.spark._jvm  # type: ignore[attr-defined]
-        gathered = java.get().apply(name)
+        gathered = java.get().apply(point.fields[name])
         self.gathered[f"{key}.{name}"] = int(gathered.length())
         rows = jvm.scala.jdk.javaapi.CollectionConverters.asJava(gathered)
         kind = jvm.org.apache.spark.sql.types.DataType.fromJson(schema.json())
@@ -94,20 +256,27 @@ class BuildContext:
         self.spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()  # type: ignore[attr-defined]
 
     def counts(self) -> dict[str, dict[str, int] | None]:
-        """Observed values by key; None where that part of the plan never ran
+        """Observed values by count point; None where that part of the plan never ran
         (e.g. the other side of a join whose first side was empty)."""
         self.settle()
-        out: dict[str, dict[str, int] | None] = {}
-        for key, observation in self._observations.items():
+        values: dict[str, Any] = {}
+        for node, observation in self._observations.items():
             java = observation._jo  # pyspark exposes no non-blocking read
-            if java is not None and java.future().isCompleted():
-                # only the counts cross to Python: a gathered field (``_...``) may hold many
-                # rows, and converting them all (``Observation.get``) took seconds
-                values = java.get()
-                out[key] = {name: int(values.apply(name) or 0) for name in self._fields[key] if not name.startswith("_")}
-            else:
-                out[key] = None
-        for key, (base, minus) in self._aliases.items():
-            seen = out.get(base)
-            out[key] = None if seen is None else {"rows": seen["rows"] - (seen.get(minus, 0) if minus else 0)}
+            values[node] = java.get() if java is not None and java.future().isCompleted() else None
+        out: dict[str, dict[str, int] | None] = {}
+        for key, point in self._points.items():
+            seen = values.get(point.node)
+            # only the counts cross to Python: a gathered field (``_...``) may hold many
+            # rows, and converting them all (``Observation.get``) took seconds
+            out[key] = None if seen is None else {
+                name: int(seen.apply(f) or 0) for name, f in point.fields.items() if not name.startswith("_")}
         return out
+
+
+def _deterministic(filtered: "DataFrame", then: bool) -> bool:
+    """Whether the condition of the filter at the top of ``filtered`` (under ``then``'s
+    projection) is deterministic: only then can a count elsewhere in the plan stand for it."""
+    node = filtered._jdf.queryExecution().analyzed()
+    if then:
+        node = node.child()
+    return bool(node.condition().deterministic())

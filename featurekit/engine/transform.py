@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from featurekit.engine.context import BuildContext
-from featurekit.engine.ops import OPS
+from featurekit.engine.ops import COUNTS_ITS_INPUT, OPS
 from featurekit.engine.sources import RAW, SourceRead, read_source
 from featurekit.errors import SpecError
 from featurekit.spec.loader import LoadedJob
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 MALFORMED_ROWS = "_malformed_rows"
-PARSED = "__fk_parsed"  # a hash of the columns that did parse: tells identical raw lines apart
+PARSED = "__fk_parsed"  # a hash of the columns that did parse: tells identical raw lines apart, and needs them all
 MALFORMED_SCHEMA = f"`{RAW}` string, `{PARSED}` string"
 
 
@@ -25,31 +25,40 @@ def read_sources(ctx: BuildContext, job: LoadedJob) -> list[SourceRead]:
 
     Records that do not parse (CSV/JSON) are split off here: the source's observation counts
     them and gathers their raw text for the quarantine (``MALFORMED_ROWS``, read with
-    ``ctx.collected``); the steps see only records that parsed.
+    ``ctx.collected``); the steps see only records that parsed. The first source is read
+    last, and its count is left open: the filters that open the steps are counted by it.
     """
     from pyspark.sql import functions as F
 
-    reads = []
-    for name, source in job.spec.sources.items():
-        frame, read = read_source(ctx.spark, name, source, ctx.pinned.get(name))
+    reads = {}
+    first = job.spec.first_source
+    for name in sorted(job.spec.sources, key=lambda n: n == first):
+        frame, read = read_source(ctx.spark, name, job.spec.sources[name], ctx.pinned.get(name))
         if read.captures_malformed:
             raw = F.col(RAW)
-            # Spark parses only the columns a query needs; a record is malformed if ANY
-            # declared column fails to parse, so the count must need them all.
-            every = F.xxhash64(*(F.col(c) for c in frame.columns if c != RAW))
-            record = F.struct(raw.alias(RAW), every.cast("string").alias(PARSED))
-            frame = ctx.observe(frame, f"source.{name}", malformed=F.count_if(raw.isNotNull()),
-                                _all_columns=F.max(every),  # an aggregate the optimizer cannot fold
-                                **{MALFORMED_ROWS: F.collect_list(F.when(raw.isNotNull(), record))})
+            # A record is malformed if ANY declared column fails to parse, but Spark parses
+            # only the columns a query needs, and checks a record's field count only when it
+            # needs them all. The gathered record's hash of the parsed columns needs every
+            # one, so each record is parsed whole; it is computed for malformed records only.
+            parsed = F.xxhash64(*(F.col(c) for c in frame.columns if c != RAW))
+            record = F.struct(raw.alias(RAW), parsed.cast("string").alias(PARSED))
+            frame = ctx.count_later(frame, f"source.{name}", malformed=F.count_if(raw.isNotNull()),
+                                    **{MALFORMED_ROWS: F.collect_list(F.when(raw.isNotNull(), record))})
             ctx.malformed.append(name)
-            frame = frame.filter(raw.isNull()).drop(RAW)
-            ctx.counted_as(frame, f"source.{name}", minus="malformed")
+            frame = ctx.filter(frame, raw.isNull(), None, None, then=lambda f: f.drop(RAW))
         else:
-            frame = ctx.observe(frame, f"source.{name}")
+            frame = ctx.count_later(frame, f"source.{name}")
         ctx.sources[name] = frame
-        ctx.register_view(name, frame)
-        reads.append(read)
-    return reads
+        ctx.when_placed(frame, lambda placed, name=name: _named(ctx, name, placed))
+        if name != first:
+            ctx.place(frame)
+        reads[name] = read
+    return [reads[name] for name in job.spec.sources]
+
+
+def _named(ctx: BuildContext, name: str, frame: "DataFrame") -> None:
+    ctx.sources[name] = frame
+    ctx.register_view(name, frame)
 
 
 def apply_steps(ctx: BuildContext, job: LoadedJob) -> "DataFrame":
@@ -61,12 +70,14 @@ def apply_steps(ctx: BuildContext, job: LoadedJob) -> "DataFrame":
     for index, step in enumerate(job.spec.steps):
         op = step_op(step) or ""
         ctx.step = index
+        if op not in COUNTS_ITS_INPUT:
+            frame = ctx.place(frame)
         try:
             frame = OPS[op](frame, step, ctx)
         except AnalysisException as exc:
             message = _first_line(exc)
             raise SpecError([job.positions.problem(("steps", index, op), f"Spark cannot apply this step: {message}")]) from exc
-    return frame
+    return ctx.place(frame)
 
 
 def _first_line(exc: Exception) -> str:

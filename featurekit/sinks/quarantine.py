@@ -90,7 +90,6 @@ def append_quarantine(spark: "SparkSession", rows: "DataFrame", path: str, meta:
     """
     from pyspark.sql import functions as F
 
-    rows = rows.localCheckpoint()  # few rows; their hashes are read by the digest, the anti-join and the write
     digest = _digest(rows)
     scala = Scala(spark)
     log = scala.delta("DeltaLog").forTable(scala.session, path)
@@ -99,6 +98,9 @@ def append_quarantine(spark: "SparkSession", rows: "DataFrame", path: str, meta:
     before = int(txn.readVersion()) if exists else None
     if exists and _latest_digest(spark, path, before) == digest:  # a rerun: every row is there already
         return QuarantineCommit(path, False, before, before, 0, recognized=True)
+    # Few rows, read again by the anti-join and the write: computed once. (Not before the
+    # digest: a rerun needs only that, and the hashes' multiset is the same either way.)
+    rows = rows.localCheckpoint()
     meta = replace(meta, rows_digest=digest)
     new = rows
     if exists:

@@ -11,12 +11,13 @@ The expected rows below are written out literally; the comments show the arithme
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from featurekit.pipeline import StepCount
-from tests.integration.helpers import Lab, lab, ts  # noqa: F401  (lab is a fixture)
+from tests.integration.helpers import Lab, lab, physical_plans, ts  # noqa: F401  (lab is a fixture)
 
 D = "2024-01-01"   # day D
 D1 = "2024-01-02"  # day D+1
@@ -169,6 +170,33 @@ def test_null_timestamps_are_counted_and_left_out(hourly: object) -> None:
         StepCount(0, "aggregate", 12, 9, 1, "1 row(s) without a timestamp left out"),
     ]
     assert hourly.rows_out == 9  # type: ignore[attr-defined]
+
+
+def test_the_aggregates_bucket_counts_count_its_input_and_the_dedup_before_it(lab: Lab) -> None:  # noqa: F811
+    """No observation over every row going in: the per-bucket row counts coming out add up to
+    the aggregate's input, which is also the dedup's output (one observation for the three)."""
+    lab.csv("events_dup", EVENTS + "    1,2024-01-01T10:00:00Z,10,1\n    2,,7,\n")  # a duplicate of e1; a 2nd null ts
+    with physical_plans(lab.spark) as plans:
+        result = lab.run("agg_after_dedup", """
+            name: agg_after_dedup
+            sources:
+              events:
+                format: csv
+                path: ${raw_root}/events_dup
+                options: {header: true}
+                schema: {driver_id: long, event_ts: timestamp, fare: double, tip: double}
+            steps:
+              - dedup: {keys: [driver_id, event_ts, fare]}
+              - aggregate: {keys: [driver_id], timestamp: event_ts, every: 1h, windows: [1h], metrics: {trips: "count(*)"}}
+            output: {path: "${lake_root}/agg_after_dedup", mode: overwrite}
+        """)
+    assert result.steps == [
+        StepCount(0, "dedup", 14, 13, 1, ""),
+        StepCount(1, "aggregate", 13, 9, 2, "2 row(s) without a timestamp left out"),  # the 9 buckets of EVENTS
+    ]
+    assert result.rows_written == len(lab.rows("agg_after_dedup")) == 9
+    prefix = f"fk_{result.run_id.replace('-', '_')}_"
+    assert {m for p in plans for m in re.findall(re.escape(prefix) + r"(\w+)", p)} == {"source_events", "step1_out"}
 
 
 QUARTERS = """

@@ -6,6 +6,8 @@ One project for the module: each test names its own job (and so its own output t
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
@@ -24,6 +26,7 @@ PEOPLE_SOURCE = (
     '  people: {format: csv, path: "${raw_root}/people", options: {header: true},\n'
     "           schema: {id: long, name: string, city: string, score: long, at: timestamp}}\n"
 )
+CITIES_SOURCE = '  cities: {format: csv, path: "${raw_root}/cities", options: {header: true}}\n'
 ANN = {"id": 1, "name": "ann", "city": "berlin", "score": 10, "at": ts("2024-01-01 10:00:00")}
 BOB = {"id": 2, "name": "bob", "city": "paris", "score": None, "at": ts("2024-01-01 11:00:00")}
 CID = {"id": 3, "name": "cid", "city": "berlin", "score": 30, "at": ts("2024-01-01 12:00:00")}
@@ -66,6 +69,22 @@ def test_csv_source_with_schema_and_header(lab: Lab) -> None:  # noqa: F811
                                       ("score", "long"), ("at", "timestamp")]
     # the header line is not a row; empty fields are nulls; ISO timestamps parse in UTC
     assert lab.rows("src_csv") == [ANN, BOB, CID, DAN]
+
+
+def test_csv_records_malformed_in_columns_no_step_uses_are_still_found(lab: Lab) -> None:  # noqa: F811
+    """Spark parses only the columns a query needs, and checks the field count only when it
+    needs them all: a bad number in a column the steps drop, a short line and a long line
+    are malformed records all the same (quarantined with their raw text, not kept)."""
+    lab.csv("people_bad", PEOPLE + "    5,eve,oslo,notanumber,2024-01-02T00:00:00Z\n    6,fay\n"
+                                   "    7,gus,rome,70,2024-01-03T00:00:00Z,surplus\n")
+    source = PEOPLE_SOURCE.replace("people:", "people_bad:").replace("/people", "/people_bad")
+    result = lab.run("src_csv_unused", f"name: src_csv_unused\nsources:\n{source}steps:\n  - select: [id, name]\n"
+                                       "validate: {max_bad_fraction: 0.5}\n"
+                                       'output: {path: "${lake_root}/src_csv_unused", mode: overwrite}\n')
+    assert (result.sources[0]["rows_read"], result.sources[0]["rows_malformed"]) == (7, 3)
+    assert [r["id"] for r in lab.rows("src_csv_unused", by=["id"])] == [1, 2, 3, 4]
+    raw = sorted(r["_fk_raw"] for r in lab.rows("src_csv_unused_quarantine", by=["_fk_raw"]))
+    assert raw == ["5,eve,oslo,notanumber,2024-01-02T00:00:00Z", "6,fay", "7,gus,rome,70,2024-01-03T00:00:00Z,surplus"]
 
 
 def test_json_lines_source_with_schema(lab: Lab) -> None:  # noqa: F811
@@ -136,7 +155,7 @@ def test_sql_over_input_and_another_source_chained(lab: Lab) -> None:  # noqa: F
     result = lab.run("op_sql", job("op_sql", (
         '  - sql: "SELECT p.id, p.name, c.country FROM input p JOIN cities c ON p.city = c.city"\n'
         '  - sql: "SELECT country, count(*) AS people, max(input.id) AS last_id FROM input GROUP BY country"\n'
-    ), sources='  cities: {format: csv, path: "${raw_root}/cities", options: {header: true}}\n'))
+    ), sources=CITIES_SOURCE))
     # ann, cid in berlin (DE); bob in paris (FR); dan has no city; nobody in rome
     assert lab.rows("op_sql") == [
         {"country": "DE", "people": 2, "last_id": 3},
@@ -159,6 +178,45 @@ def test_filter_counts_drops_and_nulls_are_dropped(lab: Lab) -> None:  # noqa: F
     assert counts(result) == [(0, "filter", 4, 2, 2), (1, "filter", 2, 1, 1)]
     assert result.rows_out == 1
     assert lab.rows("op_filter") == [ANN]
+
+
+def test_filters_after_a_source_are_counted_by_the_sources_observation(lab: Lab, spark: object) -> None:  # noqa: F811
+    """Each observation is an operator that splits Spark's generated code: the two filters
+    are counted inside the source's observation, and the dedup's output together with the
+    join's input, so the write runs four observations for ten count points."""
+    with physical_plans(spark) as plans:
+        result = lab.run("op_filter_chain", job("op_filter_chain", (
+            '  - filter: "score >= 0"\n'          # bob (null) and dan (-5) go
+            "  - filter: \"name <> 'zed'\"\n"
+            "  - dedup: {keys: [city], order_by: at}\n"
+            "  - join: {source: cities, on: [city], how: inner}\n"
+        ), sources=CITIES_SOURCE))
+    assert counts(result) == [(0, "filter", 4, 2, 2), (1, "filter", 2, 2, 0), (2, "dedup", 2, 1, 1), (3, "join", 1, 1, 0)]
+    assert result.sources[0]["rows_read"] == 4 and result.rows_out == 1
+    prefix = f"fk_{result.run_id.replace('-', '_')}_"
+    observed = {m for p in plans for m in re.findall(re.escape(prefix) + r"(\w+)", p)}
+    assert observed == {"source_people", "source_cities", "step2_out", "step3_out"}
+
+
+def test_a_nondeterministic_filter_is_counted_after_itself(lab: Lab) -> None:  # noqa: F811
+    """rand() counted elsewhere would draw other values: its output gets its own count,
+    and the accounting (which would fail the run) adds up."""
+    result = lab.run("op_filter_rand", job("op_filter_rand", (
+        '  - filter: "id > 1"\n'
+        '  - filter: "rand(3) < 0.5"\n'
+    )))
+    (_, _, in0, out0, _), (_, _, in1, out1, dropped) = counts(result)
+    assert (in0, out0, in1) == (4, 3, 3)
+    assert out1 == len(lab.rows("op_filter_rand")) == result.rows_written and dropped == 3 - out1
+
+
+def test_sql_reads_the_first_source_after_a_filter_counted_in_its_observation(lab: Lab) -> None:  # noqa: F811
+    result = lab.run("op_filter_sql", job("op_filter_sql", (
+        '  - filter: "score >= 0"\n'
+        "  - sql: SELECT i.id, (SELECT count(*) FROM people) AS everyone FROM input i\n"
+    )))
+    assert counts(result) == [(0, "filter", 4, 2, 2)]
+    assert lab.rows("op_filter_sql", by=["id"]) == [{"id": 1, "everyone": 4}, {"id": 3, "everyone": 4}]
 
 
 # --------------------------------------------------------------------------- with_columns

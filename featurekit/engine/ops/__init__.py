@@ -34,3 +34,7 @@ OPS: dict[str, Callable[..., Any]] = {
     "fill_null": fill_null.apply,
     "union": union.apply,
 }
+
+# Ops that hand their input to the context's count points first (``observe``/``filter``),
+# so an open count (see ``BuildContext``) may reach them; every other op gets it placed.
+COUNTS_ITS_INPUT = {"filter", "dedup", "join", "aggregate"}

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 _BUCKET = "__fk_bucket_us"
+_ROWS = "__fk_rows"  # input rows per (key, bucket)
 MICROS = 1_000_000
 
 
@@ -34,12 +35,13 @@ def apply(frame: "DataFrame", step: AggregateStep, ctx: BuildContext) -> "DataFr
     args = step.aggregate
     every = parse_duration(args.every) * MICROS
     ts = F.col(args.timestamp)
-    counted = ctx.observe(frame, ctx.step_key("in"), null_timestamp=F.count_if(ts.isNull()))
-    placed = counted.filter(ts.isNotNull())
+    # The rows coming in are counted by the per-bucket counts coming out: no observation
+    # over every input row (rows without a timestamp form a null bucket, counted, then dropped).
+    counted = ctx.carry(frame, ctx.step_key("in"))
 
     micros = F.unix_micros(ts.cast("timestamp"))
     bucket = (micros + F.pmod(-micros, F.lit(every))).alias(_BUCKET)
-    partials: list["Column"] = []
+    partials: list["Column"] = [F.count(F.lit(1)).alias(_ROWS)]
     plans: list[tuple[str, str, list[str]]] = []  # (metric, function, partial column names)
     for index, (name, text) in enumerate(args.metrics.items()):
         function, argument = parse_metric(text)
@@ -54,7 +56,10 @@ def apply(frame: "DataFrame", step: AggregateStep, ctx: BuildContext) -> "DataFr
             plans.append((name, function, [base]))
     # One row per (key, bucket) comes out: counted here, before the windows, so that metrics
     # a later step drops are pruned by Spark (an observation would keep them all alive).
-    buckets = ctx.observe(placed.groupBy(*args.keys, bucket).agg(*partials), ctx.step_key("out"))
+    grouped = ctx.count_later(counted.groupBy(*args.keys, bucket).agg(*partials), ctx.step_key("out"))
+    rows, placed = F.col(_ROWS), F.col(_BUCKET).isNotNull()
+    ctx.fill(ctx.step_key("in"), grouped, rows=F.sum(rows), null_timestamp=F.sum(F.when(~placed, rows)))
+    buckets = ctx.place(ctx.filter(grouped, placed, None, ctx.step_key("out")))
 
     metrics: list["Column"] = []
     for window_text in args.windows:

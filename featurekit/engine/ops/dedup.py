@@ -32,4 +32,4 @@ def apply(frame: "DataFrame", step: DedupStep, ctx: BuildContext) -> "DataFrame"
         window = Window.partitionBy(*args.keys).orderBy(*ordering)
         ranked = counted.withColumn(_RANK, F.row_number().over(window))
         kept = ranked.filter(F.col(_RANK) == 1).drop(_RANK)
-    return ctx.observe(kept, ctx.step_key("out"))
+    return ctx.count_later(kept, ctx.step_key("out"))

@@ -14,6 +14,5 @@ if TYPE_CHECKING:
 def apply(frame: "DataFrame", step: FilterStep, ctx: BuildContext) -> "DataFrame":
     from pyspark.sql import functions as F
 
-    counted = ctx.observe(frame, ctx.step_key("in"))
     # A null condition drops the row, as in SQL's WHERE: it is counted with the drops.
-    return ctx.observe(counted.filter(F.expr(step.filter)), ctx.step_key("out"))
+    return ctx.filter(frame, F.expr(step.filter), ctx.step_key("in"), ctx.step_key("out"))

@@ -21,8 +21,8 @@ def apply(frame: "DataFrame", step: JoinStep, ctx: BuildContext) -> "DataFrame":
     from pyspark.sql import functions as F
 
     args = step.join
+    counted = ctx.observe(frame, ctx.step_key("in"))  # first: it places a source's open count
     right = ctx.sources[args.source]
     if args.broadcast:
         right = F.broadcast(right)
-    counted = ctx.observe(frame, ctx.step_key("in"))
-    return ctx.observe(counted.join(right, on=list(args.on), how=_HOW[args.how]), ctx.step_key("out"))
+    return ctx.count_later(counted.join(right, on=list(args.on), how=_HOW[args.how]), ctx.step_key("out"))
