@@ -61,7 +61,6 @@ class BuildContext:
     step: int = -1
     gathered: dict[str, int] = field(default_factory=dict)  # rows each `collected` call received
     _observations: dict[str, Any] = field(default_factory=dict)
-    _fields: dict[str, list[str]] = field(default_factory=dict)  # the fields each observation fills
     _points: dict[str, _Point] = field(default_factory=dict)
     _open: _Open | None = None
     _carried: dict[str, str | None] = field(default_factory=dict)  # count points left to a later node (see carry)
@@ -184,11 +183,9 @@ class BuildContext:
         self._open = None
         observation = Observation(f"{self.prefix}_{opened.node}".replace(".", "_"))
         self._observations[opened.node] = observation
-        self._fields[opened.node] = list(opened.columns)
         placed = opened.frame.observe(observation, *(c.alias(n) for n, c in opened.columns.items()))
-        callbacks = list(opened.placed)
         for index in range(len(opened.after) + 1):
-            for _, callback in [c for c in callbacks if c[0] == index]:
+            for _, callback in (c for c in opened.placed if c[0] == index):
                 callback(placed)
             if index < len(opened.after):
                 placed = opened.after[index](placed)

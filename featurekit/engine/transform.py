@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from featurekit.engine.context import BuildContext
@@ -49,7 +50,7 @@ def read_sources(ctx: BuildContext, job: LoadedJob) -> list[SourceRead]:
         else:
             frame = ctx.count_later(frame, f"source.{name}")
         ctx.sources[name] = frame
-        ctx.when_placed(frame, lambda placed, name=name: _named(ctx, name, placed))
+        ctx.when_placed(frame, functools.partial(_named, ctx, name))
         if name != first:
             ctx.place(frame)
         reads[name] = read
@@ -57,6 +58,7 @@ def read_sources(ctx: BuildContext, job: LoadedJob) -> list[SourceRead]:
 
 
 def _named(ctx: BuildContext, name: str, frame: "DataFrame") -> None:
+    """Source ``name`` is ``frame`` (its observation in place): for later steps and SQL."""
     ctx.sources[name] = frame
     ctx.register_view(name, frame)
 
