@@ -43,7 +43,8 @@ class QuarantineCommit:
 
 
 def quarantine_rows(bad: "DataFrame | None", malformed: dict[str, "DataFrame"], output: "StructType", run_id: str) -> "DataFrame | None":
-    """The rows to quarantine in the table's layout, or None when there are none.
+    """The rows to quarantine in the table's layout (plus ``__fk_parsed``, which
+    :func:`append_quarantine` reads and drops), or None when there are none.
 
     ``bad``: the gate's refused rows (the output's columns plus ``_fk_errors``);
     ``malformed``: per source, the records that did not parse (``_fk_raw`` and
@@ -54,8 +55,7 @@ def quarantine_rows(bad: "DataFrame | None", malformed: dict[str, "DataFrame"], 
 
     parts = []
     if bad is not None:
-        parts.append(bad.withColumn(SOURCE, F.lit(None).cast("string")).withColumn(RAW, F.lit(None).cast("string"))
-                     .withColumn(_PARSED, F.lit(None).cast("string")))
+        parts.append(bad.select("*", *(F.lit(None).cast("string").alias(c) for c in (SOURCE, RAW, _PARSED))))
     for name, frame in malformed.items():
         reason = F.array(F.struct(F.lit("parse").alias("check"), F.lit(name).alias("column"),
                                   F.lit("the record does not parse with the source's schema").alias("message")))
@@ -72,11 +72,11 @@ def quarantine_rows(bad: "DataFrame | None", malformed: dict[str, "DataFrame"], 
     content = F.when(F.col(RAW).isNotNull(), F.concat_ws("|", F.col(RAW), F.col(_PARSED))).otherwise(
         F.to_json(F.struct(*(F.col(f.name) for f in output.fields))))
     occurrence = F.row_number().over(Window.partitionBy(F.col(SOURCE), content).orderBy(F.lit(1)))
-    return (
-        rows.withColumn(HASH, F.sha2(F.concat_ws("|", content, occurrence.cast("string")), 256))
-        .drop(_PARSED)
-        .withColumn(RUN_ID, F.lit(run_id))
-        .withColumn(AT, F.current_timestamp())
+    return rows.select(  # one projection: each DataFrame call costs the driver an analysis
+        *rows.columns,
+        F.sha2(F.concat_ws("|", content, occurrence.cast("string")), 256).alias(HASH),
+        F.lit(run_id).alias(RUN_ID),
+        F.current_timestamp().alias(AT),
     )
 
 
@@ -91,6 +91,7 @@ def append_quarantine(spark: "SparkSession", rows: "DataFrame", path: str, meta:
     from pyspark.sql import functions as F
 
     digest = _digest(rows)
+    rows = rows.drop(_PARSED)
     scala = Scala(spark)
     log = scala.delta("DeltaLog").forTable(scala.session, path)
     txn = log.startTransaction()
@@ -120,13 +121,23 @@ def append_quarantine(spark: "SparkSession", rows: "DataFrame", path: str, meta:
     return QuarantineCommit(path, not exists, before, version, inserted)
 
 
+DIGEST_VERSION = "xx1"  # digests recorded before it (sha2 of the row hashes) are simply not recognized
+
+
 def _digest(rows: "DataFrame") -> str:
-    """One hash of the (source, row hash) pairs offered, in any order."""
+    """One hash of the rows offered, as a multiset: the sorted 64-bit hashes of what
+    each row's ``_fk_row_hash`` covers (source, raw record, parsed columns, the output's
+    columns), not those row hashes themselves — they need a window over identical rows,
+    to_json and sha2 per row, which a rerun recognized by its digest never reads."""
     from pyspark.sql import functions as F
 
-    pairs = F.sort_array(F.collect_list(F.concat_ws("|", F.col(SOURCE), F.col(HASH))))
-    found = rows.agg(F.sha2(F.concat_ws(",", pairs), 256).alias("digest")).first()
-    return str(found["digest"]) if found else ""
+    skipped = {ERRORS, HASH, RUN_ID, AT}
+    # Spark does not hash maps: those columns are hashed as their JSON
+    covered = [F.to_json(F.struct(F.col(f.name))) if "map<" in f.dataType.simpleString() else F.col(f.name)
+               for f in rows.schema.fields if f.name not in skipped]
+    hashes = F.sort_array(F.collect_list(F.xxhash64(*covered).cast("string")))
+    found = rows.agg(F.sha2(F.concat_ws(",", hashes), 256).alias("digest")).first()
+    return f"{DIGEST_VERSION}:{found['digest']}" if found else ""
 
 
 def _latest_digest(spark: "SparkSession", path: str, version: int | None) -> str | None:

@@ -608,6 +608,33 @@ def test_a_rerun_after_the_quarantine_changed_reads_it_again(lab: Lab) -> None: 
     assert [(r["id"], r["v"]) for r in lab.rows("gate_edited_quarantine", by=["id"])] == [(2, -2), (3, -3)]
 
 
+def test_the_rows_digest_is_of_the_rows_as_a_multiset(lab: Lab) -> None:  # noqa: F811
+    """What a rerun is recognized by: the same rows in any order give the same digest; one
+    copy fewer of a repeated row, another raw record or another value, another digest. A
+    map column (which Spark does not hash) takes part too."""
+    from featurekit.sinks.quarantine import _digest, quarantine_rows
+    from pyspark.sql.types import LongType, MapType, StringType, StructField, StructType
+
+    spark = lab.spark
+    output = StructType([StructField("id", LongType()), StructField("tags", MapType(StringType(), LongType()))])
+    errors = "array<struct<check:string,column:string,message:string>>"
+
+    def digest(bad: list[tuple[Any, ...]], malformed: list[tuple[str, str]]) -> str:
+        frames = {"trips": spark.createDataFrame(malformed, "_fk_raw string, __fk_parsed string")} if malformed else {}
+        bad_rows = spark.createDataFrame(bad, f"id long, tags map<string,bigint>, _fk_errors {errors}")  # type: ignore[attr-defined]
+        return _digest(quarantine_rows(bad_rows, frames, output, "run-1"))
+
+    why = [("ge", "id", "must be >= 0")]
+    bad = [(-1, {"a": 1}, why), (-1, {"a": 1}, why), (-2, None, why)]
+    lines = [("x,1", "7"), ("x,1", "7"), ("y,,", "8")]
+    first = digest(bad, lines)
+    assert first.startswith("xx1:")
+    assert digest(list(reversed(bad)), list(reversed(lines))) == first
+    assert digest([(-1, {"a": 1}, [("lt", "id", "other reason")]), *bad[1:]], lines) == first  # the reasons are not the row
+    assert len({first, digest(bad[1:], lines), digest(bad, lines[1:]), digest([(-1, {"a": 2}, why), *bad[1:]], lines),
+                digest(bad, [("x,2", "7"), *lines[1:]]), digest(bad, [])}) == 6
+
+
 def test_rerun_after_one_bad_row_was_fixed_upstream(lab: Lab) -> None:  # noqa: F811
     checks = "columns: {v: {checks: {ge: 0}}}\nmax_bad_fraction: 0.9"
     lab.csv("gate_fixed_in", csv_of([(1, 1), (2, -2), (3, -3)]))
