@@ -88,6 +88,16 @@ def bench_project(root: Path, shuffle_partitions: int, master: str, driver_memor
     return Project(root)
 
 
+def empty_lake(project: Project) -> None:
+    """Remove every table a previous run of the benchmark left under ``data/lake``.
+
+    Each variant then writes its table from version 0, one commit per run, so in every
+    round all variants commit the same version: Delta's checkpoint (every 10th commit,
+    0.5-1 s) and the log replayed since the last one fall in the same round for all of them.
+    """
+    shutil.rmtree(project.root / "data" / "lake", ignore_errors=True)
+
+
 def write_job(project: Project, name: str, text: str) -> None:
     (project.jobs_dir / f"{name}.yaml").write_text(textwrap.dedent(text).lstrip())
 

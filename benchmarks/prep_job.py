@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
-    Sample, bench_project, load_average, machine, measure, print_breakdown, print_table, save_json,
+    Sample, bench_project, empty_lake, load_average, machine, measure, print_breakdown, print_table, save_json,
     start_session, summarize, wait_until_quiet, work_folder, write_job,
 )
 
@@ -302,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         raw = project.root / "data" / "raw"
         lake = project.root / "data" / "lake"
         data = generate_input(raw, args.rows, args.seed)
+        empty_lake(project)
         spark, settings = start_session(project)
         try:
             return _bench(args, project, settings, spark, str(raw / "trips"), lake, data)
