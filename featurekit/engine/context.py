@@ -157,7 +157,10 @@ class BuildContext:
             return self.observe(placed, out_key) if out_key else placed
         opened.keep = condition if opened.keep is None else opened.keep & condition
         opened.rows_field = f"rows_{len(opened.after) + 1}"
-        opened.columns[opened.rows_field] = F.count_if(opened.keep)
+        # count(CASE ...), not count_if: Spark rewrites count_if(c) as count(if(NOT c, null, c)),
+        # which names c twice and has the optimizer compute it in a projection of every column
+        # below the observation (a copy of each row, as wide as the source)
+        opened.columns[opened.rows_field] = F.count(F.when(opened.keep, F.lit(1)))
         opened.after.append(step)
         opened.current = current
         if out_key is not None:

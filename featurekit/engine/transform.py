@@ -43,7 +43,7 @@ def read_sources(ctx: BuildContext, job: LoadedJob) -> list[SourceRead]:
             # one, so each record is parsed whole; it is computed for malformed records only.
             parsed = F.xxhash64(*(F.col(c) for c in frame.columns if c != RAW))
             record = F.struct(raw.alias(RAW), parsed.cast("string").alias(PARSED))
-            frame = ctx.count_later(frame, f"source.{name}", malformed=F.count_if(raw.isNotNull()),
+            frame = ctx.count_later(frame, f"source.{name}", malformed=F.count(F.when(raw.isNotNull(), F.lit(1))),
                                     **{MALFORMED_ROWS: F.collect_list(F.when(raw.isNotNull(), record))})
             ctx.malformed.append(name)
             frame = ctx.filter(frame, raw.isNull(), None, None, then=lambda f: f.drop(RAW))

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from featurekit.errors import ConfigError, DataError
 from featurekit.sinks.jvm import Scala
 from featurekit.spec.models import OutputSpec
+from featurekit.spec.sqlcheck import quote
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -70,10 +71,6 @@ class CommitResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     run_id: str = ""  # the featurekit run that made the commit (from its userMetadata)
     version_before: int | None = None
-
-
-def _quote(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 def _is_local(path: str) -> bool:
@@ -395,7 +392,7 @@ def _merge(spark: "SparkSession", frame: "DataFrame", out: OutputSpec) -> None:
     from delta.tables import DeltaTable
     from pyspark.sql.types import MapType
 
-    on = " AND ".join(f"t.{_quote(k)} <=> s.{_quote(k)}" for k in out.keys)
+    on = " AND ".join(f"t.{quote(k)} <=> s.{quote(k)}" for k in out.keys)
     comparable = not any(isinstance(f.dataType, MapType) for f in frame.schema.fields)
     source = frame
     if comparable:

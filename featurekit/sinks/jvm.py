@@ -8,6 +8,7 @@ version in ``pyproject.toml`` and covered by the write-mode tests.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -42,7 +43,10 @@ class Scala:
         return list(self._converters.asJava(seq))
 
     def to_dict(self, scala_map: Any) -> dict[str, str]:
-        return dict(self._converters.asJava(scala_map))
+        """A ``Map[String, String]`` as a dict, in one round trip (as JSON text): iterating
+        the map through py4j would cost two round trips per entry."""
+        mapper = self.jvm.com.fasterxml.jackson.databind.ObjectMapper()
+        return json.loads(mapper.writeValueAsString(self._converters.asJava(scala_map)))
 
     def unwrap(self, option: Any) -> Any:
         return option.get() if option.isDefined() else None

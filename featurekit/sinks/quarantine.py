@@ -22,14 +22,16 @@ from typing import TYPE_CHECKING
 
 from featurekit.sinks.delta import JOB_PROPERTY, CommitMeta, remove_partial, write_held
 from featurekit.sinks.jvm import Scala
+from featurekit.spec.sqlcheck import literal, quote
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-    from pyspark.sql.types import StructType
+    from pyspark.sql.types import DataType, StructType
 
 SOURCE, RAW, HASH, RUN_ID, AT = "_fk_source", "_fk_raw", "_fk_row_hash", "_fk_run_id", "_fk_quarantined_at"
 ERRORS = "_fk_errors"
 _PARSED = "__fk_parsed"
+PARSE_FAILURE = "the record does not parse with the source's schema"
 
 
 @dataclass(frozen=True)
@@ -50,18 +52,16 @@ def quarantine_rows(bad: "DataFrame | None", malformed: dict[str, "DataFrame"], 
     ``malformed``: per source, the records that did not parse (``_fk_raw`` and
     ``__fk_parsed``, a hash of what did parse, which tells identical lines apart).
     """
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
+    # SQL text: the JVM parses each projection in one call (as Column objects, every
+    # function and cast would be a round trip from Python)
     parts = []
     if bad is not None:
-        parts.append(bad.select("*", *(F.lit(None).cast("string").alias(c) for c in (SOURCE, RAW, _PARSED))))
+        parts.append(bad.selectExpr("*", *(f"CAST(NULL AS STRING) AS {c}" for c in (SOURCE, RAW, _PARSED))))
     for name, frame in malformed.items():
-        reason = F.array(F.struct(F.lit("parse").alias("check"), F.lit(name).alias("column"),
-                                  F.lit("the record does not parse with the source's schema").alias("message")))
-        parts.append(frame.select(
-            *(F.lit(None).cast(f.dataType).alias(f.name) for f in output.fields),
-            reason.alias(ERRORS), F.lit(name).alias(SOURCE), F.col(RAW).alias(RAW), F.col(_PARSED).cast("string").alias(_PARSED),
+        reason = f"array(named_struct('check', 'parse', 'column', {literal(name)}, 'message', {literal(PARSE_FAILURE)}))"
+        parts.append(frame.selectExpr(
+            *(f"CAST(NULL AS {type_sql(f.dataType)}) AS {quote(f.name)}" for f in output.fields),
+            f"{reason} AS {ERRORS}", f"{literal(name)} AS {SOURCE}", RAW, f"CAST({_PARSED} AS STRING) AS {_PARSED}",
         ))
     if not parts:
         return None
@@ -69,15 +69,28 @@ def quarantine_rows(bad: "DataFrame | None", malformed: dict[str, "DataFrame"], 
     for part in parts[1:]:
         rows = rows.unionByName(part)
     rows = rows.coalesce(1)  # few rows, held by the driver: one partition, so the window needs no shuffle
-    content = F.when(F.col(RAW).isNotNull(), F.concat_ws("|", F.col(RAW), F.col(_PARSED))).otherwise(
-        F.to_json(F.struct(*(F.col(f.name) for f in output.fields))))
-    occurrence = F.row_number().over(Window.partitionBy(F.col(SOURCE), content).orderBy(F.lit(1)))
-    return rows.select(  # one projection: each DataFrame call costs the driver an analysis
-        *rows.columns,
-        F.sha2(F.concat_ws("|", content, occurrence.cast("string")), 256).alias(HASH),
-        F.lit(run_id).alias(RUN_ID),
-        F.current_timestamp().alias(AT),
+    columns = ", ".join(quote(f.name) for f in output.fields)
+    content = f"CASE WHEN {RAW} IS NOT NULL THEN concat_ws('|', {RAW}, {_PARSED}) ELSE to_json(struct({columns})) END"
+    occurrence = f"row_number() OVER (PARTITION BY {SOURCE}, {content} ORDER BY 1)"
+    return rows.selectExpr(  # one projection: each DataFrame call costs the driver an analysis
+        "*",
+        f"sha2(concat_ws('|', {content}, CAST({occurrence} AS STRING)), 256) AS {HASH}",
+        f"{literal(run_id)} AS {RUN_ID}",
+        f"current_timestamp() AS {AT}",
     )
+
+
+def type_sql(kind: "DataType") -> str:
+    """``kind`` as Spark SQL writes a type (nested field names quoted)."""
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    if isinstance(kind, StructType):
+        return "STRUCT<" + ", ".join(f"{quote(f.name)}: {type_sql(f.dataType)}" for f in kind.fields) + ">"
+    if isinstance(kind, ArrayType):
+        return f"ARRAY<{type_sql(kind.elementType)}>"
+    if isinstance(kind, MapType):
+        return f"MAP<{type_sql(kind.keyType)}, {type_sql(kind.valueType)}>"
+    return kind.simpleString()
 
 
 def append_quarantine(spark: "SparkSession", rows: "DataFrame", path: str, meta: CommitMeta) -> QuarantineCommit:
@@ -129,14 +142,12 @@ def _digest(rows: "DataFrame") -> str:
     each row's ``_fk_row_hash`` covers (source, raw record, parsed columns, the output's
     columns), not those row hashes themselves — they need a window over identical rows,
     to_json and sha2 per row, which a rerun recognized by its digest never reads."""
-    from pyspark.sql import functions as F
-
     skipped = {ERRORS, HASH, RUN_ID, AT}
     # Spark does not hash maps: those columns are hashed as their JSON
-    covered = [F.to_json(F.struct(F.col(f.name))) if "map<" in f.dataType.simpleString() else F.col(f.name)
-               for f in rows.schema.fields if f.name not in skipped]
-    hashes = F.sort_array(F.collect_list(F.xxhash64(*covered).cast("string")))
-    found = rows.agg(F.sha2(F.concat_ws(",", hashes), 256).alias("digest")).first()
+    covered = ", ".join(f"to_json(struct({quote(f.name)}))" if "map<" in f.dataType.simpleString() else quote(f.name)
+                        for f in rows.schema.fields if f.name not in skipped)
+    hashes = f"sort_array(collect_list(CAST(xxhash64({covered}) AS STRING)))"
+    found = rows.selectExpr(f"sha2(concat_ws(',', {hashes}), 256) AS digest").first()
     return f"{DIGEST_VERSION}:{found['digest']}" if found else ""
 
 

@@ -1,4 +1,4 @@
-"""Tell a query from a statement without a SQL engine.
+"""Spark SQL text without a SQL engine: tell a query from a statement; quote names and values.
 
 A ``sql`` step must be one SELECT/WITH query: Spark runs DDL and DML eagerly the moment
 ``spark.sql`` sees them, so anything else is refused at validation time, before a JVM.
@@ -7,6 +7,7 @@ A ``sql`` step must be one SELECT/WITH query: Spark runs DDL and DML eagerly the
 from __future__ import annotations
 
 import re
+from typing import Any
 
 QUERY_STARTS = {"select", "with", "from", "values", "table"}
 # Word pairs that turn a query into a statement wherever they stand (e.g. ``WITH ...
@@ -28,6 +29,21 @@ _TOKENS = re.compile(
     r"--[^\n]*|/\*.*?\*/|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`|;|\(|[A-Za-z_][A-Za-z0-9_]*",
     re.DOTALL,
 )
+
+
+def quote(name: str) -> str:
+    """``name`` as a Spark SQL identifier (backticks, any inside doubled)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def literal(value: Any) -> str:
+    """A Spark SQL literal (strings escaped for Spark's backslash-escaping parser)."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"
 
 
 def query_problem(sql: str) -> str | None:

@@ -26,9 +26,10 @@ import decimal
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable
 
+from featurekit.spec.sqlcheck import literal, quote
 from featurekit.spec.validate import ColumnRule, ValidateSpec
 from featurekit.validation.model import ModelContract, merged_columns
-from featurekit.validation.rules import RowRule, column_rules, literal, quote
+from featurekit.validation.rules import RowRule, column_rules
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame

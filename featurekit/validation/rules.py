@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from featurekit.spec.sqlcheck import literal, quote
 from featurekit.spec.validate import ColumnRule, Length, Range, ValidateSpec
 
 
@@ -22,20 +23,6 @@ class RowRule:
     failure_sql: str
     message: str
     flag: str = ""  # the boolean column the gate computes for this rule
-
-
-def quote(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
-def literal(value: Any) -> str:
-    """A Spark SQL literal (strings escaped for Spark's backslash-escaping parser)."""
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
-    return f"'{text}'"
 
 
 def _shown(value: Any) -> str:

@@ -199,6 +199,34 @@ def test_the_aggregates_bucket_counts_count_its_input_and_the_dedup_before_it(la
     assert {m for p in plans for m in re.findall(re.escape(prefix) + r"(\w+)", p)} == {"source_events", "step1_out"}
 
 
+def test_metrics_share_their_partials_and_each_window_sum_is_computed_once(lab: Lab, hourly: object) -> None:  # noqa: F811
+    """count(*) is the bucket's row count and avg(fare) is sum(fare) over count(fare): the
+    partials are shared, and each partial is summed over each window once (a range window
+    re-aggregates its frame for every row, so a repeated window function costs a whole one)."""
+    metrics = {"trips": "count(*)", "fare_sum": "sum(fare)", "fare_avg": "avg(fare)", "tips": "count(tip)"}
+    with physical_plans(lab.spark) as plans:
+        lab.run("agg_shared", f"""
+            name: agg_shared
+            sources:
+              events: {{format: csv, path: "${{raw_root}}/events", options: {{header: true}},
+                       schema: {{driver_id: long, event_ts: timestamp, fare: double, tip: double}}}}
+            steps:
+              - aggregate: {{keys: [driver_id], timestamp: event_ts, every: 1h, windows: [1h, 3h], metrics: {metrics}}}
+            output: {{path: "${{lake_root}}/agg_shared", mode: overwrite}}
+        """)
+    expected = {key: {m: values[m] for m in metrics} for key, values in EXPECTED_HOURLY.items()}
+    assert lab.rows("agg_shared", by=["driver_id", "event_ts"]) == as_rows(expected, ["1h", "3h"])
+    [written] = [p for p in plans if "Window" in p]  # the job's one pass
+    sections = written.split("\n\n")  # one per plan node: "(N) Name ...", then its details
+    aggregates = {re.sub(r"#\d+", "", line) for s in sections if "HashAggregate" in s.split("\n")[0]
+                  for line in s.split("\n") if line.startswith("Functions")}
+    windows = [re.findall(r"(\w+)\((__fk_\w+)#\d+L?\) windowspecdefinition\([^)]*RangeFrame, (-?\d+)", s)
+               for s in sections if s.split("\n")[0].strip().endswith("Window")]
+    assert windows and all(len(w) == len(set(w)) == 4 for w in windows)  # 3h: sum of rows, fare sums, fare counts, tips
+    assert aggregates == {"Functions [4]: [partial_count(1), partial_sum(fare), partial_count(fare), partial_count(tip)]",
+                          "Functions [4]: [count(1), sum(fare), count(fare), count(tip)]"}
+
+
 QUARTERS = """
     driver_id,event_ts,fare
     1,2024-01-01T10:00:00Z,1

@@ -635,6 +635,46 @@ def test_the_rows_digest_is_of_the_rows_as_a_multiset(lab: Lab) -> None:  # noqa
                 digest(bad, [("x,2", "7"), *lines[1:]]), digest(bad, [])}) == 6
 
 
+def test_quarantine_rows_keep_the_outputs_types_whatever_the_names(lab: Lab) -> None:  # noqa: F811
+    """Malformed records get a typed null in every output column, nested types and names
+    that need quoting included (the projection is SQL text), beside the gate's own rows."""
+    from featurekit.sinks.quarantine import PARSE_FAILURE, quarantine_rows
+    from pyspark.sql.types import _parse_datatype_string
+
+    output = _parse_datatype_string(
+        "`odd `` name` string, s struct<`a b`: int, c: array<struct<`d.e`: double>>>, m map<string, array<bigint>>, "
+        "at timestamp, amount decimal(12,3)")
+    errors = "array<struct<check:string,column:string,message:string>>"
+    bad = lab.spark.createDataFrame(  # type: ignore[attr-defined]
+        [("x", (1, [(2.5,)]), {"k": [1]}, None, None, [("ge", "amount", "must be >= 0")])],
+        ddl_with(output, f"_fk_errors {errors}"))
+    malformed = lab.spark.createDataFrame([("a,b", "7"), ("a,b", "7")], "_fk_raw string, __fk_parsed string")  # type: ignore[attr-defined]
+    for gate_rows in (bad, None):
+        rows = quarantine_rows(gate_rows, {"trips": malformed}, output, "run-1")
+        assert rows is not None
+        assert rows.schema.fields[:len(output.fields)] == output.fields
+        assert rows.columns[len(output.fields):] == [
+            "_fk_errors", "_fk_source", "_fk_raw", "__fk_parsed", "_fk_row_hash", "_fk_run_id", "_fk_quarantined_at"]
+        got = sorted(rows.collect(), key=lambda r: (r["_fk_source"] or "", r["_fk_row_hash"]))
+        parsed = [r for r in got if r["_fk_source"] == "trips"]
+        assert [(r["_fk_raw"], r["__fk_parsed"], r["_fk_run_id"]) for r in parsed] == [("a,b", "7", "run-1")] * 2
+        assert all(r[f.name] is None for r in parsed for f in output.fields)
+        assert [e.asDict() for e in parsed[0]["_fk_errors"]] == [
+            {"check": "parse", "column": "trips", "message": PARSE_FAILURE}]
+        assert len({r["_fk_row_hash"] for r in got}) == len(got)  # identical lines: two occurrences, two hashes
+        if gate_rows is not None:
+            [refused] = [r for r in got if r["_fk_source"] is None]
+            assert (refused["odd ` name"], refused["s"]["a b"], refused["m"]) == ("x", 1, {"k": [1]})
+
+
+def ddl_with(output: Any, extra: str) -> str:
+    """``output`` as a DDL schema string, plus ``extra`` fields."""
+    from featurekit.sinks.quarantine import type_sql
+    from featurekit.spec.sqlcheck import quote
+
+    return ", ".join([*(f"{quote(f.name)} {type_sql(f.dataType)}" for f in output.fields), extra])
+
+
 def test_rerun_after_one_bad_row_was_fixed_upstream(lab: Lab) -> None:  # noqa: F811
     checks = "columns: {v: {checks: {ge: 0}}}\nmax_bad_fraction: 0.9"
     lab.csv("gate_fixed_in", csv_of([(1, 1), (2, -2), (3, -3)]))

@@ -20,8 +20,9 @@ from pandera.pyspark import DataFrameModel, Field
 from pydantic import ValidationError
 
 from featurekit.spec.loader import parse_job
+from featurekit.spec.sqlcheck import literal, quote
 from featurekit.spec.validate import ColumnRule, Length, Range, ValidateSpec
-from featurekit.validation.rules import RowRule, column_rules, compile_rules, literal, quote, unique_keys
+from featurekit.validation.rules import RowRule, column_rules, compile_rules, unique_keys
 
 
 def rules(**rule: Any) -> list[RowRule]:

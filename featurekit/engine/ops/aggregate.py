@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 from featurekit.engine.context import BuildContext
 from featurekit.spec.durations import parse_duration
 from featurekit.spec.models import AggregateStep, parse_metric
+from featurekit.spec.sqlcheck import quote
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame
+    from pyspark.sql import DataFrame
 
 _BUCKET = "__fk_bucket_us"
 _ROWS = "__fk_rows"  # input rows per (key, bucket)
@@ -29,67 +30,58 @@ MICROS = 1_000_000
 
 
 def apply(frame: "DataFrame", step: AggregateStep, ctx: BuildContext) -> "DataFrame":
-    from pyspark.sql import Window
+    # The expressions are Spark SQL text, parsed by the JVM in one call per DataFrame call:
+    # as Column objects, each function would be a round trip from Python (about a hundred here).
     from pyspark.sql import functions as F
 
     args = step.aggregate
     every = parse_duration(args.every) * MICROS
-    ts = F.col(args.timestamp)
+    keys = [quote(k) for k in args.keys]
+    bucket = quote(_BUCKET)
     # The rows coming in are counted by the per-bucket counts coming out: no observation
     # over every input row (rows without a timestamp form a null bucket, counted, then dropped).
     counted = ctx.carry(frame, ctx.step_key("in"))
 
-    micros = F.unix_micros(ts.cast("timestamp"))
-    bucket = (micros + F.pmod(-micros, F.lit(every))).alias(_BUCKET)
-    partials: list["Column"] = [F.count(F.lit(1)).alias(_ROWS)]
-    plans: list[tuple[str, str, list[str]]] = []  # (metric, function, partial column names)
-    for index, (name, text) in enumerate(args.metrics.items()):
+    micros = f"unix_micros(CAST({quote(args.timestamp)} AS TIMESTAMP))"
+    # Metrics share their partials: count(*) is the row count, avg(x) is sum(x) and count(x)
+    partials = {"count(1)": _ROWS}  # partial aggregate (SQL) -> its column
+    plans: list[tuple[str, str, list[str]]] = []  # (metric, function, partial columns)
+    for name, text in args.metrics.items():
         function, argument = parse_metric(text)
-        value = F.lit(1) if argument == "*" else F.expr(argument)
-        base = f"__fk_p{index}"
-        if function == "avg":
-            partials += [F.sum(value).alias(f"{base}_sum"), F.count(value).alias(f"{base}_n")]
-            plans.append((name, function, [f"{base}_sum", f"{base}_n"]))
-        else:
-            aggregate = {"count": F.count, "sum": F.sum, "min": F.min, "max": F.max}[function]
-            partials.append(aggregate(value).alias(base))
-            plans.append((name, function, [base]))
+        value = "1" if argument == "*" else f"({argument}\n)"  # the user's SQL; a -- comment ends at the newline
+        needed = [f"sum({value})", f"count({value})"] if function == "avg" else [f"{function}({value})"]
+        plans.append((name, function, [partials.setdefault(sql, f"__fk_p{len(partials)}") for sql in needed]))
     # One row per (key, bucket) comes out: counted here, before the windows, so that metrics
     # a later step drops are pruned by Spark (an observation would keep them all alive).
-    grouped = ctx.count_later(counted.groupBy(*args.keys, bucket).agg(*partials), ctx.step_key("out"))
-    rows, placed = F.col(_ROWS), F.col(_BUCKET).isNotNull()
-    ctx.fill(ctx.step_key("in"), grouped, rows=F.sum(rows), null_timestamp=F.sum(F.when(~placed, rows)))
-    buckets = ctx.place(ctx.filter(grouped, placed, None, ctx.step_key("out")))
+    grouped = counted.groupBy(*(F.col(k) for k in args.keys), F.expr(f"{micros} + pmod(-{micros}, {every}L) AS {bucket}"))
+    grouped = ctx.count_later(grouped.agg(*(F.expr(f"{sql} AS {column}") for sql, column in partials.items())),
+                              ctx.step_key("out"))
+    ctx.fill(ctx.step_key("in"), grouped, rows=F.expr(f"sum({_ROWS})"),
+             null_timestamp=F.expr(f"sum(CASE WHEN {bucket} IS NULL THEN {_ROWS} END)"))
+    buckets = ctx.place(ctx.filter(grouped, F.expr(f"{bucket} IS NOT NULL"), None, ctx.step_key("out")))
 
-    metrics: list["Column"] = []
+    # Each partial combined over each window once, then the metrics from those: Spark would
+    # compute a window function as often as the metrics name it (an average names its count
+    # twice), and a range window re-aggregates its whole frame for every output row.
+    windowed: dict[str, str] = {}  # window function (SQL) -> its column
+    metrics = []
     for window_text in args.windows:
         span = parse_duration(window_text) * MICROS
-        window = Window.partitionBy(*args.keys).orderBy(_BUCKET).rangeBetween(-(span - every), 0)
+        window = (f"OVER (PARTITION BY {', '.join(keys)} ORDER BY {bucket} "
+                  f"RANGE BETWEEN {span - every}L PRECEDING AND CURRENT ROW)")
         for name, function, columns in plans:
-            combined = _partial(function, columns) if span == every else _combine(function, columns, window)
-            metrics.append(combined.alias(f"{name}_{window_text}"))
-    return buckets.select(
-        *args.keys,
-        F.timestamp_micros(F.col(_BUCKET)).alias(args.timestamp),
-        *metrics,
-    )
+            if span != every:  # a window as long as the bucket is the bucket's own partial
+                combine = "sum" if function in ("count", "sum", "avg") else function
+                columns = [windowed.setdefault(f"{combine}({c}) {window}", f"__fk_w{len(windowed)}") for c in columns]
+            metrics.append(f"{_metric(function, columns)} AS {quote(f'{name}_{window_text}')}")
+    combined = buckets.selectExpr("*", *(f"{sql} AS {column}" for sql, column in windowed.items())) if windowed else buckets
+    return combined.selectExpr(*keys, f"timestamp_micros({bucket}) AS {quote(args.timestamp)}", *metrics)
 
 
-def _partial(function: str, columns: list[str]) -> "Column":
-    """A window as long as the bucket holds the bucket's own partial: no window needed."""
-    from pyspark.sql import functions as F
-
+def _metric(function: str, columns: list[str]) -> str:
+    """A metric from its partials (or their windowed combinations): an average is their
+    sum over their count; any other metric is its one column."""
     if function == "avg":
-        total, n = (F.col(c) for c in columns)
-        return F.when(n > 0, total / n)
-    return F.col(columns[0])
-
-
-def _combine(function: str, columns: list[str], window: object) -> "Column":
-    from pyspark.sql import functions as F
-
-    if function == "avg":
-        total, n = (F.sum(F.col(c)).over(window) for c in columns)
-        return F.when(n > 0, total / n)
-    combine = {"count": F.sum, "sum": F.sum, "min": F.min, "max": F.max}[function]
-    return combine(F.col(columns[0])).over(window)
+        total, n = columns
+        return f"CASE WHEN {n} > 0 THEN {total} / {n} END"
+    return columns[0]
