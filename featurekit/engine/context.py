@@ -7,7 +7,10 @@ Spark's generated code around it, so the context places as few as the counts all
 count point is left *open* until the next op needs the frame for something else: an op
 that counts the same rows (the next step's input) adds its values to the same node, and a
 ``filter`` adds one conditional count per filter instead of a node of its own. A chain of
-filters after a source is then counted by the source's own node.
+filters after a source is then counted by the source's own node. A projection (a step
+that keeps every row) moves an open count of its input's rows above itself instead: below
+it, the observation would split the code Spark generates between the scan and the
+projection, and above it the row the projection builds anyway passes through it.
 """
 
 from __future__ import annotations
@@ -65,6 +68,9 @@ class BuildContext:
     _open: _Open | None = None
     _carried: dict[str, str | None] = field(default_factory=dict)  # count points left to a later node (see carry)
     _last: tuple["DataFrame", _Point] | None = None  # the frame last placed, where its rows are counted
+    # whether a later step may read a source by its name (a view, ``ctx.sources``) rather than
+    # through the running frame: then a source's count stays with the source (see ``project``)
+    sources_read_later: bool = True
 
     # ------------------------------------------------------------------ count points
 
@@ -166,6 +172,38 @@ class BuildContext:
         if out_key is not None:
             self._points[out_key] = _Point(opened.node, {"rows": opened.rows_field})
         return current
+
+    def project(self, frame: "DataFrame", build: Callable[["DataFrame"], "DataFrame"],
+                counted_as: tuple[str, str] | None = None, keeps_rows: bool = False) -> "DataFrame":
+        """``build(frame)``, for a step meant to keep every row (a projection).
+
+        An open count of exactly ``frame``'s rows (no filter absorbed, nothing gathered)
+        moves above the result instead of being placed below it. Measured on 5M Parquet
+        rows: a count between a columnar scan and a projection costs 0.6 s of executor CPU,
+        one above it 0.2 s. A source's count only moves when no later step reads that
+        source by name (``sources_read_later``): its view and ``sources`` entry are then the
+        source as read, and its rows are counted on the running frame's way to the output.
+
+        Unless ``keeps_rows`` vouches for it, the result's plan is checked: a ``select`` may
+        hold a generator or an aggregate. Such a result is counted like a filter's, in and
+        out at the count points ``counted_as``."""
+        opened = self._open
+        movable = (self.counting and opened is not None and frame is opened.current and opened.keep is None
+                   and not opened.after and list(opened.columns) == ["rows"]
+                   and not (opened.placed and self.sources_read_later))
+        base = frame if movable else self.place(frame)
+        result = build(base)
+        if keeps_rows or _projection_of(result, base):
+            if movable and opened is not None:
+                for _, callback in opened.placed:
+                    callback(frame)
+                opened.placed.clear()
+                opened.frame = opened.current = result
+            return result
+        if counted_as is None:
+            return build(self.place(frame)) if movable else result
+        counted = self.observe(frame if movable else base, counted_as[0])  # where its rows are already counted, if they are
+        return self.count_later(build(counted), counted_as[1])
 
     def when_placed(self, frame: "DataFrame", callback: Callable[["DataFrame"], None]) -> None:
         """Call ``callback`` with ``frame`` as it will be in the plan: now, or when the open
@@ -280,3 +318,15 @@ def _deterministic(filtered: "DataFrame", then: bool) -> bool:
     if then:
         node = node.child()
     return bool(node.condition().deterministic())
+
+
+def _projection_of(projected: "DataFrame", frame: "DataFrame") -> bool:
+    """Whether ``projected``'s plan is ``frame``'s under projections and windows only: the
+    same rows, one for one (no generator, aggregate, filter or join)."""
+    node = projected._jdf.queryExecution().analyzed()
+    base = frame._jdf.queryExecution().analyzed()
+    while node.nodeName() in ("Project", "Window"):
+        node = node.child()
+        if node.equals(base):
+            return True
+    return False

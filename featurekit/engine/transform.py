@@ -6,11 +6,11 @@ import functools
 from typing import TYPE_CHECKING
 
 from featurekit.engine.context import BuildContext
-from featurekit.engine.ops import COUNTS_ITS_INPUT, OPS
+from featurekit.engine.ops import COUNTS_ITS_INPUT, OPS, PROJECTIONS
 from featurekit.engine.sources import RAW, SourceRead, read_source
 from featurekit.errors import SpecError
 from featurekit.spec.loader import LoadedJob
-from featurekit.spec.models import step_op
+from featurekit.spec.models import StepSpec, step_op
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -63,23 +63,40 @@ def _named(ctx: BuildContext, name: str, frame: "DataFrame") -> None:
     ctx.register_view(name, frame)
 
 
-def apply_steps(ctx: BuildContext, job: LoadedJob) -> "DataFrame":
+def apply_steps(ctx: BuildContext, job: LoadedJob, place: bool = True) -> "DataFrame":
     """The running frame after every step; a step Spark cannot analyse is a spec error
-    located at that step."""
+    located at that step. With ``place=False`` a count still open after the last step stays
+    open (the caller projects the frame further, or places it)."""
     from pyspark.errors import AnalysisException
 
+    steps = job.spec.steps
     frame = ctx.sources[job.spec.first_source]
-    for index, step in enumerate(job.spec.steps):
+    for index, step in enumerate(steps):
         op = step_op(step) or ""
         ctx.step = index
-        if op not in COUNTS_ITS_INPUT:
-            frame = ctx.place(frame)
+        ctx.sources_read_later = any(_reads_a_source(later, job.spec.first_source) for later in steps[index + 1:])
         try:
+            if op in PROJECTIONS:
+                build = functools.partial(OPS[op], step=step, ctx=ctx)
+                frame = ctx.project(frame, build, counted_as=(ctx.step_key("in"), ctx.step_key("out")))
+                continue
+            if op not in COUNTS_ITS_INPUT:
+                frame = ctx.place(frame)
             frame = OPS[op](frame, step, ctx)
         except AnalysisException as exc:
             message = _first_line(exc)
             raise SpecError([job.positions.problem(("steps", index, op), f"Spark cannot apply this step: {message}")]) from exc
-    return ctx.place(frame)
+    ctx.sources_read_later = False
+    return ctx.place(frame) if place else frame
+
+
+def _reads_a_source(step: StepSpec, first: str) -> bool:
+    """Whether ``step`` may read the first source by name, not through the running frame."""
+    op = step_op(step)
+    if op == "sql":
+        return True
+    args = getattr(step, op or "", None)
+    return op in ("join", "union") and getattr(args, "source", None) == first
 
 
 def _first_line(exc: Exception) -> str:

@@ -15,7 +15,8 @@ from featurekit.sinks.delta import NO_CHANGE
 from featurekit.spec.loader import LoadedJob
 from featurekit.spec.models import step_op
 
-# Ops that neither add nor remove rows: what goes in comes out.
+# Ops that neither add nor remove rows: what goes in comes out (a ``select`` holding a
+# generator or an aggregate is counted in and out instead, see ``BuildContext.project``).
 ROW_PRESERVING = {"with_columns", "select", "rename", "cast", "drop", "fill_null"}
 
 Counts = dict[str, dict[str, int] | None]
@@ -37,6 +38,9 @@ def step_counts(job: LoadedJob, counts: Counts) -> list[StepCount]:
             dropped: int | None = nulls
         elif op == "join" and rows_in is not None and rows_out is not None and rows_out > rows_in:
             dropped, note = None, f"{rows_out - rows_in} row(s) added: keys matched more than once"
+        elif op in ROW_PRESERVING and rows_in is not None and rows_out is not None:
+            what = "a generator made more" if rows_out > rows_in else "an aggregate made fewer"
+            dropped, note = None, f"{rows_in} row(s) in, {rows_out} out: {what}"
         else:
             dropped = rows_in - rows_out if rows_in is not None and rows_out is not None else None
         out.append(StepCount(index, op, rows_in, rows_out, dropped, note))

@@ -46,6 +46,7 @@ from featurekit.validation.gate import (
     check_schema,
     decide,
     effective_spec,
+    GatePlan,
     gate_frame,
     run_opaque_checks,
     summarize,
@@ -179,7 +180,7 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
                 reads = read_sources(ctx, job)
             except MissingTable as exc:
                 raise _missing_table(project, job, settings, exc) from exc
-            frame = apply_steps(ctx, job)
+            frame = apply_steps(ctx, job, place=False)  # the gate's projection may take its open count
             contract = None
             if spec.validation is not None and spec.validation.schema_model:
                 contract = contract_of(load_model(spec.validation.schema_model, project.root))
@@ -193,11 +194,18 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
             result.gate = asdict(refused)
             raise GateFailed(refused, result)
         with _phase(result, "compute"):  # the one pass: steps, checks, counts, data files
-            plan = gate_frame(frame, spec.validation, contract, rescan=lambda: _rebuilt(ctx, job, reads))
-            gated = plan.frame
+            plans: list[GatePlan] = []
+
+            def gate(result: "DataFrame") -> "DataFrame":
+                plans.append(gate_frame(result, spec.validation, contract, rescan=lambda: _rebuilt(ctx, job, reads)))
+                return plans[-1].frame
+
+            # the checks add columns to every row and drop none: the steps' open count joins the gate's
+            gated = ctx.project(frame, gate, keeps_rows=True)
+            plan = plans[-1]
             if plan.rules or spec.output.mode == "merge":  # else Delta's count of the written rows serves
                 gated = ctx.observe(gated, "gate", **plan.observed())
-                plan.frame = gated
+            plan.frame = ctx.place(gated)
             prepared = prepare(spark, plan.good_rows(), spec.output, meta)
             counts = ctx.counts()
             if "gate" not in counts:
@@ -207,8 +215,12 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
         with _phase(result, "gate"):
             gathered = ctx.collected("gate", BAD_ROWS, plan.gathered_schema) if plan.rules else None
             # few rows, read four times (counts and examples, the late write, the quarantine
-            # rows, their digest): computed once
-            resolved = plan.resolve(gathered).localCheckpoint() if gathered is not None else None
+            # rows, their digest): ranked once (the gathered rows alone are the driver's copy)
+            # one partition: the rows are the driver's copy, few, and one partition satisfies the
+            # window's and the counts' distribution without a shuffle
+            resolved = plan.resolve(gathered.coalesce(1)) if gathered is not None else None
+            if resolved is not None and plan.held:
+                resolved = resolved.localCheckpoint()
             gate = summarize(counts.get("gate"), plan, resolved, spec.validation)
             gate.rows_malformed = sum(s["rows_malformed"] or 0 for s in result.sources)
             decide(gate, spec.validation)

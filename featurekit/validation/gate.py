@@ -238,7 +238,11 @@ def _any(names: Any) -> "Column":
     """TRUE where any of the boolean columns ``names`` is (one expression, one py4j call)."""
     from pyspark.sql import functions as F
 
-    return F.expr(" OR ".join(["FALSE", *(quote(name) for name in names)]))
+    return F.expr(_any_sql(names))
+
+
+def _any_sql(names: Any) -> str:
+    return " OR ".join(["FALSE", *(quote(name) for name in names)])
 
 
 def gate_frame(frame: "DataFrame", spec: ValidateSpec | None, contract: ModelContract | None,
@@ -256,8 +260,10 @@ def gate_frame(frame: "DataFrame", spec: ValidateSpec | None, contract: ModelCon
     helpers, held, unique = [], [], []
     model_unique = contract.unique if contract is not None else None
     uniques = _unique_rules(spec, columns, frame.columns, model_unique)
-    why_not = _not_rescannable(frame) if uniques and rescan is not None else "no pre-pass offered"
-    plain = rescan() if uniques and why_not is None and rescan is not None else None
+    why_not, observed = _not_rescannable(frame) if uniques and rescan is not None else ("no pre-pass offered", True)
+    plain = None
+    if uniques and why_not is None and rescan is not None:
+        plain = rescan() if observed else frame  # a plan without observations is read as it is
     # one pre-pass reads the keys of every uniqueness rule
     repeats = _repeated_hashes(plain, [keys for _, keys, _, _ in uniques]) if plain is not None else None
     for index, (rule, keys, order, keep) in enumerate(uniques):
@@ -293,25 +299,27 @@ def gate_frame(frame: "DataFrame", spec: ValidateSpec | None, contract: ModelCon
     return plan
 
 
-def _not_rescannable(frame: "DataFrame") -> str | None:
-    """Why reading ``frame``'s plan a second time (for its keys) would cost much, or None."""
+def _not_rescannable(frame: "DataFrame") -> tuple[str | None, bool]:
+    """Why reading ``frame``'s plan a second time (for its keys) would cost much (None if
+    it would not), and whether the plan holds observations (a second read would fill them)."""
     converters = frame.sparkSession._jvm.scala.jdk.javaapi.CollectionConverters  # type: ignore[attr-defined]
     plan = frame._jdf.queryExecution().optimizedPlan()
     if not plan.deterministic():
-        return "the plan is not deterministic"
-    stack = [plan]
+        return "the plan is not deterministic", True
+    stack, observed = [plan], False
     while stack:
         node = stack.pop()
         name = node.nodeName()
         if name in _WIDE:
-            return f"the plan has a {name} (a shuffle, sort or limit)"
+            return f"the plan has a {name} (a shuffle, sort or limit)", True
+        observed = observed or name == "CollectMetrics"
         children = list(converters.asJava(node.children()))
         if not children and name not in _IN_MEMORY:
             kind = _file_format(node)
             if kind not in _COLUMNAR:
-                return f"a source is read by {kind or name} (reading it twice costs a full parse)"
+                return f"a source is read by {kind or name} (reading it twice costs a full parse)", True
         stack.extend(children)
-    return None
+    return None, observed
 
 
 def _file_format(node: Any) -> str | None:
@@ -389,21 +397,22 @@ def summarize(counts: dict[str, int] | None, plan: GatePlan, resolved: "DataFram
               spec: ValidateSpec | None) -> GateResult:
     """The gate's verdict material: the rows it saw (the observation), then, in one Spark
     job over the gathered rows, the failures per rule, the bad rows and the examples."""
-    from pyspark.sql import functions as F
-
     spec = effective_spec(spec)
     result = GateResult(policy=spec.policy, max_bad_fraction=spec.max_bad_fraction, unique=plan.unique)
     result.rows_checked = int((counts or {}).get("rows", 0))
     result.rows_good = result.rows_checked
     if resolved is None or not plan.rules:
         return result
-    shown = F.struct(*(F.col(c) for c in resolved.columns if c not in set(plan.markers)))
-    aggregates = [F.count_if(failing(plan.rules)).alias("bad"),
-                  F.count_if(_any(h.column for h in plan.held) & ~failing(plan.rules)).alias("released")]
+    # SQL text: one py4j call for the lot (Column objects cost a few calls each)
+    markers = set(plan.markers)
+    shown = f"struct({', '.join(quote(c) for c in resolved.columns if c not in markers)})"
+    bad = _any_sql(r.flag for r in plan.rules)
+    aggregates = [f"count(CASE WHEN {bad} THEN 1 END) AS bad",
+                  f"count(CASE WHEN ({_any_sql(h.column for h in plan.held)}) AND NOT ({bad}) THEN 1 END) AS released"]
     for index, rule in enumerate(plan.rules):
-        aggregates.append(F.count_if(F.col(rule.flag)).alias(f"n{index}"))
-        aggregates.append(F.slice(F.collect_list(F.when(F.col(rule.flag), shown)), 1, EXAMPLES).alias(f"e{index}"))
-    found = resolved.agg(*aggregates).first()
+        aggregates.append(f"count(CASE WHEN {quote(rule.flag)} THEN 1 END) AS n{index}")
+        aggregates.append(f"slice(collect_list(CASE WHEN {quote(rule.flag)} THEN {shown} END), 1, {EXAMPLES}) AS e{index}")
+    found = resolved.selectExpr(*aggregates).first()
     result.rows_bad = int(found["bad"]) if found else 0
     result.rows_released = int(found["released"]) if found else 0
     result.rows_good = result.rows_checked - result.rows_bad

@@ -15,7 +15,7 @@ import pytest
 from featurekit.errors import DataError
 from featurekit.pipeline import GateFailed, RunResult
 from featurekit.validation import gate
-from tests.integration.helpers import Lab, lab, ts  # noqa: F401  (lab is a fixture)
+from tests.integration.helpers import Lab, lab, physical_plans, ts  # noqa: F401  (lab is a fixture)
 
 META = ("_fk_run_id", "_fk_quarantined_at", "_fk_row_hash")
 HELD = "repeated keys, held back"
@@ -130,6 +130,26 @@ def test_a_delta_source_is_read_again_at_the_same_version_and_counted_once(lab: 
     assert (read["rows_read"], read["delta_version"]) == (len(ROWS), 0)
     assert result.rows_out == len(ROWS) == result.rows_written + result.rows_quarantined
     assert split(lab, "unique_from_delta") == split(lab, "unique_held_overwrite")
+
+
+def test_the_sources_count_joins_the_gates_and_the_pre_pass_reads_the_result_as_built(  # noqa: F811
+        lab: Lab, source: str, spark: object) -> None:
+    """Nothing but projections between the source and the gate: the rows read are counted
+    by the gate's observation, the one operator in the pass that splits Spark's generated
+    code, and the key pre-pass reads the result's own plan, which holds no observation (the
+    plan is not built a second time)."""
+    with physical_plans(spark) as plans:
+        result = lab.run("unique_one_node", job("unique_one_node", source, CHECKS))
+    assert methods(result) == [HELD, HELD]
+    assert result.sources[0]["rows_read"] == len(ROWS) == result.rows_out == result.rows_written + result.rows_quarantined
+    nodes = [p.split("\n\n")[0].count("CollectMetrics") for p in plans]  # the operator tree atop each plan
+    assert sorted(n for n in nodes if n) == [1]
+    pre_pass = [p for p in plans if "xxhash64" in p and "WriteFiles" not in p and "CollectMetrics" not in p]
+    assert pre_pass, "the key pre-pass ran no observation-free plan"
+    write = next(p for p in plans if "CollectMetrics" in p)
+    tree = write.split("\n\n")[0].splitlines()
+    below = tree[next(i for i, line in enumerate(tree) if "CollectMetrics" in line) + 1]
+    assert "Project" in below  # above the projections, not between the scan and them
 
 
 def test_no_repeated_key_holds_nothing_back(lab: Lab) -> None:  # noqa: F811

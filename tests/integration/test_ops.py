@@ -219,6 +219,69 @@ def test_sql_reads_the_first_source_after_a_filter_counted_in_its_observation(la
     assert lab.rows("op_filter_sql", by=["id"]) == [{"id": 1, "everyone": 4}, {"id": 3, "everyone": 4}]
 
 
+def _below_each_count(plans: list[str], prefix: str) -> dict[str, str]:
+    """For each observation of the run: the operator right below it in the physical plan."""
+    below = {}
+    for plan in plans:
+        tree = plan.split("\n\n")[0].splitlines()
+        for i, line in enumerate(tree):
+            if "CollectMetrics" in line:
+                number = line.split("(")[-1].rstrip(")")
+                details = plan.split(f"({number}) CollectMetrics")[1].split("\n\n")[0]
+                name = re.search(re.escape(prefix) + r"(\w+)", details)
+                below[name.group(1) if name else "?"] = tree[i + 1].split("- ")[-1].strip() if i + 1 < len(tree) else ""
+    return below
+
+
+def test_a_sources_count_moves_above_the_projections_that_follow_it(lab: Lab, spark: object) -> None:  # noqa: F811
+    """Counted right after a columnar scan, a source's observation would split the generated
+    code between the scan and the projections; it is placed above them (the same rows)."""
+    lab.parquet("people_pq", pa.table({"id": pa.array([1, 2, 3], pa.int64()), "score": pa.array([10, None, 30])}))
+    steps = ('  - with_columns: {double: "score * 2"}\n'
+             "  - select: [id, double]\n"
+             "  - rename: {double: twice}\n")
+    with physical_plans(spark) as plans:
+        result = lab.run("op_count_above", f"name: op_count_above\nsources:\n"
+                         f'  people: {{format: parquet, path: "${{raw_root}}/people_pq"}}\nsteps:\n{steps}'
+                         'output: {path: "${lake_root}/op_count_above", mode: overwrite}\n')
+    assert result.sources[0]["rows_read"] == 3 and result.rows_written == 3
+    assert _below_each_count(plans, f"fk_{result.run_id.replace('-', '_')}_") == {"source_people": "* Project (3)"}
+    assert lab.rows("op_count_above", by=["id"]) == [{"id": 1, "twice": 20}, {"id": 2, "twice": None},
+                                                     {"id": 3, "twice": 60}]
+
+
+def test_a_select_that_explodes_rows_is_counted_after_the_source_not_above_it(lab: Lab) -> None:  # noqa: F811
+    """A ``select`` may make more rows (a generator) or fewer (an aggregate): the source's
+    count then stays below it, and the accounting still adds up."""
+    explode = "  - with_columns: {one: '1'}\n  - select: [id, 'explode(array(1, 2)) AS k']\n"
+    exploded = lab.run("op_select_explode", job("op_select_explode", explode))
+    assert exploded.sources[0]["rows_read"] == 4 and exploded.rows_written == 8
+    assert counts(exploded) == [(1, "select", 4, 8, None)]
+    assert exploded.steps[0].note == "4 row(s) in, 8 out: a generator made more"
+    totals = lab.run("op_select_agg", job("op_select_agg", "  - select: [count(*) AS n, sum(score) AS total]\n"))
+    assert totals.sources[0]["rows_read"] == 4 and totals.rows_written == 1
+    assert counts(totals) == [(0, "select", 4, 1, None)]
+    assert lab.rows("op_select_agg") == [{"n": 4, "total": 35}]
+    # a columnar source, whose count would move above a projection
+    lab.parquet("people_explode_pq", pa.table({"id": pa.array([1, 2, 3], pa.int64())}))
+    columnar = lab.run("op_select_explode_pq", "name: op_select_explode_pq\nsources:\n"
+                       '  people: {format: parquet, path: "${raw_root}/people_explode_pq"}\nsteps:\n'
+                       f"{explode}output: {{path: \"${{lake_root}}/op_select_explode_pq\", mode: overwrite}}\n")
+    assert columnar.sources[0]["rows_read"] == 3 and columnar.rows_written == 6
+    assert counts(columnar) == [(1, "select", 3, 6, None)]
+
+
+def test_sql_reading_the_first_source_by_name_after_a_projection_still_counts_it(lab: Lab) -> None:  # noqa: F811
+    """A later step reads the source through its view, not through the running frame: the
+    source's count stays with the source, or the rows read would never be counted."""
+    result = lab.run("op_sql_by_name", job("op_sql_by_name", (
+        '  - with_columns: {double: "score * 2"}\n'
+        "  - sql: SELECT count(*) AS n FROM people\n"
+    )))
+    assert result.sources[0]["rows_read"] == 4 and result.rows_written == 1
+    assert lab.rows("op_sql_by_name") == [{"n": 4}]
+
+
 # --------------------------------------------------------------------------- with_columns
 
 

@@ -38,3 +38,7 @@ OPS: dict[str, Callable[..., Any]] = {
 # Ops that hand their input to the context's count points first (``observe``/``filter``),
 # so an open count (see ``BuildContext``) may reach them; every other op gets it placed.
 COUNTS_ITS_INPUT = {"filter", "dedup", "join", "aggregate"}
+
+# Ops whose result is a projection of their input (every row kept, none added), as written;
+# ``BuildContext.project`` checks the plan, since a ``select`` may aggregate or explode.
+PROJECTIONS = {"with_columns", "select", "rename", "cast", "drop", "fill_null"}
