@@ -108,6 +108,20 @@ def _describe(step: object) -> str:
     return f"{op}: {text}"
 
 
+def _quiet_query_context() -> None:
+    """PySpark logs every analysis error it raises, with its Python stack, as a JSON line on
+    stderr; featurekit reports the same error in one line at the step of the spec that
+    caused it, so that log is kept for ``--debug``."""
+    if _state["debug"]:
+        return
+    import logging
+
+    from pyspark.logger import PySparkLogger
+
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)
+
+
 @app.command()
 def run(
     job: Annotated[str, typer.Argument(help="Job name or path.")],
@@ -118,6 +132,7 @@ def run(
     """Run a job: sources -> steps -> Delta commit, and print what happened."""
     from featurekit import pipeline
 
+    _quiet_query_context()
     project = _project()
     loaded, settings = pipeline.load(project, job, env)
     features = loaded.spec.features

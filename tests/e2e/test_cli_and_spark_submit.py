@@ -151,6 +151,21 @@ def test_exit_codes(project: Path) -> None:
     assert not (project / "data" / "lake" / "boom").exists()
     (jobs / "boom.yaml").unlink()
 
+    # a step Spark cannot analyse: one line at the step, no log of PySpark's own (see --debug)
+    (jobs / "nocol.yaml").write_text(
+        "name: nocol\n"
+        "sources:\n"
+        "  trips: {format: csv, path: \"${raw_root}/trips\", options: {header: true}}\n"
+        "steps:\n"
+        "  - with_columns: {x: \"no_such_column + 1\"}\n"
+        "output: {path: \"${lake_root}/nocol\"}\n"
+    )
+    done = _cli(project, "run", "nocol")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "jobs/nocol.yaml:5:5 steps[0].with_columns: Spark cannot apply this step: [UNRESOLVED_COLUMN" in done.stderr
+    assert "SQLQueryContextLogger" not in done.stderr and "Traceback" not in done.stderr
+    (jobs / "nocol.yaml").unlink()
+
     # the gate refuses: strict policy, and the raw trips have unparsable timestamps
     (jobs / "strict.yaml").write_text(
         "name: strict\n"
