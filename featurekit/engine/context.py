@@ -191,13 +191,14 @@ class BuildContext:
         movable = (self.counting and opened is not None and frame is opened.current and opened.keep is None
                    and not opened.after and list(opened.columns) == ["rows"]
                    and not (opened.placed and self.sources_read_later))
+        if movable and opened is not None:  # the source as read, for the step too (a subquery may name it)
+            for _, callback in opened.placed:
+                callback(frame)
+            opened.placed.clear()
         base = frame if movable else self.place(frame)
         result = build(base)
         if keeps_rows or _projection_of(result, base):
             if movable and opened is not None:
-                for _, callback in opened.placed:
-                    callback(frame)
-                opened.placed.clear()
                 opened.frame = opened.current = result
             return result
         if counted_as is None:

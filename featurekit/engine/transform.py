@@ -50,6 +50,8 @@ def read_sources(ctx: BuildContext, job: LoadedJob) -> list[SourceRead]:
         else:
             frame = ctx.count_later(frame, f"source.{name}")
         ctx.sources[name] = frame
+        if name == first:  # named now, as read, for a step's subquery; again once its count is placed
+            ctx.register_view(name, frame)
         ctx.when_placed(frame, functools.partial(_named, ctx, name))
         if name != first:
             ctx.place(frame)

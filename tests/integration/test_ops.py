@@ -271,6 +271,27 @@ def test_a_select_that_explodes_rows_is_counted_after_the_source_not_above_it(la
     assert counts(columnar) == [(1, "select", 3, 6, None)]
 
 
+def test_a_filter_right_after_the_source_may_read_it_by_name(lab: Lab) -> None:  # noqa: F811
+    """The filter is counted inside the source's observation, not yet placed: its subquery
+    reads the source as read."""
+    result = lab.run("op_filter_subquery", job("op_filter_subquery",
+                                               '  - filter: "score >= (SELECT avg(score) FROM people)"\n'))
+    assert counts(result) == [(0, "filter", 4, 1, 3)]   # avg 11.67: ann (10), bob (null) and dan (-5) go
+    assert result.sources[0]["rows_read"] == 4 and lab.rows("op_filter_subquery") == [CID]
+
+
+def test_a_projection_may_read_the_first_source_by_name(lab: Lab) -> None:  # noqa: F811
+    """A subquery in a step reads the source as read (its view), once; the rows the job reads
+    are counted on the running frame, above the projection."""
+    lab.parquet("people_top_pq", pa.table({"id": pa.array([1, 2, 3], pa.int64()), "score": pa.array([10, None, 30])}))
+    result = lab.run("op_projection_subquery", "name: op_projection_subquery\nsources:\n"
+                     '  people: {format: parquet, path: "${raw_root}/people_top_pq"}\nsteps:\n'
+                     '  - with_columns: {top: "(SELECT max(score) FROM people)"}\n'
+                     'output: {path: "${lake_root}/op_projection_subquery", mode: overwrite}\n')
+    assert result.sources[0]["rows_read"] == 3 and result.rows_written == 3
+    assert [r["top"] for r in lab.rows("op_projection_subquery")] == [30, 30, 30]
+
+
 def test_sql_reading_the_first_source_by_name_after_a_projection_still_counts_it(lab: Lab) -> None:  # noqa: F811
     """A later step reads the source through its view, not through the running frame: the
     source's count stays with the source, or the rows read would never be counted."""
