@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from featurekit.engine.context import BuildContext
 from featurekit.engine.ops import COUNTS_ITS_INPUT, OPS, PROJECTIONS
 from featurekit.engine.sources import RAW, SourceRead, read_source
 from featurekit.errors import SpecError
 from featurekit.spec.loader import LoadedJob
-from featurekit.spec.models import StepSpec, step_op
+from featurekit.spec.models import step_op
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -92,7 +92,7 @@ def apply_steps(ctx: BuildContext, job: LoadedJob, place: bool = True) -> "DataF
     return ctx.place(frame) if place else frame
 
 
-def _reads_a_source(step: StepSpec, first: str) -> bool:
+def _reads_a_source(step: Any, first: str) -> bool:
     """Whether ``step`` may read the first source by name, not through the running frame."""
     op = step_op(step)
     if op == "sql":

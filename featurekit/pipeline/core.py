@@ -42,11 +42,11 @@ from featurekit.sinks.quarantine import append_quarantine, quarantine_rows, undo
 from featurekit.spec.loader import LoadedJob, load_job
 from featurekit.validation.gate import (
     BAD_ROWS,
+    GatePlan,
     GateResult,
     check_schema,
     decide,
     effective_spec,
-    GatePlan,
     gate_frame,
     run_opaque_checks,
     summarize,
@@ -196,12 +196,12 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
         with _phase(result, "compute"):  # the one pass: steps, checks, counts, data files
             plans: list[GatePlan] = []
 
-            def gate(result: "DataFrame") -> "DataFrame":
-                plans.append(gate_frame(result, spec.validation, contract, rescan=lambda: _rebuilt(ctx, job, reads)))
+            def with_checks(steps_done: "DataFrame") -> "DataFrame":
+                plans.append(gate_frame(steps_done, spec.validation, contract, rescan=lambda: _rebuilt(ctx, job, reads)))
                 return plans[-1].frame
 
             # the checks add columns to every row and drop none: the steps' open count joins the gate's
-            gated = ctx.project(frame, gate, keeps_rows=True)
+            gated = ctx.project(frame, with_checks, keeps_rows=True)
             plan = plans[-1]
             if plan.rules or spec.output.mode == "merge":  # else Delta's count of the written rows serves
                 gated = ctx.observe(gated, "gate", **plan.observed())
@@ -214,10 +214,9 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
         result.steps = step_counts(job, counts)
         with _phase(result, "gate"):
             gathered = ctx.collected("gate", BAD_ROWS, plan.gathered_schema) if plan.rules else None
-            # few rows, read four times (counts and examples, the late write, the quarantine
-            # rows, their digest): ranked once (the gathered rows alone are the driver's copy)
-            # one partition: the rows are the driver's copy, few, and one partition satisfies the
-            # window's and the counts' distribution without a shuffle
+            # few rows, the driver's copy, read four times (counts and examples, the late write,
+            # the quarantine rows, their digest): on one partition, which satisfies the ranking
+            # window and the counts without a shuffle; checkpointed when they are ranked
             resolved = plan.resolve(gathered.coalesce(1)) if gathered is not None else None
             if resolved is not None and plan.held:
                 resolved = resolved.localCheckpoint()

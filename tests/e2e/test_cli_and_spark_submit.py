@@ -127,6 +127,18 @@ def test_spark_submit_runs_the_planned_command(project: Path, tmp_path: Path) ->
     assert DeltaTable(str(table)).version() == before + 1
 
 
+def _one_column_job(jobs: Path, name: str, expression: str) -> None:
+    """``jobs/<name>.yaml``: the raw trips plus one column ``x`` computed by ``expression``."""
+    (jobs / f"{name}.yaml").write_text(
+        f"name: {name}\n"
+        "sources:\n"
+        "  trips: {format: csv, path: \"${raw_root}/trips\", options: {header: true}}\n"
+        "steps:\n"
+        f"  - with_columns: {{x: \"{expression}\"}}\n"
+        f"output: {{path: \"${{lake_root}}/{name}\"}}\n"
+    )
+
+
 def test_exit_codes(project: Path) -> None:
     jobs = project / "jobs"
     (jobs / "broken.yaml").write_text("name: broken\nsources: {}\noutput: {path: x, mode: upsert}\n")
@@ -137,14 +149,7 @@ def test_exit_codes(project: Path) -> None:
             "'replace_partitions'; got 'upsert' — did you mean 'merge'?") in done.stderr
     (jobs / "broken.yaml").unlink()
 
-    (jobs / "boom.yaml").write_text(
-        "name: boom\n"
-        "sources:\n"
-        "  trips: {format: csv, path: \"${raw_root}/trips\", options: {header: true}}\n"
-        "steps:\n"
-        "  - with_columns: {x: \"if(trip_id IS NOT NULL, raise_error('bad row'), 'ok')\"}\n"
-        "output: {path: \"${lake_root}/boom\"}\n"
-    )
+    _one_column_job(jobs, "boom", "if(trip_id IS NOT NULL, raise_error('bad row'), 'ok')")
     done = _cli(project, "run", "boom")
     assert done.returncode == 3, done.stderr[-2000:]
     assert "bad row" in done.stderr
@@ -152,14 +157,7 @@ def test_exit_codes(project: Path) -> None:
     (jobs / "boom.yaml").unlink()
 
     # a step Spark cannot analyse: one line at the step, no log of PySpark's own (see --debug)
-    (jobs / "nocol.yaml").write_text(
-        "name: nocol\n"
-        "sources:\n"
-        "  trips: {format: csv, path: \"${raw_root}/trips\", options: {header: true}}\n"
-        "steps:\n"
-        "  - with_columns: {x: \"no_such_column + 1\"}\n"
-        "output: {path: \"${lake_root}/nocol\"}\n"
-    )
+    _one_column_job(jobs, "nocol", "no_such_column + 1")
     done = _cli(project, "run", "nocol")
     assert done.returncode == 2, done.stderr[-2000:]
     assert "jobs/nocol.yaml:5:5 steps[0].with_columns: Spark cannot apply this step: [UNRESOLVED_COLUMN" in done.stderr
