@@ -295,12 +295,14 @@ def test_a_projection_may_read_the_first_source_by_name(lab: Lab) -> None:  # no
 def test_sql_reading_the_first_source_by_name_after_a_projection_still_counts_it(lab: Lab) -> None:  # noqa: F811
     """A later step reads the source through its view, not through the running frame: the
     source's count stays with the source, or the rows read would never be counted."""
-    result = lab.run("op_sql_by_name", job("op_sql_by_name", (
-        '  - with_columns: {double: "score * 2"}\n'
-        "  - sql: SELECT count(*) AS n FROM people\n"
-    )))
-    assert result.sources[0]["rows_read"] == 4 and result.rows_written == 1
-    assert lab.rows("op_sql_by_name") == [{"n": 4}]
+    lab.parquet("people_sql_pq", pa.table({"id": pa.array([1, 2, 3], pa.int64()), "score": pa.array([10, None, 30])}))
+    result = lab.run("op_sql_by_name", "name: op_sql_by_name\nsources:\n"
+                     '  people: {format: parquet, path: "${raw_root}/people_sql_pq"}\nsteps:\n'
+                     '  - with_columns: {double: "score * 2"}\n'
+                     "  - sql: SELECT count(*) AS n FROM people\n"
+                     'output: {path: "${lake_root}/op_sql_by_name", mode: overwrite}\n')
+    assert result.sources[0]["rows_read"] == 3 and result.rows_written == 1
+    assert lab.rows("op_sql_by_name") == [{"n": 3}]
 
 
 # --------------------------------------------------------------------------- with_columns
