@@ -25,7 +25,7 @@ ENV UV_PYTHON_INSTALL_DIR=/opt/python \
     SPARK_HOME=/opt/spark
 
 WORKDIR /opt/featurekit
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY featurekit ./featurekit
 # Python 3.11 from uv (Spark's Ubuntu image has another), then featurekit and its dependencies.
 # pip's pyspark 4.2.0 (a second copy of Spark's jars) is swapped for the image's Spark 4.2.0.
