@@ -15,7 +15,7 @@ import pytest
 from featurekit import cli
 from featurekit.errors import ConfigError, DataError
 from featurekit.pipeline import GateFailed, RunResult
-from tests.integration.helpers import Lab, lab, ts  # noqa: F401  (lab is a fixture)
+from tests.integration.helpers import Lab, lab, physical_plans, ts  # noqa: F401  (lab is a fixture)
 
 META = ("_fk_run_id", "_fk_quarantined_at", "_fk_row_hash")
 
@@ -594,6 +594,30 @@ def test_new_bad_rows_of_a_later_run_are_quarantined_too(lab: Lab) -> None:  # n
     assert second.quarantine["found_by"] == "row hashes"
     third = lab.run("gate_hash", simple_job("gate_hash", "gate_hash_in", checks, mode="merge, keys: [id]"))
     assert (third.quarantine["inserted"], third.quarantine["found_by"]) == (0, "the last commit's digest")
+
+
+def test_the_quarantine_table_is_probed_not_shuffled(lab: Lab) -> None:  # noqa: F811
+    """The quarantine table grows with every run: the new rows' hashes are broadcast and the
+    table's scan probes them. With Spark left to choose (here as for a table too big to
+    broadcast), the anti-join would sort-merge, shuffling every hash the table holds."""
+    checks = "columns: {v: {checks: {ge: 0}}}\nmax_bad_fraction: 0.9"
+    job = simple_job("gate_probe", "gate_probe_in", checks)
+    lab.csv("gate_probe_in", csv_of([(1, 1), (2, -2), (3, -3)]))
+    lab.run("gate_probe", job)
+    lab.csv("gate_probe_in", csv_of([(2, -2), (4, -4), (5, 5)]))
+    conf = lab.spark.conf  # type: ignore[attr-defined]
+    conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
+    try:
+        with physical_plans(lab.spark) as plans:
+            second = lab.run("gate_probe", job)
+    finally:
+        conf.unset("spark.sql.autoBroadcastJoinThreshold")
+    assert (second.quarantine["inserted"], second.quarantine["found_by"]) == (1, "row hashes")
+    assert [(r["id"], r["v"]) for r in lab.rows("gate_probe_quarantine", by=["id"])] == [(2, -2), (3, -3), (4, -4)]
+    probing = [p for p in plans if "LeftAnti" in p]
+    assert len(probing) == 1
+    assert "BroadcastHashJoin LeftSemi" in probing[0] and "BroadcastHashJoin LeftAnti" in probing[0]
+    assert "SortMergeJoin" not in probing[0] and "Exchange hashpartitioning" not in probing[0]
 
 
 def test_a_rerun_after_the_quarantine_changed_reads_it_again(lab: Lab) -> None:  # noqa: F811
