@@ -12,7 +12,7 @@ import pytest
 
 from featurekit.errors import ConfigError, DataError
 from featurekit.pipeline import RunResult
-from tests.integration.helpers import Lab, lab  # noqa: F401  (lab is a fixture)
+from tests.integration.helpers import Lab, lab, physical_plans  # noqa: F401  (lab is a fixture)
 
 
 def job(name: str, source: str, schema: str, output: str) -> str:
@@ -321,3 +321,46 @@ def test_merge_result_with_a_new_column_is_a_config_error_naming_it(lab: Lab) ->
     assert "extra_col" in str(error)
     assert lab.table("wm_merge_more").version() == 0
     assert lab.rows("wm_merge_more") == [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}]
+
+
+def test_merge_probes_the_table_instead_of_shuffling_it(lab: Lab) -> None:  # noqa: F811
+    """A run's few rows are broadcast and probed by one scan of the table; with Spark left to
+    choose (here as for a table too big to broadcast), EXCEPT ALL would shuffle all of it."""
+    name = "wm_merge_probe"
+    lab.csv("merge_probe_in", MERGE_V0)
+    lab.run(name, MERGE_JOB.replace("wm_merge", name).replace("merge_in", "merge_probe_in"))
+    lab.csv("merge_probe_in", MERGE_V1)
+    conf = lab.spark.conf  # type: ignore[attr-defined]
+    conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
+    try:
+        with physical_plans(lab.spark) as plans:
+            change = lab.run(name, MERGE_JOB.replace("wm_merge", name).replace("merge_in", "merge_probe_in"))
+    finally:
+        conf.unset("spark.sql.autoBroadcastJoinThreshold")
+    assert lab.rows(name) == ROWS_V1
+    assert change.commit_metrics["numSourceRows"] == 3  # (1, a) is unchanged: it does not reach the MERGE
+    assert any("BroadcastHashJoin LeftSemi" in p and "BroadcastHashJoin LeftAnti" in p for p in plans)
+    assert not any("replicaterows" in p for p in plans)  # EXCEPT ALL's mark
+
+
+@pytest.mark.parametrize("probe_max_bytes", [2**40, 0], ids=["probed", "except-all"])
+def test_new_or_changed_rows_are_the_same_either_way(lab: Lab, probe_max_bytes: int) -> None:  # noqa: F811
+    """Both ways find the same rows: equal means every column equal, null equal to null,
+    NaN to NaN, -0.0 to 0.0, arrays and structs by their elements."""
+    from featurekit.sinks.delta import _new_or_changed
+
+    spark = lab.spark
+    schema = "k long, x double, tags array<string>, s struct<a: int, b: string>"
+    table = [(1, 1.0, ["a"], (1, "x")), (2, float("nan"), None, None), (None, 0.0, [], (2, None)),
+             (4, 4.0, ["b", None], (4, "y")), (5, 5.0, ["c"], (5, "z"))]
+    path = str(lab.lake / f"wm_new_or_changed_{probe_max_bytes}")
+    spark.createDataFrame(table, schema).write.format("delta").save(path)  # type: ignore[attr-defined]
+    result = [(1, 1.0, ["a"], (1, "x")),            # unchanged
+              (2, float("nan"), None, None),        # unchanged: NaN and nulls compare equal
+              (None, -0.0, [], (2, None)),          # unchanged: a null key, -0.0 == 0.0
+              (4, 4.0, ["b", "c"], (4, "y")),       # changed inside the array
+              (5, 5.0, ["c"], (5, None)),           # changed inside the struct
+              (6, None, None, None)]                # new
+    frame = spark.createDataFrame(result, schema)  # type: ignore[attr-defined]
+    found = sorted(r["k"] for r in _new_or_changed(spark, frame, path, probe_max_bytes).collect())
+    assert found == [4, 5, 6]
