@@ -125,15 +125,9 @@ def _runs(runs_dir: Path, job: str | None, limit: int) -> list[dict[str, Any]]:
     if job is not None and not (runs_dir / job).is_dir():
         return []
     try:
-        found = list_runs(runs_dir, job, limit + (0 if job else _lineage_count(runs_dir)))
+        return list_runs(runs_dir, job, limit)
     except ConfigError:
         return []
-    return [r for r in found if "kind" not in r][:limit]
-
-
-def _lineage_count(runs_dir: Path) -> int:
-    folder = runs_dir / _LINEAGE_FOLDER
-    return sum(1 for _ in folder.glob("*.json")) if folder.is_dir() else 0
 
 
 def run_summary(report: dict[str, Any]) -> RunSummary:
