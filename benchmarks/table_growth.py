@@ -136,8 +136,11 @@ def _bench(args: argparse.Namespace, spark: "SparkSession", work: Path) -> int:
     grown = work / "grown"
     features, quarantine, runs = str(grown / "features"), str(grown / "quarantine"), grown / "runs"
     half = args.run_rows // 2
-    # a run's rows: the table's last `half` rows unchanged, then `half` new ones
-    run = feature_rows(spark, args.table_rows - half, half).unionByName(feature_rows(spark, 10**12, half)).localCheckpoint()
+    # a run's rows, staged as Parquet as a MERGE's are: the table's last `half` rows unchanged, then `half` new ones
+    staged = str(work / "staged")
+    feature_rows(spark, args.table_rows - half, half).unionByName(feature_rows(spark, 10**12, half)) \
+        .write.mode("overwrite").parquet(staged)
+    run = spark.read.parquet(staged)
     refused = quarantined_rows(spark, 10**12, args.refused_rows).drop("_fk_quarantined_at").localCheckpoint()
     on = refused[SOURCE].eqNullSafe(F.col("__s")) & (refused[HASH] == F.col("__h"))
     whole = spark.read.format("delta").load(quarantine).select(F.col(SOURCE).alias("__s"), F.col(HASH).alias("__h"))

@@ -37,9 +37,11 @@ if TYPE_CHECKING:
 JOB_PROPERTY = "featurekit.job"
 NO_CHANGE = "NONE (no row new or changed)"
 _USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
-# A MERGE's staged rows up to this size (their files) are broadcast to find those the table
-# holds unchanged; a larger source is compared with the table by EXCEPT ALL (both shuffled).
-PROBE_MAX_BYTES = 32 * 1024 * 1024
+# A MERGE's staged rows up to this size (their Parquet files) are broadcast to find those the
+# table holds unchanged; a larger source is compared with the table by EXCEPT ALL (both
+# shuffled). Spark's own default broadcast limit, on the same estimate: rows decoded from well
+# compressed files take many times their size on the driver.
+PROBE_MAX_BYTES = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True)
