@@ -8,6 +8,7 @@ knows a machine path. The Delta jars come from the repository's cache
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -51,6 +52,17 @@ def work_folder(work: str | None, keep: bool) -> Iterator[Path]:
             print(f"work folder kept: {path}")
         else:
             shutil.rmtree(path, ignore_errors=True)
+
+
+
+def add_common_args(parser: "argparse.ArgumentParser", work_help: str, json_help: str) -> None:
+    """The arguments every Spark benchmark takes: its work folder, Spark's settings, the JSON record."""
+    parser.add_argument("--work", help=work_help)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
+    parser.add_argument("--shuffle-partitions", type=int, default=8, help="spark.sql.shuffle.partitions (default 8)")
+    parser.add_argument("--master", default="local[*]", help="Spark master (default local[*])")
+    parser.add_argument("--driver-memory", default="4g", help="spark.driver.memory (default 4g)")
+    parser.add_argument("--json", type=Path, help=json_help)
 
 
 def bench_project(root: Path, shuffle_partitions: int, master: str, driver_memory: str) -> Project:

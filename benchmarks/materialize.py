@@ -63,8 +63,8 @@ from typing import TYPE_CHECKING, Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
-    REPO, bench_project, free_port, load_average, machine, measure, median, print_table, redis_server, save_json,
-    start_session, wait_until_quiet, work_folder, write_job,
+    REPO, add_common_args, bench_project, free_port, load_average, machine, measure, median, print_table,
+    redis_server, save_json, start_session, wait_until_quiet, work_folder, write_job,
 )
 
 from featurekit import pipeline  # noqa: E402
@@ -565,17 +565,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7, help="seed of the read-back sample (default 7)")
     parser.add_argument("--no-breakdown", dest="breakdown", action="store_false",
                         help="skip the instrumented featurekit runs (where the time goes)")
-    parser.add_argument("--work", help="work folder (kept; a table of the same shape is reused); default: a temp folder")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
-    parser.add_argument("--shuffle-partitions", type=int, default=8, help="spark.sql.shuffle.partitions (default 8)")
-    parser.add_argument("--master", default="local[*]", help="Spark master (default local[*])")
-    parser.add_argument("--driver-memory", default="4g", help="spark.driver.memory (default 4g)")
+    add_common_args(parser, "work folder (kept; a table of the same shape is reused); default: a temp folder",
+                    "also write every result to this JSON file")
     parser.add_argument("--redis-config", action="append", metavar="'NAME VALUE'",
                         help="a setting of the private redis-server, e.g. 'hash-max-listpack-entries 0' (repeatable)")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="before each size, wait up to SECONDS for the 1-minute load to drop below --max-load")
     parser.add_argument("--max-load", type=float, default=1.0, help="load considered quiet (default 1.0)")
-    parser.add_argument("--json", type=Path, help="also write every result to this JSON file")
     for hidden in ("--child", "--store", "--redis", "--out"):  # one variant in a child process
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)

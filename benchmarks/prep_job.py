@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
-    Sample, bench_project, empty_lake, load_average, machine, measure, print_breakdown, print_table, save_json,
-    start_session, summarize, wait_until_quiet, work_folder, write_job,
+    Sample, add_common_args, bench_project, empty_lake, load_average, machine, measure, print_breakdown,
+    print_table, save_json, start_session, summarize, wait_until_quiet, work_folder, write_job,
 )
 
 from featurekit import pipeline  # noqa: E402
@@ -262,18 +262,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=2_000_000, help="raw trips to generate (default 2,000,000)")
     parser.add_argument("--repeat", type=int, default=3, help="measured rounds after the warm-up (default 3)")
     parser.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
-    parser.add_argument("--work", help="work folder (kept; input reused when rows/seed match); default: a temp folder")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
-    parser.add_argument("--shuffle-partitions", type=int, default=8, help="spark.sql.shuffle.partitions (default 8)")
-    parser.add_argument("--master", default="local[*]", help="Spark master (default local[*])")
-    parser.add_argument("--driver-memory", default="4g", help="spark.driver.memory (default 4g)")
+    add_common_args(parser, "work folder (kept; input reused when rows/seed match); default: a temp folder",
+                    "also write every sample and summary to this JSON file")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="before measuring, wait up to SECONDS for the 1-minute load to drop below --max-load")
     parser.add_argument("--max-load", type=float, default=1.0, help="load considered quiet (default 1.0)")
     parser.add_argument("--ablation", action="store_true",
                         help="add hand-written variants with featurekit's row-count observations and corrupt-record column")
     parser.add_argument("--profile", action="store_true", help="print each variant's SQL executions (last round)")
-    parser.add_argument("--json", type=Path, help="also write every sample and summary to this JSON file")
     return parser.parse_args(argv)
 
 

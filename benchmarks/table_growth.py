@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
-    Sample, bench_project, load_average, machine, measure, print_table, save_json, start_session, summarize,
-    work_folder,
+    Sample, add_common_args, bench_project, load_average, machine, measure, print_table, save_json, start_session,
+    summarize, work_folder,
 )
 
 from featurekit.pipeline import list_runs  # noqa: E402
@@ -109,12 +109,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--refused-rows", type=int, default=2_500, help="rows a run quarantines (2,500)")
     parser.add_argument("--reports", type=int, default=20_000, help="reports in the run log (20,000)")
     parser.add_argument("--repeat", type=int, default=3, help="measured rounds after the warm-up (3)")
-    parser.add_argument("--work", help="work folder (kept; tables reused when the sizes match); default: a temp folder")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
-    parser.add_argument("--shuffle-partitions", type=int, default=8, help="spark.sql.shuffle.partitions (8)")
-    parser.add_argument("--master", default="local[*]", help="Spark master (local[*])")
-    parser.add_argument("--driver-memory", default="4g", help="spark.driver.memory (4g)")
-    parser.add_argument("--json", type=Path, help="also write every sample and summary to this JSON file")
+    add_common_args(parser, "work folder (kept; tables reused when the sizes match); default: a temp folder",
+                    "also write every sample and summary to this JSON file")
     return parser.parse_args(argv)
 
 
