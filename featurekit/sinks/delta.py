@@ -423,7 +423,7 @@ def _new_or_changed(spark: "SparkSession", frame: "DataFrame", path: str,
     still what compares them."""
     from pyspark.sql import functions as F
 
-    current = spark.read.format("delta").load(path).select(*frame.columns)
+    current = spark.read.format("delta").load(path).select(*(F.col(quote(c)) for c in frame.columns))
     size = frame._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()  # py4j: an int
     if int(str(size)) > probe_max_bytes:
         return frame.exceptAll(current)

@@ -346,11 +346,12 @@ def test_merge_probes_the_table_instead_of_shuffling_it(lab: Lab) -> None:  # no
 @pytest.mark.parametrize("probe_max_bytes", [2**40, 0], ids=["probed", "except-all"])
 def test_new_or_changed_rows_are_the_same_either_way(lab: Lab, probe_max_bytes: int) -> None:  # noqa: F811
     """Both ways find the same rows: equal means every column equal, null equal to null,
-    NaN to NaN, -0.0 to 0.0, arrays and structs by their elements."""
+    NaN to NaN, -0.0 to 0.0, arrays and structs by their elements (a column name that needs
+    quoting too)."""
     from featurekit.sinks.delta import _new_or_changed
 
     spark = lab.spark
-    schema = "k long, x double, tags array<string>, s struct<a: int, b: string>"
+    schema = "k long, `x.y` double, tags array<string>, s struct<a: int, b: string>"
     table = [(1, 1.0, ["a"], (1, "x")), (2, float("nan"), None, None), (None, 0.0, [], (2, None)),
              (4, 4.0, ["b", None], (4, "y")), (5, 5.0, ["c"], (5, "z"))]
     path = str(lab.lake / f"wm_new_or_changed_{probe_max_bytes}")
