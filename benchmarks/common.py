@@ -54,7 +54,6 @@ def work_folder(work: str | None, keep: bool) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
-
 def add_common_args(parser: "argparse.ArgumentParser", work_help: str, json_help: str) -> None:
     """The arguments every Spark benchmark takes: its work folder, Spark's settings, the JSON record."""
     parser.add_argument("--work", help=work_help)

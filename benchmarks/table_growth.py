@@ -128,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
 def _bench(args: argparse.Namespace, spark: "SparkSession", work: Path) -> int:
     from pyspark.sql import functions as F
 
-    sizes = build(spark, work / "grown", args)
     grown = work / "grown"
+    sizes = build(spark, grown, args)
     features, quarantine, runs = str(grown / "features"), str(grown / "quarantine"), grown / "runs"
     half = args.run_rows // 2
     # a run's rows, staged as Parquet as a MERGE's are: the table's last `half` rows unchanged, then `half` new ones

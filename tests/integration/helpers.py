@@ -62,6 +62,19 @@ def physical_plans(spark: object) -> Iterator[list[str]]:
     plans += [e.physicalPlanDescription() for e in executions() if e.executionId() > seen]
 
 
+@contextmanager
+def no_size_based_broadcast(spark: object) -> Iterator[None]:
+    """Spark's own size-based broadcasting off inside the block, as for tables too big to
+    broadcast: only a hint (``broadcast``) makes a broadcast join there."""
+    conf = spark.conf  # type: ignore[attr-defined]
+    previous = conf.get("spark.sql.autoBroadcastJoinThreshold")
+    conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
+    try:
+        yield
+    finally:
+        conf.set("spark.sql.autoBroadcastJoinThreshold", previous)
+
+
 class Lab:
     """A project folder (the repository's ``conf/`` plus a ``jobs/`` folder) to run jobs in."""
 

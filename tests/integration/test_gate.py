@@ -15,7 +15,7 @@ import pytest
 from featurekit import cli
 from featurekit.errors import ConfigError, DataError
 from featurekit.pipeline import GateFailed, RunResult
-from tests.integration.helpers import Lab, lab, physical_plans, ts  # noqa: F401  (lab is a fixture)
+from tests.integration.helpers import Lab, lab, no_size_based_broadcast, physical_plans, ts  # noqa: F401  (lab is a fixture)
 
 META = ("_fk_run_id", "_fk_quarantined_at", "_fk_row_hash")
 
@@ -605,13 +605,8 @@ def test_the_quarantine_table_is_probed_not_shuffled(lab: Lab) -> None:  # noqa:
     lab.csv("gate_probe_in", csv_of([(1, 1), (2, -2), (3, -3)]))
     lab.run("gate_probe", job)
     lab.csv("gate_probe_in", csv_of([(2, -2), (4, -4), (5, 5)]))
-    conf = lab.spark.conf  # type: ignore[attr-defined]
-    conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
-    try:
-        with physical_plans(lab.spark) as plans:
-            second = lab.run("gate_probe", job)
-    finally:
-        conf.unset("spark.sql.autoBroadcastJoinThreshold")
+    with no_size_based_broadcast(lab.spark), physical_plans(lab.spark) as plans:
+        second = lab.run("gate_probe", job)
     assert (second.quarantine["inserted"], second.quarantine["found_by"]) == (1, "row hashes")
     assert [(r["id"], r["v"]) for r in lab.rows("gate_probe_quarantine", by=["id"])] == [(2, -2), (3, -3), (4, -4)]
     probing = [p for p in plans if "LeftAnti" in p]

@@ -13,7 +13,7 @@ import pytest
 from deltalake import write_deltalake
 
 from featurekit.pipeline import StepCount
-from tests.integration.helpers import Lab, lab, physical_plans, ts  # noqa: F401  (lab is a fixture)
+from tests.integration.helpers import Lab, lab, no_size_based_broadcast, physical_plans, ts  # noqa: F401  (lab is a fixture)
 
 PEOPLE = """
     id,name,city,score,at
@@ -441,14 +441,8 @@ def test_join(lab: Lab, orders: None, how: str, broadcast: bool, expected: list[
 def test_broadcast_hint_makes_a_broadcast_join(lab: Lab, orders: None, broadcast: bool) -> None:  # noqa: F811
     """With Spark's own size-based broadcasting off, only the hint can make a broadcast join."""
     name = f"join_hint_{str(broadcast).lower()}"
-    conf = lab.spark.conf  # type: ignore[attr-defined]
-    previous = conf.get("spark.sql.autoBroadcastJoinThreshold")
-    conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
-    try:
-        with physical_plans(lab.spark) as plans:
-            lab.run(name, join_job(name, f"{{source: customers, on: [cust], broadcast: {str(broadcast).lower()}}}"))
-    finally:
-        conf.set("spark.sql.autoBroadcastJoinThreshold", previous)
+    with no_size_based_broadcast(lab.spark), physical_plans(lab.spark) as plans:
+        lab.run(name, join_job(name, f"{{source: customers, on: [cust], broadcast: {str(broadcast).lower()}}}"))
     joins = [p for p in plans if "Join" in p]
     assert joins
     assert all(("BroadcastHashJoin" in p) == broadcast and ("SortMergeJoin" in p) != broadcast for p in joins)

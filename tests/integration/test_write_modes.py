@@ -12,7 +12,7 @@ import pytest
 
 from featurekit.errors import ConfigError, DataError
 from featurekit.pipeline import RunResult
-from tests.integration.helpers import Lab, lab, physical_plans  # noqa: F401  (lab is a fixture)
+from tests.integration.helpers import Lab, lab, no_size_based_broadcast, physical_plans  # noqa: F401  (lab is a fixture)
 
 
 def job(name: str, source: str, schema: str, output: str) -> str:
@@ -330,13 +330,8 @@ def test_merge_probes_the_table_instead_of_shuffling_it(lab: Lab) -> None:  # no
     lab.csv("merge_probe_in", MERGE_V0)
     lab.run(name, MERGE_JOB.replace("wm_merge", name).replace("merge_in", "merge_probe_in"))
     lab.csv("merge_probe_in", MERGE_V1)
-    conf = lab.spark.conf  # type: ignore[attr-defined]
-    conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
-    try:
-        with physical_plans(lab.spark) as plans:
-            change = lab.run(name, MERGE_JOB.replace("wm_merge", name).replace("merge_in", "merge_probe_in"))
-    finally:
-        conf.unset("spark.sql.autoBroadcastJoinThreshold")
+    with no_size_based_broadcast(lab.spark), physical_plans(lab.spark) as plans:
+        change = lab.run(name, MERGE_JOB.replace("wm_merge", name).replace("merge_in", "merge_probe_in"))
     assert lab.rows(name) == ROWS_V1
     assert change.commit_metrics["numSourceRows"] == 3  # (1, a) is unchanged: it does not reach the MERGE
     assert any("BroadcastHashJoin LeftSemi" in p and "BroadcastHashJoin LeftAnti" in p for p in plans)
