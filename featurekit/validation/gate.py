@@ -351,8 +351,9 @@ def _repeated_hashes(plain: "DataFrame", key_sets: list[list[str]]) -> list[tupl
     table = hashes.toArrow()
     out = []
     for i in range(len(key_sets)):
-        column = table.column(f"h{i}")
-        values = np.sort(column.to_numpy() if column.num_chunks else np.empty(0, dtype=np.int64))
+        # a batch's hashes (never null) are read in place; ChunkedArray.to_numpy copied them slowly
+        chunks = [chunk.to_numpy() for chunk in table.column(f"h{i}").chunks]
+        values = np.sort(np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64))
         again = values[1:][values[1:] == values[:-1]]
         repeated = np.unique(again)
         out.append(([int(h) for h in repeated], int(len(again) + len(repeated))))

@@ -10,6 +10,7 @@ import textwrap
 from typing import Any, Iterator
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from featurekit.errors import DataError
@@ -150,6 +151,18 @@ def test_the_sources_count_joins_the_gates_and_the_pre_pass_reads_the_result_as_
     tree = write.split("\n\n")[0].splitlines()
     below = tree[next(i for i, line in enumerate(tree) if "CollectMetrics" in line) + 1]
     assert "Project" in below  # above the projections, not between the scan and them
+
+
+def test_keys_repeated_across_files_are_found(lab: Lab, source: str) -> None:  # noqa: F811
+    """Each file is its own partition, so the pre-pass's hashes reach the driver in several
+    Arrow batches; the repeats between batches are found as within one."""
+    table = pa.Table.from_pylist(ROWS, schema=SCHEMA)
+    folder = lab.parquet("unique_files_in", table.slice(0, 4))  # id 1 three times, id 2 once; the rest in the next file
+    pq.write_table(table.slice(4), folder / "part-1.parquet")
+    result = lab.run("unique_files", job("unique_files", "unique_files_in", CHECKS))
+    assert methods(result) == [HELD, HELD]
+    assert [(u["repeated_keys"], u["rows_held"]) for u in result.gate["unique"]] == [(3, 7), (3, 7)]
+    assert split(lab, "unique_files") == split(lab, "unique_held_overwrite")
 
 
 def test_no_repeated_key_holds_nothing_back(lab: Lab) -> None:  # noqa: F811
