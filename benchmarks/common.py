@@ -134,6 +134,7 @@ class Sample:
     jvm_peak_rss_mb: float | None = None
     python_peak_rss_mb: float | None = None
     load_1m: float | None = None  # the 1-minute load average right after the run
+    cpu_s: float | None = None  # CPU time of the JVM and this Python process during the run (all threads)
     extra: dict[str, Any] = field(default_factory=dict)
     round: int | None = None  # the measured round it belongs to (every variant runs once per round)
 
@@ -155,6 +156,23 @@ def _peak_rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` so far, all its threads (``/proc/PID/stat``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_now(pid: int) -> float | None:
+    jvm = _cpu_seconds(pid)
+    if jvm is None:
+        return None
+    mine = os.times()
+    return jvm + mine.user + mine.system
 
 
 def jvm_pid(spark: "SparkSession") -> int:
@@ -194,11 +212,13 @@ def measure(spark: "SparkSession", variant: str, action: Callable[[], Any], keep
     jvm_reset, py_reset = _reset_peak(pid), _reset_peak(os.getpid())
     seen = max((int(e.executionId()) for e in _sql_executions(spark)), default=-1)
     sc.setLocalProperty("spark.jobGroup.id", group)  # a group without a description: Spark's call sites stay visible
+    cpu_start = _cpu_now(pid)
     start = time.perf_counter()
     try:
         value = action()
     finally:
         wall = time.perf_counter() - start
+        cpu_end = _cpu_now(pid)
         sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
     jobs = len(sc.statusTracker().getJobIdsForGroup(group))
     executions = [_describe(e) for e in _sql_executions(spark) if int(e.executionId()) > seen]
@@ -211,6 +231,7 @@ def measure(spark: "SparkSession", variant: str, action: Callable[[], Any], keep
         jvm_peak_rss_mb=_peak_rss_mb(pid) if jvm_reset else None,
         python_peak_rss_mb=_peak_rss_mb(os.getpid()) if py_reset else None,
         load_1m=round(load_average(), 2),
+        cpu_s=round(cpu_end - cpu_start, 2) if cpu_start is not None and cpu_end is not None else None,
     )
     return sample, value
 
@@ -225,16 +246,22 @@ def summarize(samples: list[Sample], baseline: str) -> list[dict[str, Any]]:
     ``paired_ratio``: the median over rounds of the variant's time over the baseline's time
     in the same round. On a machine whose speed drifts from minute to minute, the two runs
     of one round see the same drift, so this ratio varies less than the ratio of medians.
+    ``cpu_ratio``: the median CPU time (JVM and Python, all threads) over the baseline's:
+    the work done. On a machine whose slow minutes are slow per CPU second too, it moves
+    with wall time; it tells work from waiting.
     """
     variants = list(dict.fromkeys(s.variant for s in samples))
     base = median([s.wall_s for s in samples if s.variant == baseline])
     base_by_round = {s.round: s.wall_s for s in samples if s.variant == baseline and s.round is not None}
+    base_cpus = [s.cpu_s for s in samples if s.variant == baseline and s.cpu_s is not None]
+    base_cpu = median(base_cpus) if base_cpus else None
     rows = []
     for name in variants:
         mine = [s for s in samples if s.variant == name]
         walls = [s.wall_s for s in mine]
         jvm = [s.jvm_peak_rss_mb for s in mine if s.jvm_peak_rss_mb is not None]
         paired = [s.wall_s / base_by_round[s.round] for s in mine if s.round in base_by_round]
+        cpu = [s.cpu_s for s in mine if s.cpu_s is not None]
         rows.append({
             "variant": name,
             "runs": len(mine),
@@ -245,6 +272,8 @@ def summarize(samples: list[Sample], baseline: str) -> list[dict[str, Any]]:
             "paired_ratio": round(median(paired), 3) if paired else None,
             "paired_min": round(min(paired), 3) if paired else None,
             "paired_max": round(max(paired), 3) if paired else None,
+            "cpu_s": round(median(cpu), 2) if cpu else None,
+            "cpu_ratio": round(median(cpu) / base_cpu, 3) if cpu and base_cpu else None,
             "spark_jobs": int(median([s.spark_jobs for s in mine])),
             "sql_executions": int(median([len(s.sql_executions) for s in mine])),
             "jvm_peak_rss_mb": round(max(jvm)) if jvm else None,
