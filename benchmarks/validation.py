@@ -204,18 +204,21 @@ def run_featurekit(project: Project, job: str, spark: "SparkSession") -> pipelin
     return pipeline.run(project, loaded, settings, spark)
 
 
+def derived(spark: "SparkSession", path: str) -> "DataFrame":
+    """The job's frame in plain PySpark: the Parquet input with the two derived columns."""
+    return spark.read.parquet(path).withColumns({k: _expr(v) for k, v in DERIVED.items()})
+
+
 def run_plain(spark: "SparkSession", path: str, out: str) -> None:
     """The job without featurekit: read, derive, overwrite the Delta table (one pass)."""
-    (spark.read.parquet(path).withColumns({k: _expr(v) for k, v in DERIVED.items()})
-     .write.format("delta").mode("overwrite").save(out))
+    derived(spark, path).write.format("delta").mode("overwrite").save(out)
 
 
 def run_floor(spark: "SparkSession", path: str, out: str, rules: list[Any], keys: bool) -> None:
     """The plain job with the checks filtering its rows; with ``keys``, then one read of the
     key hashes (what a pre-pass for ``unique`` reads, without sending them anywhere)."""
     bad = " OR ".join(f"coalesce({rule.failure_sql}, FALSE)" for rule in rules)
-    (spark.read.parquet(path).withColumns({k: _expr(v) for k, v in DERIVED.items()}).filter(f"NOT ({bad})")
-     .write.format("delta").mode("overwrite").save(out))
+    derived(spark, path).filter(f"NOT ({bad})").write.format("delta").mode("overwrite").save(out)
     if keys:
         spark.read.parquet(path).selectExpr("xxhash64(trip_id)").write.format("noop").mode("overwrite").save()
 
@@ -243,7 +246,7 @@ def run_pandera(spark: "SparkSession", path: str, cache: bool) -> list[str]:
     """pandera-pyspark on the job's frame (read + derived columns); the failed checks."""
     from pandera.config import ValidationDepth, config_context
 
-    frame = spark.read.parquet(path).withColumns({k: _expr(v) for k, v in DERIVED.items()})
+    frame = derived(spark, path)
     with config_context(validation_depth=ValidationDepth.SCHEMA_AND_DATA, cache_dataframe=cache):
         checked = pandera_schema().validate(frame)
     failed = []
