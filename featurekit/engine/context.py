@@ -20,7 +20,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from pyspark.sql import Column, DataFrame, SparkSession
+
+    from featurekit.spec.intervals import Interval
     from pyspark.sql.types import StructType
 
 
@@ -58,6 +62,8 @@ class BuildContext:
     prefix: str
     counting: bool = True  # False: the same plan without observations (a pre-pass over it counts nothing)
     pinned: dict[str, int] = field(default_factory=dict)  # Delta source versions already chosen
+    interval: "Interval | None" = None  # an incremental run: the event time it recomputes
+    run_end: "datetime | None" = None  # where ``aggregate.expire`` stops (default: now)
     sources: dict[str, "DataFrame"] = field(default_factory=dict)
     malformed: list[str] = field(default_factory=list)  # sources whose unparsable records are gathered
     views: list[str] = field(default_factory=list)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import functools
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from featurekit.engine.context import BuildContext
 from featurekit.engine.ops import COUNTS_ITS_INPUT, OPS, PROJECTIONS
 from featurekit.engine.sources import RAW, SourceRead, read_source
 from featurekit.errors import SpecError
+from featurekit.spec.intervals import Interval
 from featurekit.spec.loader import LoadedJob
-from featurekit.spec.models import step_op
+from featurekit.spec.models import IncrementalSpec, step_op
+from featurekit.spec.sqlcheck import quote
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -35,6 +38,11 @@ def read_sources(ctx: BuildContext, job: LoadedJob) -> list[SourceRead]:
     first = job.spec.first_source
     for name in sorted(job.spec.sources, key=lambda n: n == first):
         frame, read = read_source(ctx.spark, name, job.spec.sources[name], ctx.pinned.get(name))
+        if name == first and ctx.interval is not None and job.spec.incremental is not None:
+            # only the events the interval needs are read (and counted): files, partitions and
+            # row groups outside it are skipped where the format allows; a row without a time
+            # goes on to the steps, which count or quarantine it
+            frame = frame.filter(read_range(job.spec.incremental, ctx.interval))
         if read.captures_malformed:
             raw = F.col(RAW)
             # A record is malformed if ANY declared column fails to parse, but Spark parses
@@ -59,6 +67,41 @@ def read_sources(ctx: BuildContext, job: LoadedJob) -> list[SourceRead]:
     return [reads[name] for name in job.spec.sources]
 
 
+def _ts(moment: "datetime") -> str:
+    return f"TIMESTAMP '{moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S.%f')}+00:00'"
+
+
+def read_range(incremental: IncrementalSpec, interval: Interval) -> str:
+    """The SQL condition on the first source of an incremental run: its time in
+    ``(read_from, end]``, or no time at all and a file that arrived since the last run (its
+    steps count or quarantine such rows, once); with a date partition column, the partitions too."""
+    time = quote(incremental.time_column)
+    bounds = [f"{time} <= {_ts(interval.end)}"]
+    if interval.read_from is not None:
+        bounds.insert(0, f"{time} > {_ts(interval.read_from)}")
+    untimed = "FALSE"
+    if interval.untimed:
+        untimed = f"{time} IS NULL" + ("" if interval.untimed_since is None else
+                                       f" AND _metadata.file_modification_time > {_ts(interval.untimed_since)}")
+    condition = f"(({untimed}) OR ({' AND '.join(bounds)}))"
+    if incremental.partition_column:
+        day = f"CAST({quote(incremental.partition_column)} AS DATE)"
+        days = [f"{day} <= DATE '{interval.end.astimezone(UTC):%Y-%m-%d}'"]
+        if interval.read_from is not None:
+            days.insert(0, f"{day} >= DATE '{interval.read_from.astimezone(UTC):%Y-%m-%d}'")
+        condition += f" AND ({day} IS NULL OR ({' AND '.join(days)}))"
+    return condition
+
+
+def interval_rows(incremental: IncrementalSpec, interval: Interval) -> str:
+    """The SQL condition on output rows that belong to the interval: ``start < time <= end``."""
+    time = quote(incremental.time_column)
+    bounds = [f"{time} <= {_ts(interval.end)}"]
+    if interval.start is not None:
+        bounds.insert(0, f"{time} > {_ts(interval.start)}")
+    return " AND ".join(bounds)
+
+
 def _named(ctx: BuildContext, name: str, frame: "DataFrame") -> None:
     """Source ``name`` is ``frame`` (its observation in place): for later steps and SQL."""
     ctx.sources[name] = frame
@@ -70,6 +113,7 @@ def apply_steps(ctx: BuildContext, job: LoadedJob, place: bool = True) -> "DataF
     located at that step. With ``place=False`` a count still open after the last step stays
     open (the caller projects the frame further, or places it)."""
     from pyspark.errors import AnalysisException
+    from pyspark.sql import functions as F
 
     steps = job.spec.steps
     frame = ctx.sources[job.spec.first_source]
@@ -89,6 +133,12 @@ def apply_steps(ctx: BuildContext, job: LoadedJob, place: bool = True) -> "DataF
             message = _first_line(exc)
             raise SpecError([job.positions.problem(("steps", index, op), f"Spark cannot apply this step: {message}")]) from exc
     ctx.sources_read_later = False
+    if ctx.interval is not None and job.spec.incremental is not None:
+        # rows of the windows' lead-in (before the interval) and expiry rows past it belong to
+        # other intervals; counted as a step of their own after the job's steps
+        ctx.step = len(steps)
+        condition = F.expr(interval_rows(job.spec.incremental, ctx.interval))
+        frame = ctx.filter(frame, condition, ctx.step_key("in"), ctx.step_key("out"))
     return ctx.place(frame) if place else frame
 
 

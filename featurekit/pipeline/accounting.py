@@ -22,20 +22,39 @@ ROW_PRESERVING = {"with_columns", "select", "rename", "cast", "drop", "fill_null
 Counts = dict[str, dict[str, int] | None]
 
 
+# An incremental run's own filter after the job's steps: the rows of its interval go on.
+INTERVAL = "interval"
+
+
+def _ops(job: LoadedJob, counts: Counts) -> list[tuple[int, str]]:
+    """(index, op) of each step, and of the interval filter where the run had one."""
+    ops = [(index, step_op(step) or "") for index, step in enumerate(job.spec.steps)]
+    last = len(job.spec.steps)
+    if f"step{last}.in" in counts:
+        ops.append((last, INTERVAL))
+    return ops
+
+
 def step_counts(job: LoadedJob, counts: Counts) -> list[StepCount]:
     out = []
-    for index, step in enumerate(job.spec.steps):
+    for index, op in _ops(job, counts):
         seen_in, seen_out = counts.get(f"step{index}.in"), counts.get(f"step{index}.out")
         if seen_in is None and seen_out is None:
             continue
         rows_in = seen_in["rows"] if seen_in else None
         rows_out = seen_out["rows"] if seen_out else None
-        op = step_op(step) or ""
         note = ""
         if op == "aggregate" and seen_in:
             nulls = seen_in.get("null_timestamp", 0)
-            note = f"{nulls} row(s) without a timestamp left out" if nulls else ""
+            notes = [f"{nulls} row(s) without a timestamp left out"] if nulls else []
+            buckets = counts.get(f"step{index}.buckets")
+            if buckets and rows_out is not None:
+                notes.append(f"{rows_out - buckets['rows']} expiry row(s) where windows empty")
+            note = "; ".join(notes)
             dropped: int | None = nulls
+        elif op == INTERVAL:
+            dropped = rows_in - rows_out if rows_in is not None and rows_out is not None else None
+            note = "rows outside the run's interval (the windows' lead-in, or no time) belong to other runs"
         elif op == "join" and rows_in is not None and rows_out is not None and rows_out > rows_in:
             dropped, note = None, f"{rows_out - rows_in} row(s) added: keys matched more than once"
         elif op in ROW_PRESERVING and rows_in is not None and rows_out is not None:
@@ -75,8 +94,7 @@ def check(job: LoadedJob, result: RunResult, counts: Counts, rows_in_files: int 
     problems = []
     first = job.spec.first_source
     expected = next((s["rows_parsed"] for s in result.sources if s["name"] == first), None)
-    for index, step in enumerate(job.spec.steps):
-        op = step_op(step) or ""
+    for index, op in _ops(job, counts):
         seen_in, seen_out = counts.get(f"step{index}.in"), counts.get(f"step{index}.out")
         if seen_in is not None:
             if expected is not None and seen_in["rows"] != expected:

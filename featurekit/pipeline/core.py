@@ -32,9 +32,10 @@ from featurekit.engine.jars import ensure_jars, spark_submit
 from featurekit.engine.session import get_session, session_conf, under_spark_submit
 from featurekit.engine.sources import MissingTable
 from featurekit.engine.transform import MALFORMED_ROWS, MALFORMED_SCHEMA, apply_steps, read_sources
-from featurekit.errors import DataError, FeaturekitError, SpecError
+from featurekit.errors import ConfigError, DataError, FeaturekitError, SpecError
 from featurekit.pipeline import accounting
 from featurekit.pipeline.accounting import source_counts, step_counts
+from featurekit.pipeline.incremental import Chunk, plan_increment
 from featurekit.pipeline.report import RunResult, write_report
 from featurekit.pipeline.spark_errors import classify
 from featurekit.sinks.delta import CommitMeta, PreparedCommit, prepare, undo_commit
@@ -124,15 +125,23 @@ def new_run_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
-def run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSession | None" = None) -> RunResult:
-    """Run one job end to end; the result is also written to the run log."""
+def run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSession | None" = None, *,
+        end: datetime | None = None, full: bool = False, chunk: "Chunk | None" = None) -> RunResult:
+    """Run one job end to end; the result is also written to the run log.
+
+    A job with ``incremental:`` recomputes one interval of event time, up to ``end`` (default:
+    now): from its watermark minus the lookback, or everything with ``full``, or a backfill's
+    ``chunk``. ``end`` also bounds ``aggregate.expire`` in any job."""
+    if job.spec.incremental is None and (full or chunk is not None):
+        raise ConfigError.single(f"job {job.name!r} has no incremental: block; --full and backfills need one",
+                                 file=job.shown_path, field="incremental")
     result = RunResult(
         run_id=new_run_id(), job=job.name, fingerprint=job.fingerprint, env=settings.env,
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         output_path=job.spec.output.path, mode=job.spec.output.mode,
     )
     try:
-        _run(project, job, settings, spark, result)
+        _run(project, job, settings, spark, result, end, full, chunk)
         result.status = "succeeded"
     except FeaturekitError as exc:
         result.status, result.error, result.exit_code = "failed", str(exc), exc.exit_code
@@ -167,12 +176,19 @@ def settings_report_hint(result: RunResult) -> str:
     return f"featurekit runs show {result.run_id}"
 
 
-def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSession | None", result: RunResult) -> None:
+def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSession | None", result: RunResult,
+         end: datetime | None, full: bool, chunk: "Chunk | None") -> None:
     spec = job.spec
     with _phase(result, "session"):
         spark = spark or session(settings, f"{settings.spark.app_name}:{job.name}")
-    ctx = BuildContext(spark=spark, prefix=f"fk_{result.run_id.replace('-', '_')}")
-    meta = CommitMeta(job.name, result.run_id, job.fingerprint, settings.env)
+    ctx = BuildContext(spark=spark, prefix=f"fk_{result.run_id.replace('-', '_')}", run_end=end)
+    increment = None
+    if spec.incremental is not None:
+        increment = plan_increment(spark, job, end, full, chunk)
+        ctx.interval, ctx.run_end = increment.interval, increment.interval.end
+        result.incremental = increment.report()
+    meta = CommitMeta(job.name, result.run_id, job.fingerprint, settings.env,
+                      interval=increment.report() if increment else None)
     prepared: PreparedCommit | None = None
     try:
         with _phase(result, "read"):
@@ -206,7 +222,8 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
             if plan.rules or spec.output.mode == "merge":  # else Delta's count of the written rows serves
                 gated = ctx.observe(gated, "gate", **plan.observed())
             plan.frame = ctx.place(gated)
-            prepared = prepare(spark, plan.good_rows(), spec.output, meta)
+            prepared = prepare(spark, plan.good_rows(), spec.output, meta,
+                               increment.replacement if increment else None)
             counts = ctx.counts()
             if "gate" not in counts:
                 counts["gate"] = {"rows": prepared.rows} if prepared.rows is not None else None
@@ -251,7 +268,8 @@ def _rebuilt(ctx: BuildContext, job: LoadedJob, reads: list[Any]) -> "DataFrame"
     """The job's plan built again without observations, on the same Delta versions: what a
     pre-pass of the gate reads (counting it would count the rows twice)."""
     pinned = {r.name: r.delta_version for r in reads if r.delta_version is not None}
-    plain = BuildContext(spark=ctx.spark, prefix=f"{ctx.prefix}_plain", counting=False, pinned=pinned)
+    plain = BuildContext(spark=ctx.spark, prefix=f"{ctx.prefix}_plain", counting=False, pinned=pinned,
+                         interval=ctx.interval, run_end=ctx.run_end)
     read_sources(plain, job)
     frame = apply_steps(plain, job)
     ctx.views.extend(v for v in plain.views if v not in ctx.views)

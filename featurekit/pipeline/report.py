@@ -40,6 +40,7 @@ class RunResult:
     rows_quarantined: int | None = None   # refused by the checks (malformed source records are per source)
     gate: dict[str, Any] = field(default_factory=dict)
     quarantine: dict[str, Any] = field(default_factory=dict)
+    incremental: dict[str, Any] = field(default_factory=dict)  # interval, watermark before and after
     output_path: str = ""
     mode: str = ""
     table_version: int | None = None

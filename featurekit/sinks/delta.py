@@ -52,12 +52,51 @@ class CommitMeta:
     env: str
 
     rows_digest: str = ""  # a quarantine commit: a digest of every row the run offered (all in the table after it)
+    interval: dict[str, Any] | None = None  # an incremental commit: the interval it replaced
 
     def to_json(self) -> str:
-        fields = {"job": self.job, "run_id": self.run_id, "fingerprint": self.fingerprint, "env": self.env}
+        fields: dict[str, Any] = {"job": self.job, "run_id": self.run_id, "fingerprint": self.fingerprint, "env": self.env}
         if self.rows_digest:
             fields["rows_digest"] = self.rows_digest
+        if self.interval:
+            fields["interval"] = self.interval
         return json.dumps(fields, sort_keys=True)
+
+
+class ConcurrentRun(DataError):
+    """Another run moved a watermark this run planned from; nothing of this run was written."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """An incremental commit: the table's rows matching ``predicate`` (SQL; None: every row)
+    are replaced by the run's rows, and Delta application transactions ``marks`` (app id ->
+    version: a watermark, a backfill's progress) are set in the same commit. ``expected``
+    holds the versions the run was planned from: if another run moved one meanwhile, this
+    one fails before it writes, or Delta's conflict check fails its commit."""
+
+    predicate: str | None
+    marks: dict[str, int]
+    expected: dict[str, int]
+
+
+def app_versions(spark: "SparkSession", path: str, apps: list[str]) -> dict[str, int]:
+    """The version Delta holds for each application transaction id (-1: none, or no table).
+    They live in the table's snapshot, so they outlast the log's clean-up of old commits."""
+    scala = Scala(spark)
+    txn = scala.delta("DeltaLog").forTable(scala.session, path).startTransaction()
+    return {app: int(txn.txnVersion(app)) for app in apps}
+
+
+def _set_transactions(spark: "SparkSession", marks: dict[str, int]) -> Any:
+    import time
+
+    scala = Scala(spark)
+    now = int(time.time() * 1000)
+    kind = scala.delta("actions.SetTransaction")
+    return scala.seq([kind(app, version, scala.some(now)) for app, version in marks.items()])
 
 
 @dataclass(frozen=True)
@@ -76,6 +115,7 @@ class CommitResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     run_id: str = ""  # the featurekit run that made the commit (from its userMetadata)
     version_before: int | None = None
+    marks_before: dict[str, int] = field(default_factory=dict)  # an incremental commit's app versions before it
 
 
 def _is_local(path: str) -> bool:
@@ -149,7 +189,7 @@ class HeldWrite:
 
 def write_held(spark: "SparkSession", log: Any, txn: Any, frame: "DataFrame", meta: CommitMeta, *,
                append: bool, options: dict[str, str], partition_by: list[str], properties: dict[str, str],
-               path: str) -> HeldWrite:
+               path: str, predicate: str | None = None) -> HeldWrite:
     """Run Delta's own writer (``WriteIntoDelta``) for ``frame`` inside ``txn`` without its
     commit. ``properties`` are set only when the write creates the table; if it fails while
     creating it, the folder it started is removed."""
@@ -171,11 +211,11 @@ def write_held(spark: "SparkSession", log: Any, txn: Any, frame: "DataFrame", me
     flag = {name: scala.some(True) if name in options else scala.none()
             for name in ("partitionOverwriteMode", "overwriteSchema", "mergeSchema")}
     operation = scala.delta("DeltaOperations").Write(
-        save_mode, scala.some(scala.seq(partition_by)), scala.none(), scala.some(meta.to_json()),
+        save_mode, scala.some(scala.seq(partition_by)), scala.option(predicate), scala.some(meta.to_json()),
         flag["partitionOverwriteMode"], flag["overwriteSchema"], flag["mergeSchema"], scala.none(), scala.none(),
     )
     metrics = scala.to_dict(scala.unwrap(txn.getOperationMetrics(operation)) or scala.map({}))
-    rows = int(metrics["numOutputRows"]) if "numOutputRows" in metrics else None
+    rows = _rows_written(metrics)
     return HeldWrite(spark, log, txn, actions, operation, rows)
 
 
@@ -198,6 +238,7 @@ class PreparedCommit:
     schema: "StructType"
     _held: HeldWrite | None = None
     _staging: str | None = None
+    replacement: Replacement | None = None
 
     def data(self) -> "DataFrame":
         """The rows that the commit would add (for checks that need the data itself)."""
@@ -229,9 +270,10 @@ class PreparedCommit:
         version = self._held.commit()
         info = self._held.txn.commitInfo()
         metrics = {k: _number(v) for k, v in scala.to_dict(scala.unwrap(info.operationMetrics()) or scala.map({})).items()}
-        landed = int(metrics["numOutputRows"]) if "numOutputRows" in metrics else None
+        landed = _rows_written(metrics)
+        marks = self.replacement.expected if self.replacement is not None else {}
         return CommitResult(version, str(info.operation()), self.created, landed, landed, metrics,
-                            self.meta.run_id, self.version_before)
+                            self.meta.run_id, self.version_before, marks)
 
     def abandon(self) -> None:
         """Delete the written files; the table stays as it was (or absent, if this run made it)."""
@@ -257,18 +299,23 @@ class PreparedCommit:
         return replace(done, version_before=self.version_before)
 
 
-def prepare(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: CommitMeta) -> PreparedCommit:
+def prepare(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: CommitMeta,
+            replacement: Replacement | None = None) -> PreparedCommit:
     """Compute ``frame`` and write its data files for one commit to ``out.path``, without
     committing: this is the job's one pass over its data. Nothing is visible until
     :meth:`PreparedCommit.commit`.
 
     ``merge`` into an existing table writes the rows to a staging folder inside the table
     (``_fk_staging/<run id>``, hidden from Delta); the MERGE reads them at commit time.
+    With a ``replacement`` (an incremental run) the rows replace those of its interval.
     """
     log, txn, exists = _target(spark, out, meta.job)
     before = int(txn.readVersion()) if exists else None
-    if exists and out.mode in {"append", "merge", "replace_partitions"}:
+    if exists and out.mode in {"append", "merge", "replace_partitions"} and \
+            (replacement is None or replacement.predicate is not None):
         check_schema(_table_schema(txn), frame, out)
+    if replacement is not None:
+        return _prepare_replacement(spark, log, txn, frame, out, meta, replacement, before)
     if exists and out.mode == "merge":
         staging = f"{out.path.rstrip('/')}/_fk_staging/{meta.run_id}"
         try:
@@ -290,6 +337,37 @@ def prepare(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: Co
                       partition_by=out.partition_by, properties=properties, path=out.path)
     prepared = PreparedCommit(spark, out, meta, not exists, before, held.rows, frame.schema, held)
     if out.mode == "merge":  # the first run of a merge job creates the table: its keys must be unique too
+        try:
+            check_unique_keys(prepared.data(), out.keys)
+        except Exception:
+            prepared.abandon()
+            raise
+    return prepared
+
+
+def _prepare_replacement(spark: "SparkSession", log: Any, txn: Any, frame: "DataFrame", out: OutputSpec,
+                         meta: CommitMeta, replacement: Replacement, before: int | None) -> PreparedCommit:
+    """Write the run's rows inside ``txn`` as an overwrite of the rows ``replacement.predicate``
+    matches (Delta's replaceWhere: files holding such rows are rewritten without them), with
+    the application transactions in the same commit. Reading them through ``txn`` makes
+    Delta's conflict check fail this commit if another one sets them first."""
+    moved = {app: (int(txn.txnVersion(app)), version) for app, version in replacement.expected.items()}
+    moved = {app: pair for app, pair in moved.items() if pair[0] != pair[1]}
+    if moved:
+        raise ConcurrentRun(f"another run of job {meta.job!r} committed to {out.path} while this one was planned; "
+                            "nothing of this run was written — run it again",
+                            [f"{app}: planned from {planned}, now {now}" for app, (now, planned) in moved.items()])
+    frame = frame.alias("__fk_result")
+    predicate = replacement.predicate
+    options = {"replaceWhere": predicate} if predicate is not None else {"overwriteSchema": "true"}
+    exists = before is not None
+    properties = {JOB_PROPERTY: meta.job, **out.properties} if not exists else {}
+    held = write_held(spark, log, txn, frame, meta, append=False, options=options, partition_by=out.partition_by,
+                      properties=properties, path=out.path, predicate=predicate)
+    held.actions = held.actions.appendedAll(_set_transactions(spark, replacement.marks))
+    prepared = PreparedCommit(spark, out, meta, not exists, before, held.rows, frame.schema, held,
+                              replacement=replacement)
+    if out.mode == "merge":
         try:
             check_unique_keys(prepared.data(), out.keys)
         except Exception:
@@ -347,6 +425,11 @@ def undo_commit(spark: "SparkSession", path: str, done: CommitResult) -> None:
         return
     if done.version_before is not None:
         DeltaTable.forPath(spark, path).restoreToVersion(done.version_before)
+    if done.marks_before:  # a restore leaves application transactions as they are: set them back
+        scala = Scala(spark)
+        txn = scala.delta("DeltaLog").forTable(scala.session, path).startTransaction()
+        operation = scala.delta("DeltaOperations").ManualUpdate()
+        txn.commit(_set_transactions(spark, done.marks_before), operation)
 
 
 def check_unique_keys(frame: "DataFrame", keys: list[str]) -> None:
@@ -468,8 +551,16 @@ def describe_last_commit(spark: "SparkSession", path: str, created: bool = False
         offered = int(metrics["numSourceRows"])
         landed = int(metrics.get("numTargetRowsInserted", 0)) + int(metrics.get("numTargetRowsUpdated", 0))
     elif "numOutputRows" in metrics:  # a write
-        offered = landed = int(metrics["numOutputRows"])
+        offered = landed = _rows_written(metrics)
     return CommitResult(int(row["version"]), str(row["operation"]), created, offered, landed, metrics, run_id)
+
+
+def _rows_written(metrics: dict[str, Any]) -> int | None:
+    """The rows a write added: a replaceWhere over data columns rewrites the files holding
+    matching rows, and counts the other rows of those files (copied) among its output."""
+    if "numOutputRows" not in metrics:
+        return None
+    return int(metrics["numOutputRows"]) - int(metrics.get("numCopiedRows", 0))
 
 
 def _number(text: str) -> int | float | str:

@@ -109,6 +109,8 @@ def check_job(spec: JobSpec, positions: Positions, file: Path | None, data: obje
         c.report(("output", "mode"), "mode 'replace_partitions' needs output.partition_by")
     c.need(columns, out.keys, ("output", "keys"))
     c.need(columns, out.partition_by, ("output", "partition_by"))
+    if spec.incremental is not None:
+        _check_incremental(c, columns)
     if spec.validation is not None:
         v = spec.validation
         c.need(columns, [n for n, rule in v.columns.items() if rule.required], ("validate", "columns"), keyed=True)
@@ -250,6 +252,47 @@ def _check_aggregate(c: _Checker, step: AggregateStep, path: KeyPath, columns: C
                      "(a metric_window name equals a key, the timestamp or another metric_window)")
         seen.add(name.lower())
     return produced
+
+
+_TIME_TYPES = ("timestamp", "timestamp_ntz")
+
+
+def _check_incremental(c: _Checker, columns: Columns) -> None:
+    """The time column exists where it must (first source, output, merge keys, each
+    aggregate's timestamp) and the output mode replaces rows by interval."""
+    spec, inc = c.spec, c.spec.incremental
+    assert inc is not None
+    time = inc.time_column
+    path = ("incremental", "time_column")
+    out = spec.output
+    if out.mode not in ("merge", "replace_partitions"):
+        c.report(("output", "mode"), "with incremental, output.mode must be 'merge' (keys that include the time "
+                 f"column) or 'replace_partitions': a run replaces the rows of its interval; got {out.mode!r}")
+    schema = getattr(spec.sources[spec.first_source], "schema_", None)
+    if schema:
+        declared = {name.lower(): kind for name, kind in schema.items()}
+        if time.lower() not in declared:
+            c.report(path, f"column {time!r} is not in the first source {spec.first_source!r}"
+                     + did_you_mean(time, list(schema)) + f" (columns: {', '.join(schema)})")
+            return  # one mistake, one message: the output, keys and aggregates cannot have it either
+        elif declared[time.lower()] not in _TIME_TYPES:
+            c.report(path, f"column {time!r} of source {spec.first_source!r} is {declared[time.lower()]}; "
+                     "expected timestamp or timestamp_ntz")
+        if inc.partition_column and inc.partition_column.lower() in declared and \
+                declared[inc.partition_column.lower()] not in ("date", "string"):
+            c.report(("incremental", "partition_column"), f"column {inc.partition_column!r} is "
+                     f"{declared[inc.partition_column.lower()]}; expected date (or a yyyy-MM-dd string)")
+    mismatched = False
+    for index, step in enumerate(spec.steps):
+        if isinstance(step, AggregateStep) and step.aggregate.timestamp.lower() != time.lower():
+            mismatched = True
+            c.report(("steps", index, "aggregate", "timestamp"),
+                     f"an incremental job's aggregate buckets its time column: expected {time!r} "
+                     f"(incremental.time_column); got {step.aggregate.timestamp!r}")
+    if not mismatched:
+        c.need(columns, [time], path, index_paths=False, where="in the output")
+    if out.mode == "merge" and out.keys and time.lower() not in {k.lower() for k in out.keys}:
+        c.report(("output", "keys"), f"with incremental, the merge keys must include the time column {time!r}")
 
 
 def _merge(columns: list[str], added: list[str]) -> list[str]:

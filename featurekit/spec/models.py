@@ -16,6 +16,7 @@ from featurekit.spec.validate import ValidateSpec
 from featurekit.spec.types import (
     ColumnType,
     Duration,
+    Instant,
     Name,
     NonEmptyStr,
     OptionValue,
@@ -123,6 +124,8 @@ class AggregateArgs(Strict):
     every: Duration
     windows: Annotated[list[Duration], Field(min_length=1)]
     metrics: Annotated[dict[Name, NonEmptyStr], Field(min_length=1)]
+    # also a row at each bucket end where a window's value changes because events leave it
+    expire: bool = False
 
 
 class AggregateStep(Strict):
@@ -238,6 +241,22 @@ class FeaturesSpec(Strict):
     services: dict[Name, Annotated[list[NonEmptyStr], Field(min_length=1)]] = Field(default_factory=dict)
 
 
+class IncrementalSpec(Strict):
+    """Runs recompute only an interval of event time: ``(watermark - lookback, end]``.
+
+    ``time_column`` is a timestamp column of the first source that the output carries too
+    (an aggregate's bucket end); each output row depends only on events at most the longest
+    window before it, so the sources are read from the interval's start minus that window.
+    """
+
+    time_column: Name
+    lookback: Duration | None = None
+    start: Instant | None = None
+    # a Hive-style partition column of the first source holding the date of time_column:
+    # the read keeps only the partitions the interval needs
+    partition_column: Name | None = None
+
+
 class JobSpec(Strict):
     """A prep job: sources -> ordered steps -> validation gate -> a Delta output (-> features)."""
 
@@ -247,6 +266,7 @@ class JobSpec(Strict):
     sources: Annotated[dict[Name, SourceSpec], Field(min_length=1)]
     steps: list[StepSpec] = Field(default_factory=list)
     validation: ValidateSpec | None = Field(default=None, alias="validate")
+    incremental: IncrementalSpec | None = None
     output: OutputSpec
     features: FeaturesSpec | None = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -33,6 +34,18 @@ def table_version(value: int) -> int:
     return value
 
 
+def _instant(value: Any) -> datetime:
+    """An ISO 8601 time (``2026-01-01T00:00:00Z``); without a zone it is UTC."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"expected an ISO 8601 time like '2026-01-01T00:00:00Z'; got {value!r}") from None
+    if not isinstance(value, datetime):
+        raise ValueError(f"expected an ISO 8601 time like '2026-01-01T00:00:00Z'; got {value!r}")
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def _option_value(value: Any) -> Any:
     """Spark options are strings; YAML's ``true``/``1`` are taken as ``"true"``/``"1"``."""
     if isinstance(value, bool):
@@ -47,6 +60,7 @@ Name = Annotated[str, AfterValidator(_identifier)]
 ColumnType = Annotated[str, AfterValidator(check_column_type)]
 OptionValue = Annotated[str, BeforeValidator(_option_value)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
+Instant = Annotated[datetime, BeforeValidator(_instant)]
 
 
 class Strict(BaseModel):

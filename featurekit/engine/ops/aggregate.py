@@ -14,11 +14,12 @@ timestamp is null cannot be placed in time: they are counted and left out.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from featurekit.engine.context import BuildContext
 from featurekit.spec.durations import parse_duration
-from featurekit.spec.models import AggregateStep, parse_metric
+from featurekit.spec.models import AggregateArgs, AggregateStep, parse_metric
 from featurekit.spec.sqlcheck import quote
 
 if TYPE_CHECKING:
@@ -54,11 +55,15 @@ def apply(frame: "DataFrame", step: AggregateStep, ctx: BuildContext) -> "DataFr
     # One row per (key, bucket) comes out: counted here, before the windows, so that metrics
     # a later step drops are pruned by Spark (an observation would keep them all alive).
     grouped = counted.groupBy(*(F.col(k) for k in args.keys), F.expr(f"{micros} + pmod(-{micros}, {every}L) AS {bucket}"))
+    # with expiry rows the step's output is counted after they join (see _with_expiry)
+    out_key = ctx.step_key("buckets" if args.expire else "out")
     grouped = ctx.count_later(grouped.agg(*(F.expr(f"{sql} AS {column}") for sql, column in partials.items())),
-                              ctx.step_key("out"))
+                              out_key)
     ctx.fill(ctx.step_key("in"), grouped, rows=F.expr(f"sum({_ROWS})"),
              null_timestamp=F.expr(f"sum(CASE WHEN {bucket} IS NULL THEN {_ROWS} END)"))
-    buckets = ctx.place(ctx.filter(grouped, F.expr(f"{bucket} IS NOT NULL"), None, ctx.step_key("out")))
+    buckets = ctx.place(ctx.filter(grouped, F.expr(f"{bucket} IS NOT NULL"), None, out_key))
+    if args.expire:
+        buckets = _with_expiry(buckets, args, partials, every, ctx)
 
     # Each partial combined over each window once, then the metrics from those: Spark would
     # compute a window function as often as the metrics name it (an average names its count
@@ -76,6 +81,39 @@ def apply(frame: "DataFrame", step: AggregateStep, ctx: BuildContext) -> "DataFr
             metrics.append(f"{_metric(function, columns)} AS {quote(f'{name}_{window_text}')}")
     combined = buckets.selectExpr("*", *(f"{sql} AS {column}" for sql, column in windowed.items())) if windowed else buckets
     return combined.selectExpr(*keys, f"timestamp_micros({bucket}) AS {quote(args.timestamp)}", *metrics)
+
+
+def _with_expiry(buckets: "DataFrame", args: AggregateArgs, partials: dict[str, str], every: int,
+                 ctx: BuildContext) -> "DataFrame":
+    """The buckets with data, plus a bucket without data at each end ``b + W`` (a bucket ``b``
+    with data, a window ``W``) up to the run's end: there the window's value changes because
+    ``b``'s events leave it. Empty partials (counts 0, the rest null) make the windows give
+    0 for counts and null for sum, avg, min and max of a window left without events. A bucket
+    named by several such ends, or that has data itself, is one row: the partials of each
+    (key, bucket) are combined once more."""
+    from pyspark.sql import functions as F
+
+    end = ctx.run_end or datetime.now(UTC)
+    end_us = int(end.timestamp()) * MICROS
+    end_us -= end_us % every  # the last whole bucket
+    keys = [quote(k) for k in args.keys]
+    bucket = quote(_BUCKET)
+    spans = sorted({parse_duration(w) * MICROS for w in args.windows})
+    types = dict(buckets.dtypes)
+    empty = [f"CAST({'0' if sql.startswith('count(') else 'NULL'} AS {types[column]}) AS {column}"
+             for sql, column in partials.items()]
+    ends = ", ".join(f"{bucket} + {span}L" for span in spans)
+    expired = (buckets.selectExpr(*keys, f"explode(array({ends})) AS {bucket}")
+               .where(f"{bucket} <= {end_us}L").selectExpr(*keys, bucket, *empty))
+    combined = buckets.unionByName(expired).groupBy(*(F.col(k) for k in args.keys), F.col(_BUCKET)).agg(
+        *(F.expr(f"{_combine(sql)}({column}) AS {column}") for sql, column in partials.items()))
+    return ctx.place(ctx.count_later(combined, ctx.step_key("out")))
+
+
+def _combine(partial: str) -> str:
+    """How partial aggregates of one kind combine: counts and sums add up, min and max stay."""
+    function = partial.split("(", 1)[0]
+    return "sum" if function in ("count", "sum") else function
 
 
 def _metric(function: str, columns: list[str]) -> str:

@@ -1,0 +1,170 @@
+"""Incremental runs and backfills: which interval a run recomputes, and what it records.
+
+A job with ``incremental:`` keeps its watermark (the end of the last interval it committed)
+as a Delta application transaction of its output table (``featurekit/<job>/watermark``, the
+version being seconds since the epoch). It is set in the same commit as the interval's rows,
+and read through the transaction that commits them: a crash before the commit changes
+nothing, and of two runs planned from the same watermark only one can commit.
+
+A backfill cuts a range into chunks, each one incremental commit over exactly its chunk; its
+progress is one more application transaction (``featurekit/<job>/backfill/<start>/<end>``),
+so the same command, run again after a crash, skips the chunks already committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from featurekit.config import Project, Settings
+from featurekit.engine.transform import interval_rows
+from featurekit.errors import ConfigError
+from featurekit.sinks.delta import Replacement, app_versions
+from featurekit.spec.durations import parse_duration
+from featurekit.spec.intervals import Interval, align_down, between, chunks, from_epoch, grain, next_interval, to_epoch
+from featurekit.spec.loader import LoadedJob
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from featurekit.pipeline.report import RunResult
+
+
+def watermark_app(job: str) -> str:
+    return f"featurekit/{job}/watermark"
+
+
+def arrivals_app(job: str) -> str:
+    return f"featurekit/{job}/arrivals"
+
+
+def backfill_app(job: str, start: datetime, end: datetime) -> str:
+    return f"featurekit/{job}/backfill/{to_epoch(start)}/{to_epoch(end)}"
+
+
+@dataclass(frozen=True)
+class Increment:
+    """What one incremental run recomputes and records."""
+
+    interval: Interval
+    replacement: Replacement
+    kind: str  # incremental | full | backfill
+    watermark_before: datetime | None
+    watermark_after: datetime
+
+    def report(self) -> dict[str, Any]:
+        return {"kind": self.kind, "interval": self.interval.describe(), **self.interval.to_dict(),
+                "watermark_before": _iso(self.watermark_before), "watermark_after": _iso(self.watermark_after)}
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk of a backfill: its interval and the progress mark its commit sets."""
+
+    interval: Interval
+    app: str
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def plan_increment(spark: "SparkSession", job: LoadedJob, end: datetime | None, full: bool = False,
+                   chunk: Chunk | None = None) -> Increment:
+    """The interval of this run, from the watermark the output table holds now."""
+    spec = job.spec
+    assert spec.incremental is not None
+    watermark, arrivals = watermark_app(job.name), arrivals_app(job.name)
+    apps = [watermark, arrivals] + ([chunk.app] if chunk else [])
+    planned = datetime.now(UTC)
+    before = app_versions(spark, spec.output.path, apps)
+    previous = from_epoch(before[watermark]) if before[watermark] >= 0 else None
+    if chunk is not None:
+        interval, kind = replace(chunk.interval, untimed=False), "backfill"
+    else:
+        moment = end or datetime.now(UTC)
+        if full:
+            start = spec.incremental.start
+            interval = between(spec, None if start is None else align_down(start, grain(spec)), align_down(moment, grain(spec)))
+            kind = "full"
+        else:
+            interval, kind = next_interval(spec, previous, moment), "incremental"
+        seen = before[arrivals]
+        interval = replace(interval, untimed_since=None if full or seen < 0 else from_epoch(seen))
+    if interval.start is not None and interval.end <= interval.start:
+        raise ConfigError.single(
+            f"job {job.name!r}: the run's end {_iso(interval.end)} is not after its interval's start {_iso(interval.start)} "
+            f"(watermark {_iso(previous)}); give a later --end, or use `featurekit backfill` for an earlier range",
+            file="command line", field="--end")
+    # a full rebuild sets the watermark where it ends; a run or chunk never moves it back
+    after = interval.end if kind == "full" else max(interval.end, previous or interval.end)
+    marks = {watermark: to_epoch(after)}
+    if chunk is not None:
+        marks[chunk.app] = to_epoch(interval.end)
+    else:  # files modified from now on are new to the next run (a second's margin for clocks)
+        marks[arrivals] = to_epoch(planned) - 1
+    predicate = None if kind == "full" else interval_rows(spec.incremental, interval)
+    return Increment(interval, Replacement(predicate, marks, before), kind, previous, after)
+
+
+@dataclass
+class BackfillResult:
+    job: str
+    start: datetime
+    end: datetime
+    batch: timedelta
+    chunks: list[tuple[datetime, datetime]]
+    done_before: int  # chunks an earlier attempt had committed
+    runs: list["RunResult"] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> list[tuple[datetime, datetime]]:
+        return self.chunks[:self.done_before]
+
+
+def backfill_chunks(job: LoadedJob, start: datetime, end: datetime, batch: str) -> tuple[list[tuple[datetime, datetime]], timedelta]:
+    """``(start, end]`` in chunks of ``batch``, each aligned to the job's buckets."""
+    if job.spec.incremental is None:
+        raise ConfigError.single(f"job {job.name!r} has no incremental: block; a backfill needs one",
+                                 file=job.shown_path, field="incremental")
+    try:
+        size = timedelta(seconds=parse_duration(batch))
+    except ValueError as exc:
+        raise ConfigError.single(str(exc), file="command line", field="--batch") from None
+    step = grain(job.spec)
+    if size % step:
+        raise ConfigError.single(f"--batch {batch} must be a whole multiple of the job's bucket ({step})",
+                                 file="command line", field="--batch")
+    lo, hi = align_down(start, step), align_down(end, step)
+    if hi <= lo:
+        raise ConfigError.single(f"--end {_iso(end)} must be after --start {_iso(start)} (aligned to {step})",
+                                 file="command line", field="--end")
+    return chunks(lo, hi, size), size
+
+
+def backfill(project: Project, job: LoadedJob, settings: Settings, start: datetime, end: datetime, batch: str = "1d",
+             spark: "SparkSession | None" = None, dry_run: bool = False,
+             progress: Callable[[int, int, "RunResult | None"], None] | None = None) -> BackfillResult:
+    """Run ``(start, end]`` in chunks, each one atomic incremental commit; chunks an earlier
+    attempt of the same range committed are skipped (the table remembers its progress)."""
+    from featurekit.pipeline.core import run, session
+
+    parts, size = backfill_chunks(job, start, end, batch)
+    lo, hi = parts[0][0], parts[-1][1]
+    app = backfill_app(job.name, lo, hi)
+    spark = spark or session(settings, f"{settings.spark.app_name}:{job.name}:backfill")
+    done = app_versions(spark, job.spec.output.path, [app])[app]
+    skip = sum(1 for _, chunk_end in parts if to_epoch(chunk_end) <= done)
+    result = BackfillResult(job.name, lo, hi, size, parts, skip)
+    if progress:
+        progress(skip, len(parts), None)
+    if dry_run:
+        return result
+    for index, (chunk_lo, chunk_hi) in enumerate(parts[skip:], start=skip):
+        chunk = Chunk(between(job.spec, chunk_lo, chunk_hi), app)
+        result.runs.append(run(project, job, settings, spark, chunk=chunk))
+        if progress:
+            progress(index + 1, len(parts), result.runs[-1])
+    return result

@@ -1,0 +1,103 @@
+"""The event-time interval an incremental run recomputes, and the arithmetic behind it.
+
+A job with ``incremental:`` replaces the output rows whose time lies in ``(start, end]``. An
+output row at time ``t`` depends on the events in ``(t - reach, t]``, where ``reach`` is the
+sum of the longest window of each ``aggregate`` step (0 for a job without one): the first
+source is read from ``start - reach``. Bounds are aligned to the job's ``grain`` (the longest
+``every``), so every bucket an interval touches is whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from featurekit.spec.durations import parse_duration
+from featurekit.spec.models import AggregateStep, JobSpec
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Output rows with ``start < time <= end`` are recomputed; events with
+    ``read_from < time <= end`` are read. ``start``/``read_from`` None: from the beginning."""
+
+    start: datetime | None
+    end: datetime
+    read_from: datetime | None
+    # rows without a time belong to no interval: a run takes those of files that arrived after
+    # ``untimed_since`` (None: all of them; ``untimed`` False: none, as a backfill's chunks)
+    untimed_since: datetime | None = None
+    untimed: bool = True
+
+    def describe(self) -> str:
+        return f"({_iso(self.start) if self.start else '-inf'}, {_iso(self.end)}]"
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"start": _iso(self.start) if self.start else None, "end": _iso(self.end),
+                "read_from": _iso(self.read_from) if self.read_from else None}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def reach(spec: JobSpec) -> timedelta:
+    """How far back from an output row's time its inputs may lie."""
+    seconds = sum(max(parse_duration(w) for w in s.aggregate.windows) for s in spec.steps if isinstance(s, AggregateStep))
+    return timedelta(seconds=seconds)
+
+
+def grain(spec: JobSpec) -> timedelta:
+    """The bucket length interval bounds align to (1 s for a job without an aggregate)."""
+    everys = [parse_duration(s.aggregate.every) for s in spec.steps if isinstance(s, AggregateStep)]
+    return timedelta(seconds=max(everys, default=1))
+
+
+def align_down(moment: datetime, step: timedelta) -> datetime:
+    """``moment`` rounded down to a multiple of ``step`` since the epoch (UTC)."""
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment - (moment - EPOCH) % step
+
+
+def to_epoch(moment: datetime) -> int:
+    """Whole seconds since the epoch (a watermark as Delta stores it)."""
+    return int((moment - EPOCH).total_seconds())
+
+
+def from_epoch(seconds: int) -> datetime:
+    return EPOCH + timedelta(seconds=seconds)
+
+
+def next_interval(spec: JobSpec, watermark: datetime | None, end: datetime) -> Interval:
+    """The interval of an incremental run: from ``watermark - lookback`` (or the spec's
+    ``start``, or the beginning) to ``end``, aligned to the grain."""
+    assert spec.incremental is not None
+    step = grain(spec)
+    end = align_down(end, step)
+    start: datetime | None
+    if watermark is not None:
+        lookback = timedelta(seconds=parse_duration(spec.incremental.lookback)) if spec.incremental.lookback else timedelta(0)
+        start = align_down(watermark - lookback, step)
+        if spec.incremental.start is not None:
+            start = max(start, align_down(spec.incremental.start, step))
+    else:
+        start = align_down(spec.incremental.start, step) if spec.incremental.start is not None else None
+    return between(spec, start, end)
+
+
+def between(spec: JobSpec, start: datetime | None, end: datetime) -> Interval:
+    """``(start, end]`` with the read range its windows need (bounds already aligned)."""
+    return Interval(start, end, None if start is None else start - reach(spec))
+
+
+def chunks(start: datetime, end: datetime, batch: timedelta) -> list[tuple[datetime, datetime]]:
+    """``(start, end]`` cut into consecutive ``(lo, hi]`` of ``batch`` (the last may be shorter)."""
+    out = []
+    lo = start
+    while lo < end:
+        hi = min(lo + batch, end)
+        out.append((lo, hi))
+        lo = hi
+    return out
