@@ -128,6 +128,10 @@ def run(
     env: Env = "local",
     materialize: Annotated[bool, typer.Option(
         "--materialize", help="Then materialize the job's feature view incrementally (same Spark session).")] = False,
+    end: Annotated[Optional[str], typer.Option(
+        help="Incremental jobs: the interval's end (ISO 8601, UTC if no zone; default now, aligned to the buckets). "
+             "Also where aggregate.expire stops.")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Incremental jobs: rebuild the whole table up to --end.")] = False,
 ) -> None:
     """Run a job: sources -> steps -> Delta commit, and print what happened."""
     from featurekit import pipeline
@@ -139,7 +143,7 @@ def run(
     if materialize and (features is None or not features.online):
         raise ConfigError.single(f"--materialize: job {loaded.name!r} has no online features (features: with online: true)",
                                  file=project.shown(loaded.path), field="features")
-    result = pipeline.run(project, loaded, settings)
+    result = pipeline.run(project, loaded, settings, end=_when(end, "--end"), full=full)
     _print_run(result)
     if materialize:
         from featurekit.pipeline.materialize import materialize as run_materialize
@@ -156,6 +160,10 @@ def _print_run(result: object) -> None:
     table.add_column("what")
     table.add_column("rows", justify="right")
     table.add_column("detail", overflow="fold")
+    if result.incremental:
+        inc = result.incremental
+        table.add_row(f"{inc['kind']} interval", "", f"{inc['interval']}, events read from {inc['read_from'] or 'the start'}; "
+                      f"watermark {inc['watermark_before'] or '-'} -> {inc['watermark_after']}")
     for source in result.sources:
         detail = f"{source['format']} {source['path']}"
         if source["delta_version"] is not None:
@@ -182,6 +190,51 @@ def _print_run(result: object) -> None:
 
 def _n(value: Optional[int]) -> str:
     return "-" if value is None else f"{value:,}"
+
+
+@app.command()
+def backfill(
+    job: Annotated[str, typer.Argument(help="Job name or path (a job with incremental:).")],
+    start: Annotated[str, typer.Option(help="Range start, exclusive (ISO 8601, UTC if no zone).")],
+    end: Annotated[str, typer.Option(help="Range end, inclusive.")],
+    batch: Annotated[str, typer.Option(help="Chunk length (a duration: 6h, 1d, 1w); each chunk is one commit.")] = "1d",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the chunks (and those already done); run nothing.")] = False,
+    env: Env = "local",
+) -> None:
+    """Recompute a range of an incremental job in chunks; run again after a crash, it resumes."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from featurekit import pipeline
+    from featurekit.pipeline.incremental import backfill as run_backfill
+
+    _quiet_query_context()
+    project = _project()
+    loaded, settings = pipeline.load(project, job, env)
+    first, last = _when(start, "--start"), _when(end, "--end")
+    with Progress(TextColumn("backfill {task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
+                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err,
+                  disable=dry_run) as bar:
+        task = bar.add_task(loaded.name, total=None)
+
+        def progress(done: int, total: int, result: object) -> None:
+            if result is None:  # the chunks an earlier attempt committed: done, not timed
+                bar.update(task, total=total - done, completed=0)
+            else:
+                bar.advance(task)
+
+        result = run_backfill(project, loaded, settings, first, last, batch, dry_run=dry_run, progress=progress)  # type: ignore[arg-type]
+    table = Table(title=f"backfill {loaded.name} ({result.start:%Y-%m-%d %H:%M}, {result.end:%Y-%m-%d %H:%M}] "
+                        f"in {len(result.chunks)} chunk(s) of {result.batch}", title_justify="left")
+    for column in ("chunk", "interval", "status", "run id", "written", "v"):
+        table.add_column(column, justify="right" if column in ("chunk", "written", "v") else "left")
+    runs = {run.incremental.get("end"): run for run in result.runs}
+    for index, (lo, hi) in enumerate(result.chunks):
+        run = runs.get(hi.isoformat().replace("+00:00", "Z"))
+        status = "done before" if index < result.done_before else ("planned" if run is None else "committed")
+        table.add_row(str(index + 1), f"({lo:%Y-%m-%d %H:%M}, {hi:%Y-%m-%d %H:%M}]", status,
+                      run.run_id if run else "", _n(run.rows_written) if run else "",
+                      str(run.table_version) if run else "")
+    out.print(table)
 
 
 @app.command()
@@ -241,14 +294,15 @@ def runs(
     if len(args) > 1:
         raise ConfigError.single("usage: featurekit runs [JOB] | featurekit runs show RUN_ID", file="runs")
     table = Table(title=f"recent runs in {runs_dir}", title_justify="left")
-    for column in ("run id", "job", "status", "read", "written", "bad", "v"):
-        table.add_column(column, no_wrap=True, justify="left" if column in {"run id", "job", "status"} else "right")
+    for column in ("run id", "job", "status", "interval", "read", "written", "bad", "v"):
+        table.add_column(column, no_wrap=True, justify="left" if column in {"run id", "job", "status", "interval"} else "right")
     for report in pipeline.list_runs(runs_dir, args[0] if args else None, limit):
         read = sum(s.get("rows_read") or 0 for s in report.get("sources", []))
         malformed = sum(s.get("rows_malformed") or 0 for s in report.get("sources", []))
         status = "ok" if report.get("status") == "succeeded" else f"{report.get('status', '?')} {report.get('exit_code') or ''}".strip()
         version = report.get("table_version")
-        table.add_row(report.get("run_id", ""), report.get("job", ""), status, _n(read),
+        interval = (report.get("incremental") or {}).get("interval", "")
+        table.add_row(report.get("run_id", ""), report.get("job", ""), status, interval, _n(read),
                       _n(report.get("rows_written")), _n((report.get("rows_quarantined") or 0) + malformed),
                       "" if version is None else str(version))
     out.print(table)
@@ -303,20 +357,33 @@ def render_sparkapp(
         "--materialize", help="Runs also materialize the job's online features (featurekit run --materialize).")] = False,
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="A .yaml file for all manifests, or a folder for one file per job.")] = None,
+    backfill_run: Annotated[bool, typer.Option(
+        "--backfill", help="One run of featurekit backfill JOB --start --end (an incremental job; never scheduled).")] = False,
+    start: Annotated[Optional[str], typer.Option(help="--backfill: range start, exclusive (ISO 8601, UTC if no zone).")] = None,
+    end: Annotated[Optional[str], typer.Option(help="--backfill: range end, inclusive.")] = None,
+    batch: Annotated[Optional[str], typer.Option(help="--backfill: chunk length, each chunk one commit (default 1d).")] = None,
 ) -> None:
     """Kubeflow Spark operator manifests (SparkApplication, or scheduled) for jobs in an environment."""
-    from featurekit.deploy.sparkapp import render_jobs, to_yaml
+    from featurekit.deploy.sparkapp import Backfill, render_jobs, to_yaml
     from featurekit.spec.loader import load_jobs
 
     if (job is None) == (not all_jobs):
         raise ConfigError.single("give one job, or --all for every job", file="render sparkapp", field="JOB")
+    given = [option for option, value in (("--start", start), ("--end", end), ("--batch", batch)) if value is not None]
+    if given and not backfill_run:
+        raise ConfigError.single("--start, --end and --batch go with --backfill", file="render sparkapp", field=given[0])
+    if backfill_run and all_jobs:
+        raise ConfigError.single("a backfill is of one job: give JOB, not --all", file="render sparkapp", field="--all")
+    if backfill_run and (start is None or end is None):
+        raise ConfigError.single("give the range to recompute: --start and --end", file="render sparkapp", field="--backfill")
+    backfill = Backfill(_when(start, "--start"), _when(end, "--end"), batch or "1d") if backfill_run else None  # type: ignore[arg-type]
     project = _project()
     settings = load_settings(project, env)
     files = project.job_files() if all_jobs else [project.job_path(job or "")]
     jobs, problems = load_jobs(files, settings.vars, base=project.root)
     if problems:
         raise SpecError(problems)
-    rendered = render_jobs(project, settings, jobs, schedule, materialize=materialize)
+    rendered = render_jobs(project, settings, jobs, schedule, materialize=materialize, backfill=backfill)
     for item in rendered:
         for warning in item.warnings:
             err.print(f"[yellow]warning[/] {warning}", markup=True)

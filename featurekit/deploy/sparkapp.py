@@ -2,7 +2,8 @@
 
 A manifest runs the job exactly as ``spark-submit`` does locally: the operator starts the
 image's ``featurekit/entrypoint.py`` with ``run JOB --env ENV``, the same arguments and the
-same code path as ``featurekit run``. Everything environment-specific comes from conf/
+same code path as ``featurekit run`` (for a backfill, ``backfill JOB --start .. --end ..``, as
+``featurekit backfill``). Everything environment-specific comes from conf/
 (``spark:`` for Spark settings, ``kubernetes:`` for the pods); nothing here names a job.
 
 Jars are baked into the image by default: Delta, and hadoop-aws with the AWS SDK bundle it
@@ -14,8 +15,10 @@ them in ``spec.deps.packages`` instead, for clusters where images cannot be rebu
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from featurekit.config import Project, Settings
@@ -23,6 +26,7 @@ from featurekit.config.kubernetes import KubernetesSettings
 from featurekit.config.versions import DELTA_CONF, SPARK_VERSION, packages_of
 from featurekit.deploy.cron import schedule_problem
 from featurekit.errors import ConfigError, Problem
+from featurekit.spec.intervals import align_down, grain, range_problems
 from featurekit.spec.loader import LoadedJob
 
 API_VERSION = "sparkoperator.k8s.io/v1beta2"
@@ -47,6 +51,16 @@ _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 # "<run>-driver"; both must stay within a 63-character Kubernetes name.
 _MAX_NAME = 63 - len("-driver")
 _MAX_SCHEDULED_NAME = _MAX_NAME - len("-1767225600000000000")
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """A range ``(start, end]`` of an incremental job to recompute once, in commits of ``batch``
+    (``featurekit backfill``); ``render`` aligns the bounds to the job's buckets as the backfill does."""
+
+    start: datetime
+    end: datetime
+    batch: str = "1d"
 
 
 @dataclass
@@ -75,18 +89,35 @@ def resource_name(job: str) -> str:
     return job.replace("_", "-").strip("-")
 
 
+def backfill_name(job: str, backfill: Backfill) -> str:
+    """``driver-hourly-stats-backfill-20260101t0000-20260131t0000``: a name of its own per range,
+    apart from the job's scheduled app; a long job name is cut and told apart by a hash of it."""
+    suffix = f"-backfill-{_stamp(backfill.start)}-{_stamp(backfill.end)}"
+    name = resource_name(job)
+    if len(name) + len(suffix) > _MAX_NAME:
+        digest = hashlib.sha256(job.encode()).hexdigest()[:6]
+        name = f"{name[:_MAX_NAME - len(suffix) - len(digest) - 1].rstrip('-')}-{digest}"
+    return name + suffix
+
+
 def render(project: Project, settings: Settings, job: LoadedJob, schedule: str | None = None,
-           materialize: bool = False) -> Rendered:
+           materialize: bool = False, backfill: Backfill | None = None) -> Rendered:
     """The SparkApplication (or, with ``schedule``, ScheduledSparkApplication) that runs ``job``.
 
     With ``materialize`` a run also materializes the job's online features incrementally
-    (``featurekit run --materialize``) when it has some; otherwise that is a warning.
+    (``featurekit run --materialize``) when it has some; otherwise that is a warning. With
+    ``backfill``, one SparkApplication that backfills that range of an incremental job.
     """
     k8s = kubernetes_of(project, settings)
-    name = resource_name(job.name)
-    problems = _problems(project, settings, k8s, name, schedule)
+    warnings = _local_paths(job)
+    problems = _backfill_problems(job, backfill, schedule, materialize) if backfill is not None else []
+    if backfill is not None and not problems:
+        backfill = _aligned(job, backfill, warnings)
+    name = resource_name(job.name) if backfill is None or problems else backfill_name(job.name, backfill)
+    problems = _problems(project, settings, k8s, name, schedule) + problems
     if problems:
         raise ConfigError(problems)
+    incremental = job.spec.incremental is not None
     labels = {
         "app.kubernetes.io/name": "featurekit",
         "app.kubernetes.io/component": "prep-job",
@@ -94,29 +125,38 @@ def render(project: Project, settings: Settings, job: LoadedJob, schedule: str |
         f"{LABEL_PREFIX}/job": job.name,
         f"{LABEL_PREFIX}/spec-fingerprint": job.fingerprint,
         f"{LABEL_PREFIX}/env": settings.env,
+        **({f"{LABEL_PREFIX}/incremental": "true"} if incremental else {}),
+        **({f"{LABEL_PREFIX}/backfill": f"{_utc(backfill.start):%Y%m%dT%H%M%SZ}--{_utc(backfill.end):%Y%m%dT%H%M%SZ}"}
+           if backfill is not None else {}),
         **k8s.labels,
     }
-    warnings = _local_paths(job)
     online = job.spec.features is not None and job.spec.features.online
     if materialize and not online:
         warnings.append(f"{job.shown_path}: no online features, so its runs do not materialize")
-    spec = _application_spec(settings, k8s, job, labels, materialize and online)
-    metadata = {
-        "name": name,
-        "namespace": k8s.namespace,
-        "labels": labels,
-        "annotations": {f"{LABEL_PREFIX}/job-file": project.shown(job.path)},
-    }
+    spec = _application_spec(settings, k8s, job, labels, materialize and online, backfill)
+    annotations = {f"{LABEL_PREFIX}/job-file": project.shown(job.path)}
+    if backfill is not None:  # the exact range; label values cannot hold ':'
+        annotations |= {f"{LABEL_PREFIX}/backfill-start": _iso(backfill.start),
+                        f"{LABEL_PREFIX}/backfill-end": _iso(backfill.end),
+                        f"{LABEL_PREFIX}/backfill-batch": backfill.batch}
+    metadata = {"name": name, "namespace": k8s.namespace, "labels": labels, "annotations": annotations}
     if schedule is None:
         manifest = {"apiVersion": API_VERSION, "kind": "SparkApplication", "metadata": metadata, "spec": spec}
     else:
         s = k8s.schedule
+        policy = s.concurrency_policy
+        if incremental and policy != "Forbid":
+            # two runs planned from one watermark cannot both commit; Replace would kill a long run at every tick
+            warnings.append(f"{project.shown(project.conf_dir / settings.env)} kubernetes.schedule.concurrency_policy: "
+                            f"Forbid, not {policy}, for {job.name!r}: runs of an incremental job must not overlap "
+                            "(of two at once, the second fails at its commit)")
+            policy = "Forbid"
         manifest = {
             "apiVersion": API_VERSION, "kind": "ScheduledSparkApplication", "metadata": metadata,
             "spec": {
                 "schedule": schedule.strip(),
                 "timeZone": s.time_zone,
-                "concurrencyPolicy": s.concurrency_policy,
+                "concurrencyPolicy": policy,
                 "successfulRunHistoryLimit": s.successful_run_history_limit,
                 "failedRunHistoryLimit": s.failed_run_history_limit,
                 "template": spec,
@@ -125,13 +165,17 @@ def render(project: Project, settings: Settings, job: LoadedJob, schedule: str |
     return Rendered(job.name, name, manifest, warnings)
 
 
-def arguments(job: LoadedJob, settings: Settings, materialize: bool = False) -> list[str]:
-    """What the entrypoint is given: ``featurekit run``'s own command line, found by job name."""
+def arguments(job: LoadedJob, settings: Settings, materialize: bool = False, backfill: Backfill | None = None) -> list[str]:
+    """What the entrypoint is given: ``featurekit run``'s own command line, found by job name
+    (``featurekit backfill``'s for a backfill)."""
+    if backfill is not None:
+        return ["backfill", job.name, "--start", _iso(backfill.start), "--end", _iso(backfill.end),
+                "--batch", backfill.batch, "--env", settings.env]
     return ["run", job.name, "--env", settings.env, *(["--materialize"] if materialize else [])]
 
 
 def _application_spec(settings: Settings, k8s: KubernetesSettings, job: LoadedJob, labels: dict[str, str],
-                      materialize: bool) -> dict[str, Any]:
+                      materialize: bool, backfill: Backfill | None = None) -> dict[str, Any]:
     spark_conf = {
         **DELTA_CONF,
         **settings.spark.conf,
@@ -144,7 +188,7 @@ def _application_spec(settings: Settings, k8s: KubernetesSettings, job: LoadedJo
         "image": k8s.image,
         "imagePullPolicy": k8s.image_pull_policy,
         "mainApplicationFile": f"local://{k8s.project_dir.rstrip('/')}/featurekit/entrypoint.py",
-        "arguments": arguments(job, settings, materialize),
+        "arguments": arguments(job, settings, materialize, backfill),
         "sparkVersion": SPARK_VERSION,
         "sparkConf": spark_conf,
         "restartPolicy": {
@@ -238,6 +282,48 @@ def _problems(project: Project, settings: Settings, k8s: KubernetesSettings, nam
     return problems
 
 
+def _backfill_problems(job: LoadedJob, backfill: Backfill, schedule: str | None, materialize: bool) -> list[Problem]:
+    """What ``featurekit backfill`` would refuse, and what a one-off run cannot be."""
+    problems = []
+    if schedule is not None:
+        problems.append(Problem("render sparkapp", None, None, "--schedule", "a backfill runs once, never on a schedule "
+                                "(a scheduled incremental job already runs incremental runs); drop --schedule"))
+    if materialize:
+        problems.append(Problem("render sparkapp", None, None, "--materialize", "a backfill does not materialize; "
+                                "run `featurekit materialize --start .. --end ..` after it"))
+    if job.spec.incremental is None:
+        problems.append(Problem(job.shown_path, None, None, "incremental",
+                                f"job {job.name!r} has no incremental: block; a backfill needs one"))
+    problems += [Problem("command line", None, None, option, message)
+                 for option, message in range_problems(job.spec, backfill.start, backfill.end, backfill.batch)]
+    return problems
+
+
+def _aligned(job: LoadedJob, backfill: Backfill, warnings: list[str]) -> Backfill:
+    """The range on the job's bucket bounds, as the backfill will run it (a warning where that moved it)."""
+    step = grain(job.spec)
+    start, end = align_down(backfill.start, step), align_down(backfill.end, step)
+    for option, given, moved in (("--start", backfill.start, start), ("--end", backfill.end, end)):
+        if moved != given:
+            warnings.append(f"command line {option}: {_iso(given)} is not on a bucket bound ({step}); "
+                            f"the backfill runs with {_iso(moved)}, as `featurekit backfill` aligns it")
+    return replace(backfill, start=start, end=end, batch=backfill.batch.strip())
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return _utc(moment).isoformat().replace("+00:00", "Z")
+
+
+def _stamp(moment: datetime) -> str:
+    """A bound in a resource name: ``20260101t0000``, seconds only when there are some."""
+    moment = _utc(moment)
+    return f"{moment:%Y%m%dt%H%M}" + (f"{moment:%S}" if moment.second else "")
+
+
 def _local_paths(job: LoadedJob) -> list[str]:
     """Paths in the job that only the machine they name can read (pods need shared storage)."""
     paths = {("sources", n, "path"): s.path for n, s in job.spec.sources.items()}
@@ -251,7 +337,7 @@ def _local_paths(job: LoadedJob) -> list[str]:
 
 
 def render_jobs(project: Project, settings: Settings, jobs: list[LoadedJob], schedule: str | None = None,
-                materialize: bool = False) -> list[Rendered]:
+                materialize: bool = False, backfill: Backfill | None = None) -> list[Rendered]:
     """Every job's manifest; every problem of every job before failing."""
     kubernetes_of(project, settings)
     rendered, problems = [], []
@@ -261,7 +347,7 @@ def render_jobs(project: Project, settings: Settings, jobs: list[LoadedJob], sch
                                     "image; move the file there to run it on the cluster"))
             continue
         try:
-            rendered.append(render(project, settings, job, schedule, materialize))
+            rendered.append(render(project, settings, job, schedule, materialize, backfill))
         except ConfigError as exc:
             problems += [p for p in exc.problems if p not in problems]
     if problems:

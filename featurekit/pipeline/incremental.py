@@ -15,15 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from featurekit.config import Project, Settings
 from featurekit.engine.transform import interval_rows
-from featurekit.errors import ConfigError
+from featurekit.errors import ConfigError, Problem
 from featurekit.sinks.delta import Replacement, app_versions
-from featurekit.spec.durations import parse_duration
-from featurekit.spec.intervals import Interval, align_down, between, chunks, from_epoch, grain, next_interval, to_epoch
+from featurekit.spec.intervals import Interval, align_down, backfill_chunks as chunks, between, from_epoch, grain, \
+    next_interval, range_problems, to_epoch
 from featurekit.spec.loader import LoadedJob
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class BackfillResult:
     job: str
     start: datetime
     end: datetime
-    batch: timedelta
+    batch: str
     chunks: list[tuple[datetime, datetime]]
     done_before: int  # chunks an earlier attempt had committed
     runs: list["RunResult"] = field(default_factory=list)
@@ -124,24 +124,15 @@ class BackfillResult:
         return self.chunks[:self.done_before]
 
 
-def backfill_chunks(job: LoadedJob, start: datetime, end: datetime, batch: str) -> tuple[list[tuple[datetime, datetime]], timedelta]:
+def backfill_chunks(job: LoadedJob, start: datetime, end: datetime, batch: str) -> list[tuple[datetime, datetime]]:
     """``(start, end]`` in chunks of ``batch``, each aligned to the job's buckets."""
     if job.spec.incremental is None:
         raise ConfigError.single(f"job {job.name!r} has no incremental: block; a backfill needs one",
                                  file=job.shown_path, field="incremental")
-    try:
-        size = timedelta(seconds=parse_duration(batch))
-    except ValueError as exc:
-        raise ConfigError.single(str(exc), file="command line", field="--batch") from None
-    step = grain(job.spec)
-    if size % step:
-        raise ConfigError.single(f"--batch {batch} must be a whole multiple of the job's bucket ({step})",
-                                 file="command line", field="--batch")
-    lo, hi = align_down(start, step), align_down(end, step)
-    if hi <= lo:
-        raise ConfigError.single(f"--end {_iso(end)} must be after --start {_iso(start)} (aligned to {step})",
-                                 file="command line", field="--end")
-    return chunks(lo, hi, size), size
+    problems = range_problems(job.spec, start, end, batch)
+    if problems:
+        raise ConfigError([Problem("command line", None, None, option, message) for option, message in problems])
+    return chunks(job.spec, start, end, batch)
 
 
 def backfill(project: Project, job: LoadedJob, settings: Settings, start: datetime, end: datetime, batch: str = "1d",
@@ -151,13 +142,13 @@ def backfill(project: Project, job: LoadedJob, settings: Settings, start: dateti
     attempt of the same range committed are skipped (the table remembers its progress)."""
     from featurekit.pipeline.core import run, session
 
-    parts, size = backfill_chunks(job, start, end, batch)
+    parts = backfill_chunks(job, start, end, batch)
     lo, hi = parts[0][0], parts[-1][1]
     app = backfill_app(job.name, lo, hi)
     spark = spark or session(settings, f"{settings.spark.app_name}:{job.name}:backfill")
     done = app_versions(spark, job.spec.output.path, [app])[app]
     skip = sum(1 for _, chunk_end in parts if to_epoch(chunk_end) <= done)
-    result = BackfillResult(job.name, lo, hi, size, parts, skip)
+    result = BackfillResult(job.name, lo, hi, batch, parts, skip)
     if progress:
         progress(skip, len(parts), None)
     if dry_run:

@@ -17,6 +17,10 @@ _DATA_CONDITIONS = (
 )
 
 
+# Delta's optimistic concurrency: a commit that lost against another writer's
+_CONFLICTS = ("DELTA_CONCURRENT", "DELTA_METADATA_CHANGED", "DELTA_PROTOCOL_CHANGED")
+
+
 def _spark_errors(exc: BaseException) -> Iterator[tuple[str, str]]:
     """(condition, message) for the exception and, through Py4J, its Java causes."""
     get = getattr(exc, "getCondition", None)
@@ -66,6 +70,10 @@ def classify(exc: Exception) -> FeaturekitError:
             return DataError(f"the data broke the job: {first(message)}")
     if isinstance(exc, (ArithmeticException, DateTimeException, NumberFormatException, SparkRuntimeException, IllegalArgumentException)):
         return DataError(f"the data broke the job: {first(str(exc))}")
+    for condition, message in causes:
+        if condition.startswith(_CONFLICTS):
+            return InfraError(f"another writer committed to the table first ({condition}); nothing of this run "
+                              "was committed — run it again")
     if isinstance(exc, AnalysisException) or any(c.startswith(("DELTA_", "UNRESOLVED_", "PATH_NOT_FOUND")) for c, _ in causes):
         message = next((m for c, m in causes if c), str(exc))
         return ConfigError.single(f"Spark refused the job: {first(message)}", file="output")

@@ -92,6 +92,29 @@ def between(spec: JobSpec, start: datetime | None, end: datetime) -> Interval:
     return Interval(start, end, None if start is None else start - reach(spec))
 
 
+def range_problems(spec: JobSpec, start: datetime, end: datetime, batch: str) -> list[tuple[str, str]]:
+    """(option, message) for each reason a backfill of ``(start, end]`` in ``batch`` chunks
+    cannot run: the chunk length and the range, both on the job's buckets."""
+    problems = []
+    step = grain(spec)
+    try:
+        size = timedelta(seconds=parse_duration(batch))
+    except ValueError as exc:
+        problems.append(("--batch", str(exc)))
+    else:
+        if size % step:
+            problems.append(("--batch", f"--batch {batch} must be a whole multiple of the job's bucket ({step})"))
+    if align_down(end, step) <= align_down(start, step):
+        problems.append(("--end", f"--end {_iso(end)} must be after --start {_iso(start)} (aligned to {step})"))
+    return problems
+
+
+def backfill_chunks(spec: JobSpec, start: datetime, end: datetime, batch: str) -> list[tuple[datetime, datetime]]:
+    """``(start, end]`` on the job's buckets, in chunks of ``batch`` (see :func:`range_problems`)."""
+    step = grain(spec)
+    return chunks(align_down(start, step), align_down(end, step), timedelta(seconds=parse_duration(batch)))
+
+
 def chunks(start: datetime, end: datetime, batch: timedelta) -> list[tuple[datetime, datetime]]:
     """``(start, end]`` cut into consecutive ``(lo, hi]`` of ``batch`` (the last may be shorter)."""
     out = []
