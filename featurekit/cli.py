@@ -168,6 +168,8 @@ def _print_run(result: object) -> None:
         detail = f"{source['format']} {source['path']}"
         if source["delta_version"] is not None:
             detail += f" @ v{source['delta_version']}"
+        if source.get("files") is not None:
+            detail += f" ({source['files_read']:,} of {source['files']:,} files read)"
         table.add_row(f"read {source['name']}", _n(source["rows_read"]), detail)
         if source.get("rows_malformed"):
             table.add_row(f"  malformed in {source['name']}", _n(source["rows_malformed"]), "quarantined with their raw text")
@@ -328,16 +330,22 @@ def setup(env: Env = "local") -> None:
 
 @app.command("generate-demo-data")
 def generate_demo_data(
-    rows: Annotated[int, typer.Option(help="Trip rows to generate.")] = 200_000,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 7,
+    rows: Annotated[Optional[int], typer.Option(help="Trip rows to generate (default 200,000; with --arrival: the base set's).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed, same seed same files (default 7; with --arrival: the base set's).")] = None,
+    arrival: Annotated[Optional[int], typer.Option(min=1, help="Add day K of newly arrived trips (trips/arrival-K.csv) to the base set.")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder (default: the raw_root var).")] = None,
     env: Env = "local",
 ) -> None:
-    """Write a realistic raw data set (trips, driver updates, ~0.5% dirty rows)."""
-    from featurekit.demo.generate import generate_raw
+    """Write a realistic raw data set (trips, driver updates, ~0.5% dirty rows), or a day that arrives after it."""
+    from featurekit.demo.generate import arrival_path, generate_arrival, generate_raw
 
     target = out_dir or Path(load_settings(_project(), env).vars["raw_root"])
-    summary = generate_raw(target, rows=rows, seed=seed)
+    if arrival is not None:
+        added = generate_arrival(target, arrival, rows=rows, seed=seed)
+        out.print(f"wrote {arrival_path(target, arrival)}: "
+                  + ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in added.to_dict().items()))
+        return
+    summary = generate_raw(target, rows=200_000 if rows is None else rows, seed=7 if seed is None else seed)
     out.print(f"wrote {target}: " + ", ".join(f"{k}={v:,}" for k, v in summary.to_dict().items()))
 
 

@@ -13,6 +13,10 @@ arguments (byte for byte), and that is fast to produce at millions of rows
 without a Spark session.  Everything is vectorised with numpy and written with
 pyarrow; the output directory is built beside ``out`` and renamed into place,
 so a half-written data set never appears.
+
+Arrivals (``generate_arrival``) add one more day of trips to an existing set,
+one file per day, so an incremental job has newly arrived data (with late rows
+and corrections) to pick up on its next run.
 """
 
 from __future__ import annotations
@@ -21,14 +25,18 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+
+from featurekit.errors import DataError
 
 TRIP_COLUMNS = ("trip_id", "driver_id", "fare", "distance_km", "city", "payment_type", "event_ts")
 # name, share of drivers, base fare, price per km
@@ -66,8 +74,12 @@ LAST_NAMES = (
     "Almeida", "Becker", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Hoffmann",
     "Jansen", "Kowalski", "Lopez", "Martin", "Nowak", "Oliveira", "Petit", "Schmidt",
 )
+DIRTY_KINDS = ("null_driver_id", "negative_fare", "bad_timestamp", "duplicate_trip_id")
 DUPLICATE_MARGIN_S = 60
 MAX_CORRECTION_DELAY_S = 3 * 3600
+LATE_SHARE = 0.01  # late rows of an arrival, as a share of its on-time trips
+LATE_WINDOW_S = 6 * 3600  # late rows lie this far before the arrival's start, at most
+STOPPED_EVERY = 10  # drivers whose index is a multiple of this never drive in an arrival
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,30 @@ class GenerateSummary:
 
     def to_dict(self) -> dict[str, int]:
         """Return the summary as a plain JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ArrivalSummary:
+    """One arrival: its event-time window ``(start, end]`` and exact row counts.
+
+    ``trips_rows`` counts every row of the file (corrections included); ``late_rows``
+    of them lie in the 6 hours before ``start``.
+    """
+
+    arrival: int
+    start: str
+    end: str
+    trips_rows: int
+    late_rows: int
+    null_driver_id: int
+    negative_fare: int
+    bad_timestamp: int
+    duplicate_trip_id: int
+    stopped_drivers: int
+
+    def to_dict(self) -> dict[str, int | str]:
+        """Return the summary as a plain JSON-ready dict (an entry of the manifest's arrivals)."""
         return asdict(self)
 
 
@@ -142,6 +178,140 @@ def generate_raw(
     return summary
 
 
+def generate_arrival(
+    out: Path, arrival: int, rows: int | None = None, seed: int | None = None
+) -> ArrivalSummary:
+    """Add the day of trips that arrived after the data in ``out`` and return its summary.
+
+    Arrival K is one file, ``trips/arrival-KKKKK.csv`` (the parts' columns, header and
+    text format), holding trips with event times in ``(end + (K-1) days, end + K days]``
+    (``end`` of the base set), about ``rows / days`` of them; plus late rows (~1% of that)
+    from the 6 hours before the arrival's start, which belong to the previous day but
+    arrive now; plus later corrections of trips of this arrival, and null driver ids,
+    negative fares and unparsable timestamps at the base set's dirty fraction (exact
+    counts; late rows stay clean, so every row before ``start`` is a late one).  Trip ids
+    continue the base set's numbering above the trips of the base set and of every
+    earlier arrival, so ids never collide and still sort as text.
+
+    Drivers stop driving: no driver whose index is a multiple of 10 (driver_id 100001,
+    100011, ...) has a trip in any arrival, so their windows expire after the next run;
+    the demo looks driver 100001 up online to show it.
+
+    The options (rows, seed, drivers, days, dirty fraction) are the base set's, read from
+    its ``_manifest.json``; ``rows`` and ``seed``, if given, must equal them.  Arrival K
+    needs arrival K-1.  The draws are seeded from (seed, K), so writing arrival K again
+    gives the same bytes; the file and the manifest (which lists the arrival under
+    ``arrivals``) are each replaced atomically, and the file gets the current
+    modification time.  The base set's files are not touched.
+    """
+    out = Path(out)
+    if arrival < 1:
+        raise ValueError(f"arrival must be >= 1, got {arrival}")
+    manifest = read_manifest(out)
+    for name, given in (("rows", rows), ("seed", seed)):
+        if given is not None and given != manifest[name]:
+            raise ValueError(f"{name}={given} differs from the base set's {name}={manifest[name]} "
+                             f"in {out / '_manifest.json'}; an arrival continues the base set")
+    recorded = {entry["arrival"] for entry in manifest.get("arrivals", [])}
+    previous = arrival_path(out, arrival - 1)
+    if arrival > 1 and not (arrival - 1 in recorded and previous.is_file()):
+        raise DataError(f"arrival {arrival} needs arrival {arrival - 1} first: "
+                        f"{previous} is not there yet")
+    table, summary = build_arrival(manifest, arrival)
+    others = [entry for entry in manifest.get("arrivals", []) if entry["arrival"] != arrival]
+    manifest["arrivals"] = sorted([*others, summary.to_dict()], key=lambda e: e["arrival"])
+    text = json.dumps(manifest, indent=2) + "\n"
+    replace_file(arrival_path(out, arrival), lambda path: write_trips_csv(table, path))
+    replace_file(out / "_manifest.json", lambda path: path.write_text(text))
+    return summary
+
+
+def build_arrival(manifest: dict[str, Any], arrival: int) -> tuple[pa.Table, ArrivalSummary]:
+    """Build the shuffled, string-rendered trips of an arrival and its summary."""
+    n_drivers = manifest["drivers"]
+    stopped = np.arange(n_drivers) % STOPPED_EVERY == 0
+    if stopped.all():
+        raise ValueError(f"an arrival needs a driver whose index is not a multiple of "
+                         f"{STOPPED_EVERY}; the base set has {n_drivers} driver(s)")
+    start_s = int(datetime.fromisoformat(manifest["end"]).timestamp()) + (arrival - 1) * 86_400
+    end_s = start_s + 86_400
+    plans = [arrival_plan(manifest, k) for k in range(1, arrival + 1)]
+    n_on_time, n_late, kinds = plans[-1]
+    first_no = manifest["trips_rows"] - manifest["duplicate_trip_id"] + 1
+    first_no += sum(on_time + late for on_time, late, _ in plans[:-1])
+
+    _, rng, rng_dirty = arrival_rngs(manifest["seed"], arrival)
+    home_city, activity = base_drivers(manifest["seed"], n_drivers)
+    n = n_on_time + n_late
+    driver, city = draw_drivers(rng, n, np.where(stopped, 0.0, activity), home_city)
+    ts = np.concatenate([
+        sample_timestamps(rng, n_on_time, start_s + 1, end_s + 1),  # (start, end]
+        sample_timestamps(rng, n_late, start_s - LATE_WINDOW_S, start_s),
+    ])
+    trips = {"driver": driver, "city": city, "ts": ts, **draw_rides(rng, city, ts)}
+    trip_no = np.empty(n, dtype=np.int64)
+    trip_no[np.argsort(ts, kind="stable")] = np.arange(first_no, first_no + n)
+    trips["trip_no"] = trip_no
+    on_time = np.arange(n) < n_on_time  # late rows stay clean and uncorrected
+    table = render_trips(add_dirty_rows(rng_dirty, trips, kinds, end_s, on_time))
+    summary = ArrivalSummary(
+        arrival=arrival,
+        start=datetime.fromtimestamp(start_s, UTC).isoformat(),
+        end=datetime.fromtimestamp(end_s, UTC).isoformat(),
+        trips_rows=table.num_rows,
+        late_rows=n_late,
+        stopped_drivers=int(stopped.sum()),
+        **dict(zip(DIRTY_KINDS, kinds)),
+    )
+    return table, summary
+
+
+def arrival_path(out: Path, arrival: int) -> Path:
+    """Return the file of arrival ``arrival`` of the data set in ``out``."""
+    return Path(out) / "trips" / f"arrival-{arrival:05d}.csv"
+
+
+def read_manifest(out: Path) -> dict[str, Any]:
+    """Return the base set's manifest, or raise DataError if there is no base set in ``out``."""
+    path = out / "_manifest.json"
+    if not path.is_file():
+        raise DataError(f"no base data set in {out}: {path} is not there; "
+                        "generate the base set before its arrivals")
+    return json.loads(path.read_text())
+
+
+def arrival_rngs(seed: int, arrival: int) -> list[np.random.Generator]:
+    """Return the (size, trips, dirty) generators of an arrival, seeded from (seed, arrival)."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence([seed, arrival]).spawn(3)]
+
+
+def arrival_plan(manifest: dict[str, Any], arrival: int) -> tuple[int, int, list[int]]:
+    """Return an arrival's on-time trips, late trips and dirty counts (``DIRTY_KINDS`` order).
+
+    Drawn from the arrival's own size generator alone, so the sizes of earlier arrivals,
+    and with them the first trip id of this one, are known without reading their files.
+    As in the base set, the dirty rows (corrections included) are
+    ``round(trips_rows * dirty_fraction)``, where trips_rows counts the corrections too.
+    """
+    rng = arrival_rngs(manifest["seed"], arrival)[0]
+    n_on_time = max(1, int(rng.poisson(manifest["rows"] / manifest["days"])))
+    n_late = int(round(n_on_time * LATE_SHARE))
+    fresh = n_on_time + n_late
+    rows = fresh  # the smallest rows = fresh + corrections(rows); the corrections grow slowly
+    while (total := fresh + split_dirty_counts(rows, manifest["dirty_fraction"])[3]) != rows:
+        rows = total
+    return n_on_time, n_late, split_dirty_counts(rows, manifest["dirty_fraction"])
+
+
+def base_drivers(seed: int, n_drivers: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return the base set's home city and activity per driver (the same draws as generate_raw)."""
+    rng_drivers, rng_trips, _, _ = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
+    )
+    home_city = rng_drivers.choice(len(CITIES), size=n_drivers, p=city_shares())
+    return home_city, driver_activity(rng_trips, n_drivers)
+
+
 def check_arguments(
     rows: int, drivers: int, dirty_fraction: float, days: int, end: datetime, parts: int
 ) -> None:
@@ -197,29 +367,68 @@ def build_trips(
     dirty_fraction: float,
 ) -> tuple[pa.Table, dict[str, int]]:
     """Build the shuffled trips table (string-rendered) and its exact dirty counts."""
-    n_null, n_negative, n_bad, n_dup = split_dirty_counts(rows, dirty_fraction)
-    n_base = rows - n_dup
-    n_drivers = len(home_city)
-    activity = 1.0 / (rng.permutation(n_drivers) + 6.0)  # Zipf–Mandelbrot over a random rank
-    driver = rng.choice(n_drivers, size=n_base, p=activity / activity.sum())
-    city = np.where(rng.random(n_base) < 0.92, home_city[driver],
-                    rng.choice(len(CITIES), size=n_base, p=city_shares()))
+    kinds = split_dirty_counts(rows, dirty_fraction)
+    n_base = rows - kinds[3]
+    activity = driver_activity(rng, len(home_city))
+    driver, city = draw_drivers(rng, n_base, activity, home_city)
     ts = sample_timestamps(rng, n_base, start_s, end_s)
-    distance_km = np.clip(rng.lognormal(np.log(4.5), 0.65, n_base), 0.3, 60.0)
+    trips = {"driver": driver, "city": city, "ts": ts, **draw_rides(rng, city, ts)}
+    trip_no = np.empty(n_base, dtype=np.int64)
+    trip_no[np.argsort(ts, kind="stable")] = np.arange(1, n_base + 1)  # ids grow with time
+    trips["trip_no"] = trip_no
+    c = add_dirty_rows(rng_dirty, trips, kinds, end_s - 1, np.ones(n_base, dtype=bool))
+    return render_trips(c), dict(zip(DIRTY_KINDS, kinds))
+
+
+def driver_activity(rng: np.random.Generator, n_drivers: int) -> np.ndarray:
+    """Return each driver's relative activity: Zipf–Mandelbrot over a random rank."""
+    return 1.0 / (rng.permutation(n_drivers) + 6.0)
+
+
+def draw_drivers(
+    rng: np.random.Generator, n: int, activity: np.ndarray, home_city: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw the driver of n trips by activity, and each trip's city (mostly the home city)."""
+    driver = rng.choice(len(activity), size=n, p=activity / activity.sum())
+    city = np.where(rng.random(n) < 0.92, home_city[driver],
+                    rng.choice(len(CITIES), size=n, p=city_shares()))
+    return driver, city
+
+
+def draw_rides(rng: np.random.Generator, city: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
+    """Draw distance (hundredths of a km), fare (cents, follows distance and rush) and payment."""
+    n = len(city)
+    distance_km = np.clip(rng.lognormal(np.log(4.5), 0.65, n), 0.3, 60.0)
     distance_cm = np.rint(distance_km * 100).astype(np.int64)  # hundredths of a km
     base_fare = np.array([c[2] for c in CITIES])[city]
     per_km = np.array([c[3] for c in CITIES])[city]
     surge = 1.0 + 0.25 * np.clip(HOUR_WEIGHTS[(ts // 3600) % 24] - 1.0, 0.0, None)
-    noise = rng.lognormal(0.0, 0.07, n_base)
+    noise = rng.lognormal(0.0, 0.07, n)
     fare = (base_fare + per_km * distance_cm / 100) * surge * noise
     fare_cents = np.maximum(np.rint(fare * 100), 400).astype(np.int64)
-    payment = rng.choice(len(PAYMENT_TYPES), size=n_base, p=PAYMENT_SHARES)
-    trip_no = np.empty(n_base, dtype=np.int64)
-    trip_no[np.argsort(ts, kind="stable")] = np.arange(1, n_base + 1)  # ids grow with time
+    payment = rng.choice(len(PAYMENT_TYPES), size=n, p=PAYMENT_SHARES)
+    return {"fare": fare_cents, "distance": distance_cm, "payment": payment}
 
-    # Dirty rows: disjoint sets, so every dirty row has exactly one defect.
+
+def add_dirty_rows(
+    rng_dirty: np.random.Generator,
+    trips: dict[str, np.ndarray],
+    kinds: list[int],
+    last_s: int,
+    candidate: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Spoil exact numbers of candidate trips, append their corrections, and shuffle all rows.
+
+    ``kinds`` counts null driver ids, negative fares, bad timestamps and corrections (in
+    ``DIRTY_KINDS`` order); a correction never lies after ``last_s``.  The sets are disjoint,
+    so every dirty row has exactly one defect.
+    """
+    n_null, n_negative, n_bad, n_dup = kinds
+    ts, fare_cents = trips["ts"], trips["fare"].copy()
+    n_base = len(ts)
     order = rng_dirty.permutation(n_base)
-    eligible = order[ts[order] < end_s - DUPLICATE_MARGIN_S]
+    order = order[candidate[order]]
+    eligible = order[ts[order] <= last_s - DUPLICATE_MARGIN_S]
     if len(eligible) < n_dup:
         raise ValueError("window too narrow to place the duplicate corrections")
     dup_src = eligible[:n_dup]
@@ -234,7 +443,7 @@ def build_trips(
     bad_code[bad_rows] = rng_dirty.integers(0, len(BAD_TIMESTAMPS), size=len(bad_rows))
 
     # Corrections: same trip, later event time, different (positive) fare.
-    room = np.minimum(MAX_CORRECTION_DELAY_S, end_s - 1 - ts[dup_src])
+    room = np.minimum(MAX_CORRECTION_DELAY_S, last_s - ts[dup_src])
     dup_ts = ts[dup_src] + 1 + (rng_dirty.random(n_dup) * room).astype(np.int64)
     factor = rng_dirty.uniform(0.8, 1.2, n_dup)
     dup_fare = np.maximum(np.rint(fare_cents[dup_src] * factor), 100).astype(np.int64)
@@ -243,26 +452,19 @@ def build_trips(
     def extend(values: np.ndarray, extra: np.ndarray) -> np.ndarray:
         return np.concatenate([values, extra])
 
-    shuffle = rng_dirty.permutation(rows)
+    shuffle = rng_dirty.permutation(n_base + n_dup)
     columns = {
-        "trip_no": extend(trip_no, trip_no[dup_src]),
-        "driver": extend(driver, driver[dup_src]),
+        "trip_no": extend(trips["trip_no"], trips["trip_no"][dup_src]),
+        "driver": extend(trips["driver"], trips["driver"][dup_src]),
         "driver_valid": extend(driver_valid, np.ones(n_dup, dtype=bool)),
         "fare": extend(fare_cents, dup_fare),
-        "distance": extend(distance_cm, distance_cm[dup_src]),
-        "city": extend(city, city[dup_src]),
-        "payment": extend(payment, payment[dup_src]),
+        "distance": extend(trips["distance"], trips["distance"][dup_src]),
+        "city": extend(trips["city"], trips["city"][dup_src]),
+        "payment": extend(trips["payment"], trips["payment"][dup_src]),
         "ts": extend(ts, dup_ts),
         "bad": extend(bad_code, np.full(n_dup, -1, dtype=np.int64)),
     }
-    c = {name: values[shuffle] for name, values in columns.items()}
-    counts = {
-        "null_driver_id": n_null,
-        "negative_fare": n_negative,
-        "bad_timestamp": n_bad,
-        "duplicate_trip_id": n_dup,
-    }
-    return render_trips(c), counts
+    return {name: values[shuffle] for name, values in columns.items()}
 
 
 def render_trips(c: dict[str, np.ndarray]) -> pa.Table:
@@ -377,13 +579,17 @@ def part_bounds(n: int, parts: int) -> list[tuple[int, int]]:
 def write_trip_parts(trips: pa.Table, directory: Path, parts: int) -> None:
     """Write the trips table as `parts` CSV files, each with its own header row."""
     directory.mkdir()
-    header = (",".join(TRIP_COLUMNS) + "\n").encode()
-    options = pacsv.WriteOptions(include_header=False, quoting_style="none", batch_size=65_536)
     for i, (offset, length) in enumerate(part_bounds(trips.num_rows, parts)):
-        with pa.OSFile(str(directory / f"part-{i:05d}.csv"), "wb") as sink:
-            sink.write(header)
-            if length:
-                pacsv.write_csv(trips.slice(offset, length), sink, write_options=options)
+        write_trips_csv(trips.slice(offset, length), directory / f"part-{i:05d}.csv")
+
+
+def write_trips_csv(trips: pa.Table, path: Path) -> None:
+    """Write one trips CSV file: a header row, then unquoted rows."""
+    options = pacsv.WriteOptions(include_header=False, quoting_style="none", batch_size=65_536)
+    with pa.OSFile(str(path), "wb") as sink:
+        sink.write((",".join(TRIP_COLUMNS) + "\n").encode())
+        if trips.num_rows:
+            pacsv.write_csv(trips, sink, write_options=options)
 
 
 def write_update_parts(records: list[dict[str, object]], directory: Path, parts: int) -> None:
@@ -416,3 +622,14 @@ def publish_directory(staging: Path, out: Path) -> None:
     else:
         previous.unlink()
         retired.rmdir()
+
+
+def replace_file(path: Path, write: Callable[[Path], object]) -> None:
+    """Write a file under a hidden name beside ``path``, then rename it over ``path``."""
+    staging = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    try:
+        write(staging)
+        os.replace(staging, path)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise

@@ -7,14 +7,24 @@ summary is checked against what actually landed on disk.
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from featurekit.demo.generate import GenerateSummary, generate_raw
+from featurekit.cli import main
+from featurekit.demo.generate import (
+    ArrivalSummary,
+    GenerateSummary,
+    arrival_path,
+    generate_arrival,
+    generate_raw,
+)
+from featurekit.errors import DataError
 
 ROWS = 5000
 END = datetime(2026, 1, 15, tzinfo=UTC)
@@ -29,6 +39,11 @@ def read_trips(out: Path) -> pd.DataFrame:
     return pd.concat(
         [pd.read_csv(p, dtype=str, keep_default_na=False) for p in parts], ignore_index=True
     )
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """Read one trips CSV file as strings, keeping empty fields as empty strings."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def read_updates(out: Path) -> list[dict[str, object]]:
@@ -242,3 +257,224 @@ def test_rejects_bad_arguments(tmp_path: Path, kwargs: dict[str, object]) -> Non
     with pytest.raises(ValueError):
         generate_raw(tmp_path / "raw", **kwargs)  # type: ignore[arg-type]
     assert not (tmp_path / "raw").exists()
+
+
+# Arrivals: one more day of trips per file, after the base set.
+
+ARRIVAL_ROWS = 14_000  # ~1,000 trips a day, 5 dirty rows, 10 late rows; 50 drivers (5 stop)
+DAY = timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def arrivals(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, dict[str, bytes], list[ArrivalSummary]]:
+    """A base set, its snapshot before any arrival, and arrivals 1 and 2 added to it."""
+    out = tmp_path_factory.mktemp("arrivals") / "raw"
+    generate_raw(out, rows=ARRIVAL_ROWS)
+    before = snapshot(out)
+    return out, before, [generate_arrival(out, 1), generate_arrival(out, 2)]
+
+
+def test_arrival_files_are_added_beside_the_parts(
+    arrivals: tuple[Path, dict[str, bytes], list[ArrivalSummary]],
+) -> None:
+    out, before, summaries = arrivals
+    names = sorted(p.name for p in (out / "trips").iterdir())
+    assert names == ["arrival-00001.csv", "arrival-00002.csv"] + [f"part-{i:05d}.csv" for i in range(4)]
+    assert sorted(p.name for p in out.iterdir()) == ["_manifest.json", "driver_updates", "trips"]
+    after = snapshot(out)
+    assert {k: v for k, v in after.items() if k in before and k != "_manifest.json"} == {
+        k: v for k, v in before.items() if k != "_manifest.json"
+    }
+    for summary in summaries:
+        path = arrival_path(out, summary.arrival)
+        assert path.read_text().splitlines()[0] == HEADER
+        assert len(read_csv(path)) == summary.trips_rows
+
+
+def test_arrival_event_times_follow_the_base_set(
+    arrivals: tuple[Path, dict[str, bytes], list[ArrivalSummary]],
+) -> None:
+    out, _, summaries = arrivals
+    for k, summary in enumerate(summaries, start=1):
+        start, end = END + (k - 1) * DAY, END + k * DAY
+        assert (summary.start, summary.end) == (start.isoformat(), end.isoformat())
+        ts = parse_timestamps(read_csv(arrival_path(out, k))["event_ts"]).dropna()
+        on_time = ts[ts >= pd.Timestamp(start)]
+        assert on_time.min() > pd.Timestamp(start)
+        assert on_time.max() <= pd.Timestamp(end)
+        assert on_time.max() > pd.Timestamp(end - timedelta(hours=2))
+        hours = on_time.dt.hour.value_counts()
+        assert hours[8] > 2 * hours[3]
+
+
+def test_late_rows_belong_to_the_previous_day(
+    arrivals: tuple[Path, dict[str, bytes], list[ArrivalSummary]],
+) -> None:
+    out, _, summaries = arrivals
+    for k, summary in enumerate(summaries, start=1):
+        start = pd.Timestamp(END + (k - 1) * DAY)
+        trips = read_csv(arrival_path(out, k))
+        ts = parse_timestamps(trips["event_ts"])
+        late = trips[ts < start]
+        assert len(late) == summary.late_rows > 0
+        assert (ts[ts < start] >= start - pd.Timedelta(hours=6)).all()
+        on_time_trips = summary.trips_rows - summary.duplicate_trip_id - summary.late_rows
+        assert summary.late_rows == round(on_time_trips * 0.01)
+        assert late["trip_id"].is_unique and (late["driver_id"] != "").all()  # late rows are clean
+        assert (pd.to_numeric(late["fare"]) > 0).all()
+
+
+def test_arrival_dirty_counts_match_the_manifest(
+    arrivals: tuple[Path, dict[str, bytes], list[ArrivalSummary]],
+) -> None:
+    out, _, summaries = arrivals
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["arrivals"] == [s.to_dict() for s in summaries]
+    for entry in manifest["arrivals"]:
+        trips = read_csv(arrival_path(out, entry["arrival"]))
+        fare = pd.to_numeric(trips["fare"])
+        bad_ts = parse_timestamps(trips["event_ts"]).isna()
+        assert len(trips) == entry["trips_rows"]
+        assert (trips["driver_id"] == "").sum() == entry["null_driver_id"]
+        assert (fare < 0).sum() == entry["negative_fare"]
+        assert bad_ts.sum() == entry["bad_timestamp"]
+        assert len(trips) - trips["trip_id"].nunique() == entry["duplicate_trip_id"]
+        dirty = [entry[k] for k in ("null_driver_id", "negative_fare", "bad_timestamp", "duplicate_trip_id")]
+        assert min(dirty) > 0 and max(dirty) - min(dirty) <= 1
+        assert sum(dirty) == round(entry["trips_rows"] * 0.005)  # the base set's dirty fraction
+        defects = (trips["driver_id"] == "").astype(int) + (fare < 0).astype(int) + bad_ts.astype(int)
+        assert defects.max() == 1
+
+
+def test_arrival_corrections_are_later_and_correct_a_trip_of_the_arrival(
+    arrivals: tuple[Path, dict[str, bytes], list[ArrivalSummary]],
+) -> None:
+    out, _, summaries = arrivals
+    for summary in summaries:
+        trips = read_csv(arrival_path(out, summary.arrival))
+        dups = trips[trips["trip_id"].duplicated(keep=False)].assign(ts=lambda d: parse_timestamps(d["event_ts"]))
+        assert dups["trip_id"].nunique() == summary.duplicate_trip_id
+        assert (dups["ts"] > pd.Timestamp(summary.start)).all()
+        assert (dups["ts"] <= pd.Timestamp(summary.end)).all()
+        for _, group in dups.groupby("trip_id"):
+            assert len(group) == 2 and group["ts"].nunique() == 2 and group["fare"].nunique() == 2
+            assert (pd.to_numeric(group["fare"]) > 0).all()
+            assert group["driver_id"].nunique() == 1
+
+
+def test_trip_ids_never_collide_and_sort_after_earlier_data(
+    arrivals: tuple[Path, dict[str, bytes], list[ArrivalSummary]],
+) -> None:
+    out, _, _ = arrivals
+    files = [read_trips(out), read_csv(arrival_path(out, 1)), read_csv(arrival_path(out, 2))]
+    ids = [set(trips["trip_id"]) for trips in files]
+    assert sum(len(i) for i in ids) == len(set().union(*ids))
+    assert all(trips["trip_id"].str.fullmatch(r"t\d{8}").all() for trips in files)
+    assert max(ids[0]) < min(ids[1]) and max(ids[1]) < min(ids[2])  # sortable as text
+    numbers = sorted(int(i[1:]) for i in set().union(*ids))
+    assert numbers == list(range(1, len(numbers) + 1))  # the numbering just continues
+
+
+def test_stopped_drivers_have_no_trips_in_any_arrival(
+    arrivals: tuple[Path, dict[str, bytes], list[ArrivalSummary]],
+) -> None:
+    out, _, summaries = arrivals
+    base_drivers = set(read_trips(out)["driver_id"]) - {""}
+    assert "100001" in base_drivers  # the demo's stopped driver did drive before
+    for summary in summaries:
+        assert summary.stopped_drivers == 5  # 50 drivers, indexes 0, 10, ..., 40
+        drivers = set(read_csv(arrival_path(out, summary.arrival))["driver_id"]) - {""}
+        assert drivers <= base_drivers
+        assert not {d for d in drivers if (int(d) - 100_001) % 10 == 0}
+        assert len(drivers) > 20
+
+
+def test_arrival_drivers_keep_their_home_city(
+    arrivals: tuple[Path, dict[str, bytes], list[ArrivalSummary]],
+) -> None:
+    out, _, _ = arrivals
+    late = pd.concat([read_csv(arrival_path(out, k)) for k in (1, 2)]).query("driver_id != ''")
+    home_before = read_trips(out).query("driver_id != ''").groupby("driver_id")["city"].agg(
+        lambda c: c.mode().iloc[0])
+    busy = late["driver_id"].value_counts().loc[lambda n: n >= 10].index
+    home_after = late[late["driver_id"].isin(busy)].groupby("driver_id")["city"].agg(lambda c: c.mode().iloc[0])
+    assert len(home_after) >= 5
+    assert (home_after == home_before[home_after.index]).all()
+
+
+def test_rewriting_an_arrival_gives_the_same_bytes_and_a_fresh_file(
+    arrivals: tuple[Path, dict[str, bytes], list[ArrivalSummary]],
+) -> None:
+    out, _, summaries = arrivals
+    before = snapshot(out)
+    path = arrival_path(out, 1)
+    os.utime(path, (1_000_000_000, 1_000_000_000))  # as if written in 2001
+    assert generate_arrival(out, 1) == summaries[0]
+    assert snapshot(out) == before  # the manifest too
+    assert path.stat().st_mtime > time.time() - 600
+    assert not [p for p in out.rglob(".*")]  # no staging files left behind
+
+
+def test_same_arguments_give_identical_arrivals(tmp_path: Path) -> None:
+    def arrival_bytes(out: Path, seed: int) -> bytes:
+        generate_raw(out, rows=800, seed=seed, parts=2)
+        generate_arrival(out, 1)
+        return arrival_path(out, 1).read_bytes()
+
+    assert arrival_bytes(tmp_path / "a", 11) == arrival_bytes(tmp_path / "b", 11)
+    assert arrival_bytes(tmp_path / "a", 11) != arrival_bytes(tmp_path / "c", 12)
+
+
+def test_arrival_needs_a_base_set(tmp_path: Path) -> None:
+    out = tmp_path / "raw"
+    with pytest.raises(DataError) as caught:
+        generate_arrival(out, 1)
+    assert str(caught.value) == (
+        f"no base data set in {out}: {out}/_manifest.json is not there; "
+        "generate the base set before its arrivals"
+    )
+    assert not out.exists()
+
+
+def test_arrival_needs_the_previous_arrival(tmp_path: Path) -> None:
+    out = tmp_path / "raw"
+    generate_raw(out, rows=800, parts=2)
+    before = snapshot(out)
+    with pytest.raises(DataError) as caught:
+        generate_arrival(out, 2)
+    assert str(caught.value) == (
+        f"arrival 2 needs arrival 1 first: {out}/trips/arrival-00001.csv is not there yet"
+    )
+    assert snapshot(out) == before
+
+
+def test_arrival_options_come_from_the_base_set(tmp_path: Path) -> None:
+    out = tmp_path / "raw"
+    generate_raw(out, rows=800, seed=3, parts=2)
+    assert generate_arrival(out, 1, rows=800, seed=3).arrival == 1
+    with pytest.raises(ValueError, match=r"^rows=900 differs from the base set's rows=800 in "):
+        generate_arrival(out, 2, rows=900)
+    with pytest.raises(ValueError, match=r"^arrival must be >= 1, got 0$"):
+        generate_arrival(out, 0)
+    assert not arrival_path(out, 2).exists()
+
+
+def test_cli_adds_an_arrival_and_prints_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "raw"
+    assert main(["generate-demo-data", "--out", str(out), "--arrival", "1"]) == 3
+    assert capsys.readouterr().err.startswith(f"error: no base data set in {out}: ")
+    assert main(["generate-demo-data", "--out", str(out), "--rows", "800"]) == 0
+    capsys.readouterr()
+    assert main(["generate-demo-data", "--out", str(out), "--arrival", "1"]) == 0
+    entry = json.loads((out / "_manifest.json").read_text())["arrivals"][0]
+    assert capsys.readouterr().out == (
+        f"wrote {out}/trips/arrival-00001.csv: arrival=1, start=2026-01-15T00:00:00+00:00, "
+        f"end=2026-01-16T00:00:00+00:00, trips_rows={entry['trips_rows']}, late_rows={entry['late_rows']}, "
+        f"null_driver_id={entry['null_driver_id']}, negative_fare={entry['negative_fare']}, "
+        f"bad_timestamp={entry['bad_timestamp']}, duplicate_trip_id={entry['duplicate_trip_id']}, "
+        "stopped_drivers=5\n"
+    )
+    assert main(["generate-demo-data", "--out", str(out), "--arrival", "3"]) == 3
+    assert "arrival 3 needs arrival 2 first" in capsys.readouterr().err
