@@ -30,6 +30,7 @@ class SourceRead:
     path: str
     delta_version: int | None
     captures_malformed: bool = False
+    files: tuple[int, int] | None = None  # (read, in the source): an incremental run's pruned scan
 
 
 def _captures_malformed(source: SourceSpec) -> bool:

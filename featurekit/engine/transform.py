@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,8 @@ def read_sources(ctx: BuildContext, job: LoadedJob) -> list[SourceRead]:
             # only the events the interval needs are read (and counted): files, partitions and
             # row groups outside it are skipped where the format allows; a row without a time
             # goes on to the steps, which count or quarantine it
-            frame = frame.filter(read_range(job.spec.incremental, ctx.interval))
+            whole, frame = frame, frame.filter(read_range(job.spec.incremental, ctx.interval))
+            read = replace(read, files=scanned_files(frame, whole))
         if read.captures_malformed:
             raw = F.col(RAW)
             # A record is malformed if ANY declared column fails to parse, but Spark parses
@@ -67,6 +69,23 @@ def read_sources(ctx: BuildContext, job: LoadedJob) -> list[SourceRead]:
     return [reads[name] for name in job.spec.sources]
 
 
+def scanned_files(frame: "DataFrame", whole: "DataFrame") -> tuple[int, int] | None:
+    """(files the scan of ``frame`` reads, files of ``whole``, its source) where the format
+    prunes files before reading (partition values, Delta's statistics): an interval's pruning."""
+    node, scans = frame._jdf.queryExecution().executedPlan(), []
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if node.getClass().getSimpleName() == "FileSourceScanExec":
+            scans.append(node)
+        children = node.children().iterator()
+        while children.hasNext():
+            stack.append(children.next())
+    if len(scans) != 1:
+        return None
+    return int(scans[0].selectedPartitions().totalNumberOfFiles()), len(whole.inputFiles())
+
+
 def _ts(moment: "datetime") -> str:
     return f"TIMESTAMP '{moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S.%f')}+00:00'"
 
@@ -79,11 +98,11 @@ def read_range(incremental: IncrementalSpec, interval: Interval) -> str:
     bounds = [f"{time} <= {_ts(interval.end)}"]
     if interval.read_from is not None:
         bounds.insert(0, f"{time} > {_ts(interval.read_from)}")
-    untimed = "FALSE"
-    if interval.untimed:
-        untimed = f"{time} IS NULL" + ("" if interval.untimed_since is None else
-                                       f" AND _metadata.file_modification_time > {_ts(interval.untimed_since)}")
-    condition = f"(({untimed}) OR ({' AND '.join(bounds)}))"
+    condition = f"({' AND '.join(bounds)})"
+    if interval.untimed:  # two conjuncts, so a reader that skips files by statistics can use the first
+        condition = f"({time} IS NULL OR {condition})"
+        if interval.untimed_since is not None:
+            condition += f" AND ({time} IS NOT NULL OR _metadata.file_modification_time > {_ts(interval.untimed_since)})"
     if incremental.partition_column:
         day = f"CAST({quote(incremental.partition_column)} AS DATE)"
         days = [f"{day} <= DATE '{interval.end.astimezone(UTC):%Y-%m-%d}'"]

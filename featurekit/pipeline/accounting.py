@@ -75,6 +75,7 @@ def source_counts(reads: list[Any], counts: Counts) -> list[dict[str, Any]]:
             "name": read.name, "format": read.format, "path": read.path, "delta_version": read.delta_version,
             "rows_read": rows, "rows_malformed": malformed,
             "rows_parsed": None if rows is None else rows - (malformed or 0),
+            **({"files_read": read.files[0], "files": read.files[1]} if read.files else {}),
         })
     return out
 

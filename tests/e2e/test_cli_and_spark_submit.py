@@ -18,6 +18,7 @@ from deltalake import DeltaTable
 from tests.conftest import REPO
 
 FEATUREKIT = [str(Path(sys.executable).parent / "featurekit")]
+DATA_END = "2026-01-15T00:00:00Z"  # the generated trips end there
 
 
 def _env(root: Path) -> dict[str, str]:
@@ -59,7 +60,7 @@ def test_validate_plan_run_show(project: Path) -> None:
     assert frame["driver_id"].is_unique
     assert len(frame) == manifest["drivers"]
 
-    done = _cli(project, "run", "driver_hourly_stats")
+    done = _cli(project, "run", "driver_hourly_stats", "--end", DATA_END)
     assert done.returncode == 0, done.stderr
     stats = DeltaTable(str(project / "data" / "lake" / "driver_hourly_stats"))
     first = stats.to_pandas().sort_values(["driver_id", "event_ts"]).reset_index(drop=True)
@@ -81,22 +82,27 @@ def test_validate_plan_run_show(project: Path) -> None:
     assert len(quarantine) == manifest["bad_timestamp"]
     assert quarantine["_fk_raw"].notna().all() and set(quarantine["_fk_source"]) == {"trips"}
 
-    # a rerun of the merge job on the same input: nothing new or changed, so no new version
-    done = _cli(project, "run", "driver_hourly_stats")
+    # the incremental job's rerun recomputes its last interval (the 2 days of lookback) from
+    # the same input: the same contents in a new version
+    assert report["incremental"]["watermark_after"] == DATA_END
+    done = _cli(project, "run", "driver_hourly_stats", "--end", DATA_END)
     assert done.returncode == 0, done.stderr
     rerun = json.loads(max((project / ".featurekit" / "runs" / "driver_hourly_stats").glob("*.json")).read_text())
-    assert rerun["commit_operation"] == "NONE (no row new or changed)"
+    assert rerun["incremental"]["interval"] == "(2026-01-13T00:00:00Z, 2026-01-15T00:00:00Z]"
+    assert "(2026-01-13T00:00:00Z, 2026-01-15T00:00:00Z]" in done.stdout
     stats = DeltaTable(str(project / "data" / "lake" / "driver_hourly_stats"))
-    assert stats.version() == 0
+    assert stats.version() == 1
     again = stats.to_pandas().sort_values(["driver_id", "event_ts"]).reset_index(drop=True)
     assert again.equals(first)
-    # ... and the quarantine holds each bad record once: the rerun found them already there
+    # ... and the quarantine holds each bad record once: the rerun took only rows without a
+    # time from files that arrived since the first run (none)
+    assert rerun["sources"][0]["rows_malformed"] == 0 and not rerun["quarantine"]
     quarantine = DeltaTable(str(project / "data" / "lake" / "driver_hourly_stats_quarantine"))
     assert len(quarantine.to_pandas()) == manifest["bad_timestamp"]
 
     done = _cli(project, "show", "driver_hourly_stats", "--limit", "2")
     assert done.returncode == 0, done.stderr
-    assert "version 0" in done.stdout and "WRITE" in done.stdout
+    assert "version 1" in done.stdout and "WRITE" in done.stdout
     assert f"{len(first):,} rows" in done.stdout and "first 2 rows" in done.stdout
 
 

@@ -107,18 +107,22 @@ def test_jobs_read_and_write_delta_on_s3a_through_the_k8s_env(tmp_path: Path, mi
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= secret_env
     assert f"s3a://{BUCKET}/lake/driver_profile v0" in done.stdout.replace("\n", "")
 
-    # 2. the CLI in the same env: reads the first table from S3, writes its own there; rerun safe
+    # 2. the CLI in the same env: reads the first table from S3, writes its own there; a rerun
+    # recomputes its last interval (incremental) to the same contents
     for _ in range(2):
-        done = subprocess.run([*FEATUREKIT, "run", "driver_hourly_stats", "--env", "k8s"], cwd=project, env=env,
-                              capture_output=True, text=True, timeout=600)
+        done = subprocess.run([*FEATUREKIT, "run", "driver_hourly_stats", "--env", "k8s", "--end", "2026-01-15T00:00:00Z"],
+                              cwd=project, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
     reports = sorted((project / ".featurekit" / "runs" / "driver_hourly_stats").glob("*.json"))
     first, rerun = (json.loads(p.read_text()) for p in reports)
     assert first["status"] == rerun["status"] == "succeeded" and first["env"] == "k8s"
-    assert rerun["commit_operation"] == "NONE (no row new or changed)"
+    assert rerun["incremental"]["interval"] == "(2026-01-13T00:00:00Z, 2026-01-15T00:00:00Z]"
     assert first["output_path"] == f"s3a://{BUCKET}/lake/driver_hourly_stats" and first["table_version"] == 0
+    assert rerun["table_version"] == 1
     assert first["quarantine"]["path"] == f"s3a://{BUCKET}/lake/driver_hourly_stats_quarantine"
-    assert first["quarantine"]["rows"] == raw["bad_timestamp"] == rerun["quarantine"]["already_quarantined"]
+    assert first["quarantine"]["rows"] == raw["bad_timestamp"]
+    # rows without a time are taken from files that arrived since the last run: none, on S3 too
+    assert rerun["sources"][0]["rows_malformed"] == 0 and not rerun["quarantine"]
 
     # 3. read back over the S3 API, independently of Spark
     options = {"AWS_ENDPOINT_URL": endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
@@ -126,14 +130,16 @@ def test_jobs_read_and_write_delta_on_s3a_through_the_k8s_env(tmp_path: Path, mi
     profile = DeltaTable(f"s3://{BUCKET}/lake/driver_profile", storage_options=options)
     assert profile.version() == 0 and len(profile.to_pandas()) == raw["drivers"]
     stats = DeltaTable(f"s3://{BUCKET}/lake/driver_hourly_stats", storage_options=options)
-    assert stats.version() == 0  # the rerun committed nothing
+    assert stats.version() == 1
     frame = stats.to_pandas()
     assert not frame.duplicated(["driver_id", "event_ts"]).any()
     assert len(frame) == first["rows_written"]
+    assert len(DeltaTable(f"s3://{BUCKET}/lake/driver_hourly_stats", version=0, storage_options=options).to_pandas()) == len(frame)
     quarantine = DeltaTable(f"s3://{BUCKET}/lake/driver_hourly_stats_quarantine", storage_options=options).to_pandas()
     assert len(quarantine) == raw["bad_timestamp"] and quarantine["_fk_raw"].notna().all()
     commit = json.loads(stats.history(1)[0]["userMetadata"])
-    assert (commit["run_id"], commit["env"], commit["job"]) == (first["run_id"], "k8s", "driver_hourly_stats")
+    assert (commit["run_id"], commit["env"], commit["job"]) == (rerun["run_id"], "k8s", "driver_hourly_stats")
+    assert commit["interval"]["end"] == "2026-01-15T00:00:00Z"
 
     # 4. the Feast side on the same storage
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -143,8 +149,8 @@ def test_jobs_read_and_write_delta_on_s3a_through_the_k8s_env(tmp_path: Path, mi
         return done
 
     shown = cli("show", "driver_hourly_stats", "--limit", "1").stdout
-    assert f"s3a://{BUCKET}/lake/driver_hourly_stats  version 0, {len(frame):,} rows" in shown
-    assert first["run_id"] in shown
+    assert f"s3a://{BUCKET}/lake/driver_hourly_stats  version 1, {len(frame):,} rows" in shown
+    assert rerun["run_id"] in shown
     cli("feast", "apply")
     assert (data / BUCKET / "feast" / "registry.pb").is_dir()  # MinIO keeps an object as a folder
     # the job's SparkApplication with --materialize: a rerun (nothing new) then the incremental
