@@ -45,8 +45,11 @@ $(MINIO):
 $(K8S_JARS): $(INSTALLED)
 	$(FK) setup --env k8s
 
-# The demo data covers the two weeks before 2026-01-15 (featurekit.demo.generate).
-DEMO_WINDOW ?= --start 2026-01-01T00:00:00Z --end 2026-01-15T00:00:00Z
+# The demo data covers the two weeks before 2026-01-15 (featurekit.demo.generate); its first
+# arrival the day after. The hourly job is incremental: each run ends where the data does.
+DATA_END ?= 2026-01-15T00:00:00Z
+ARRIVAL_END ?= 2026-01-16T00:00:00Z
+DEMO_WINDOW ?= --start 2026-01-01T00:00:00Z --end $(ARRIVAL_END)
 REGISTRY_PORT ?= 8080
 REGISTRY_URL := http://127.0.0.1:$(REGISTRY_PORT)
 
@@ -55,7 +58,9 @@ demo: setup  ## raw data -> jobs -> Delta -> feast apply -> materialize -> onlin
 	$(FK) validate
 	$(FK) plan driver_hourly_stats
 	$(FK) run driver_profile
-	$(FK) run driver_hourly_stats
+	$(FK) run driver_hourly_stats --end $(DATA_END)          # first run: everything up to the data's end
+	$(FK) generate-demo-data --arrival 1                      # a day of new trips lands (some late; some drivers stopped)
+	$(FK) run driver_hourly_stats --end $(ARRIVAL_END)       # second run: only (watermark - 2d lookback, end]
 	$(FK) show driver_hourly_stats --limit 5
 	$(FK) runs
 	$(FK) render sparkapp --all --env k8s -o .featurekit/manifests/  # the same jobs for the Spark operator (README "Running on Kubernetes")
@@ -65,6 +70,7 @@ demo: setup  ## raw data -> jobs -> Delta -> feast apply -> materialize -> onlin
 	for _ in $$(seq 100); do $(PY) -c "import httpx; httpx.get('$(REGISTRY_URL)/api/model_registry/v1/registered_models', timeout=1).raise_for_status()" 2>/dev/null && break; sleep 0.2; done; \
 	export FEATUREKIT_REGISTRY_URL=$(REGISTRY_URL); set -e; \
 	$(FK) materialize $(DEMO_WINDOW); \
+	echo "driver 100001 stopped driving on $(DATA_END): its windows have emptied (expire: true)"; \
 	$(FK) online driver_id=100001 driver_id=100002 driver_id=999 --service driver_hourly_stats; \
 	$(FK) online driver_id=100001 --view driver_profile; \
 	$(FK) lineage flush; \
