@@ -160,8 +160,15 @@ def _print_run(result: object) -> None:
     table.add_column("what")
     table.add_column("rows", justify="right")
     table.add_column("detail", overflow="fold")
-    if result.incremental:
-        inc = result.incremental
+    inc = result.incremental
+    if inc.get("kind") == "arrival":
+        since = (f"files modified after {inc['files_since']}" if inc.get("files_since")
+                 else f"changes after version {inc['after_version']}" if inc.get("after_version") is not None
+                 else "everything (no earlier run)")
+        table.add_row("arrived since the last run", "", since + (f"; {inc['note']}" if inc.get("note") else ""))
+        if inc.get("kept_newer"):
+            table.add_row("  older than the table's", _n(inc["kept_newer"]), "late versions of a key: the newer row stays")
+    elif inc:
         table.add_row(f"{inc['kind']} interval", "", f"{inc['interval']}, events read from {inc['read_from'] or 'the start'}; "
                       f"watermark {inc['watermark_before'] or '-'} -> {inc['watermark_after']}")
     for source in result.sources:

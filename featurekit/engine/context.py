@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from pyspark.sql import Column, DataFrame, SparkSession
 
-    from featurekit.spec.intervals import Interval
+    from featurekit.spec.intervals import Arrivals, Interval
     from pyspark.sql.types import StructType
 
 
@@ -64,6 +64,7 @@ class BuildContext:
     pinned: dict[str, int] = field(default_factory=dict)  # Delta source versions already chosen
     interval: "Interval | None" = None  # an incremental run: the event time it recomputes
     run_end: "datetime | None" = None  # where ``aggregate.expire`` stops (default: now)
+    arrivals: "Arrivals | None" = None  # a by: arrival run: what it reads of the first source
     sources: dict[str, "DataFrame"] = field(default_factory=dict)
     malformed: list[str] = field(default_factory=list)  # sources whose unparsable records are gathered
     views: list[str] = field(default_factory=list)

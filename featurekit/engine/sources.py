@@ -52,16 +52,37 @@ def delta_version(spark: "SparkSession", path: str) -> int | None:
     return int(row["version"]) if row else None
 
 
+# the change data feed's own columns, and the change types that carry a row's new values
+_CHANGE_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+_NEW_VALUES = "_change_type IN ('insert', 'update_postimage')"
+
+
+def change_feed_enabled(spark: "SparkSession", path: str) -> bool:
+    """Whether the Delta table at ``path`` records its changes (``delta.enableChangeDataFeed``)."""
+    from delta.tables import DeltaTable
+
+    properties = DeltaTable.forPath(spark, path).detail().select("properties").first()[0] or {}
+    return str(properties.get("delta.enableChangeDataFeed", "false")).lower() == "true"
+
+
 def read_source(spark: "SparkSession", name: str, source: SourceSpec,
-                pinned: int | None = None) -> tuple["DataFrame", SourceRead]:
+                pinned: int | None = None, changes_after: int | None = None) -> tuple["DataFrame", SourceRead]:
     """The frame of one source; a Delta source is pinned to the version current now
-    (or to ``pinned``, a version chosen by an earlier read of the same run)."""
+    (or to ``pinned``, a version chosen by an earlier read of the same run). With
+    ``changes_after`` (and ``pinned``) a Delta source is its rows inserted or updated in the
+    versions after that one, from its change data feed."""
     from pyspark.errors import AnalysisException
 
     reader = spark.read.options(**source.options)
     version = None
     try:
-        if isinstance(source, DeltaSource) and pinned is not None:
+        if isinstance(source, DeltaSource) and pinned is not None and changes_after is not None:
+            version = pinned
+            frame = (reader.format("delta").option("readChangeFeed", "true")
+                     .option("startingVersion", min(changes_after + 1, version)).option("endingVersion", version)
+                     .load(source.path))
+            frame = frame.where(_NEW_VALUES if changes_after < version else "FALSE").drop(*_CHANGE_COLUMNS)
+        elif isinstance(source, DeltaSource) and pinned is not None:
             version = pinned
             frame = reader.format("delta").option("versionAsOf", version).load(source.path)
         elif isinstance(source, DeltaSource):

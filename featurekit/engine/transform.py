@@ -38,7 +38,12 @@ def read_sources(ctx: BuildContext, job: LoadedJob) -> list[SourceRead]:
     reads = {}
     first = job.spec.first_source
     for name in sorted(job.spec.sources, key=lambda n: n == first):
-        frame, read = read_source(ctx.spark, name, job.spec.sources[name], ctx.pinned.get(name))
+        arrived = ctx.arrivals if name == first else None
+        frame, read = read_source(ctx.spark, name, job.spec.sources[name], ctx.pinned.get(name),
+                                  arrived.after_version if arrived else None)
+        if arrived is not None and arrived.files_since is not None:  # only the files that arrived since
+            whole, frame = frame, frame.filter(f"_metadata.file_modification_time > {_ts(arrived.files_since)}")
+            read = replace(read, files=scanned_files(frame, whole))
         if name == first and ctx.interval is not None and job.spec.incremental is not None:
             # only the events the interval needs are read (and counted): files, partitions and
             # row groups outside it are skipped where the format allows; a row without a time

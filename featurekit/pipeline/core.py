@@ -35,7 +35,7 @@ from featurekit.engine.transform import MALFORMED_ROWS, MALFORMED_SCHEMA, apply_
 from featurekit.errors import ConfigError, DataError, FeaturekitError, SpecError
 from featurekit.pipeline import accounting
 from featurekit.pipeline.accounting import source_counts, step_counts
-from featurekit.pipeline.incremental import Chunk, plan_increment
+from featurekit.pipeline.incremental import Chunk, plan_arrivals, plan_increment
 from featurekit.pipeline.report import RunResult, write_report
 from featurekit.pipeline.spark_errors import classify
 from featurekit.sinks.delta import CommitMeta, PreparedCommit, prepare, undo_commit
@@ -182,8 +182,16 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
     with _phase(result, "session"):
         spark = spark or session(settings, f"{settings.spark.app_name}:{job.name}")
     ctx = BuildContext(spark=spark, prefix=f"fk_{result.run_id.replace('-', '_')}", run_end=end)
-    increment = None
-    if spec.incremental is not None:
+    increment = arrived = None
+    if spec.incremental is not None and spec.incremental.by == "arrival":
+        if chunk is not None:
+            raise ConfigError.single(f"job {job.name!r} is incremental by arrival: it has no event-time range to "
+                                     "backfill; `featurekit run` reads what arrived", file=job.shown_path, field="incremental")
+        arrived = plan_arrivals(spark, job, full)
+        ctx.arrivals = arrived.arrivals
+        ctx.pinned.update(arrived.pinned)
+        result.incremental = arrived.report()
+    elif spec.incremental is not None:
         increment = plan_increment(spark, job, end, full, chunk)
         ctx.interval, ctx.run_end = increment.interval, increment.interval.end
         result.incremental = increment.report()
@@ -223,7 +231,7 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
                 gated = ctx.observe(gated, "gate", **plan.observed())
             plan.frame = ctx.place(gated)
             prepared = prepare(spark, plan.good_rows(), spec.output, meta,
-                               increment.replacement if increment else None)
+                               increment.replacement if increment else None, arrived.latest if arrived else None)
             counts = ctx.counts()
             if "gate" not in counts:
                 counts["gate"] = {"rows": prepared.rows} if prepared.rows is not None else None
@@ -269,7 +277,7 @@ def _rebuilt(ctx: BuildContext, job: LoadedJob, reads: list[Any]) -> "DataFrame"
     pre-pass of the gate reads (counting it would count the rows twice)."""
     pinned = {r.name: r.delta_version for r in reads if r.delta_version is not None}
     plain = BuildContext(spark=ctx.spark, prefix=f"{ctx.prefix}_plain", counting=False, pinned=pinned,
-                         interval=ctx.interval, run_end=ctx.run_end)
+                         interval=ctx.interval, run_end=ctx.run_end, arrivals=ctx.arrivals)
     read_sources(plain, job)
     frame = apply_steps(plain, job)
     ctx.views.extend(v for v in plain.views if v not in ctx.views)
@@ -310,6 +318,8 @@ def _commit(spark: "SparkSession", job: LoadedJob, ctx: BuildContext, result: Ru
             result.quarantine["undone"] = True
         raise
     result.table_version, result.commit_operation, result.commit_metrics = done.version, done.operation, done.metrics
+    if done.kept_newer:
+        result.incremental["kept_newer"] = done.kept_newer
 
 
 def _malformed_schema() -> Any:

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from featurekit.config import Project, Settings
 from featurekit.engine.transform import interval_rows
 from featurekit.errors import ConfigError, Problem
-from featurekit.sinks.delta import Replacement, app_versions
-from featurekit.spec.intervals import Interval, align_down, backfill_chunks as chunks, between, from_epoch, grain, \
+from featurekit.sinks.delta import Latest, Replacement, app_versions
+from featurekit.spec.intervals import Arrivals, Interval, align_down, backfill_chunks as chunks, between, from_epoch, grain, \
     next_interval, range_problems, to_epoch
 from featurekit.spec.loader import LoadedJob
 
@@ -107,6 +107,57 @@ def plan_increment(spark: "SparkSession", job: LoadedJob, end: datetime | None, 
         marks[arrivals] = to_epoch(planned) - 1
     predicate = None if kind == "full" else interval_rows(spec.incremental, interval)
     return Increment(interval, Replacement(predicate, marks, before), kind, previous, after)
+
+
+@dataclass(frozen=True)
+class ArrivalPlan:
+    """What a ``by: arrival`` run reads and records."""
+
+    arrivals: Arrivals
+    latest: Latest
+    pinned: dict[str, int]
+    note: str = ""
+
+    def report(self) -> dict[str, Any]:
+        read = self.arrivals
+        return {"kind": "arrival", "interval": "arrived since the last run" if (read.files_since or read.after_version
+                                                                                 is not None) else "everything",
+                "files_since": _iso(read.files_since), "after_version": read.after_version,
+                "mark_before": self.latest.expected, "mark_after": self.latest.mark[1], "note": self.note}
+
+
+def plan_arrivals(spark: "SparkSession", job: LoadedJob, full: bool = False) -> ArrivalPlan:
+    """What arrived in the first source since the last run: its files modified after the
+    mark the output table holds (seconds since the epoch), or a Delta source's versions
+    after it (read from its change data feed)."""
+    from featurekit.engine.sources import change_feed_enabled, delta_version
+    from featurekit.spec.checks import newest_columns
+    from featurekit.spec.models import DeltaSource
+
+    spec = job.spec
+    app = arrivals_app(job.name)
+    planned = datetime.now(UTC)
+    before = app_versions(spark, spec.output.path, [app])[app]
+    newest = newest_columns(spec)
+    assert not isinstance(newest, str)  # the spec checks refused such a job
+    columns, greatest = newest
+    source = spec.sources[spec.first_source]
+    note, pinned = "", {}
+    if isinstance(source, DeltaSource):
+        version = delta_version(spark, source.path) if source.version is None else source.version
+        if version is None:
+            arrivals, mark = Arrivals(), -1  # the source table does not exist yet: the read says so
+        else:
+            pinned[spec.first_source] = version
+            usable = before >= 0 and not full and change_feed_enabled(spark, source.path)
+            if before >= 0 and not full and not usable:
+                note = (f"source {spec.first_source!r} has no change data feed (delta.enableChangeDataFeed): "
+                        "read whole, merged newest-wins")
+            arrivals, mark = Arrivals(after_version=before if usable else None), version
+    else:  # files modified from now on are new to the next run (a second's margin for clocks)
+        arrivals = Arrivals(files_since=from_epoch(before) if before >= 0 and not full else None)
+        mark = to_epoch(planned) - 1
+    return ArrivalPlan(arrivals, Latest(columns, greatest, (app, mark), before), pinned, note)
 
 
 @dataclass

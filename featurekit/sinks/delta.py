@@ -82,12 +82,39 @@ class Replacement:
     expected: dict[str, int]
 
 
+@dataclass(frozen=True)
+class Latest:
+    """A latest-state commit (``by: arrival``): the run's rows are merged on the keys, and a
+    row the table holds is replaced only by a newer version: greater in ``columns`` (compared
+    in order, a null oldest), or smaller with ``greatest`` False. ``mark`` (app id, version)
+    is set in the same commit; ``expected`` is the version the run was planned from."""
+
+    columns: list[str]
+    greatest: bool
+    mark: tuple[str, int]
+    expected: int
+
+    def newer(self) -> str:
+        """SQL: the merge source's row ``s`` is newer than the table's ``t``."""
+        condition = "FALSE"
+        for column in reversed(self.columns):
+            s, t = f"s.{quote(column)}", f"t.{quote(column)}"
+            beats = f"{s} {'>' if self.greatest else '<'} {t} OR ({s} IS NOT NULL AND {t} IS NULL)"
+            condition = f"({beats} OR ({s} <=> {t} AND {condition}))"
+        return condition
+
+
 def app_versions(spark: "SparkSession", path: str, apps: list[str]) -> dict[str, int]:
     """The version Delta holds for each application transaction id (-1: none, or no table).
     They live in the table's snapshot, so they outlast the log's clean-up of old commits."""
     scala = Scala(spark)
     txn = scala.delta("DeltaLog").forTable(scala.session, path).startTransaction()
     return {app: int(txn.txnVersion(app)) for app in apps}
+
+
+def _manual_update(scala: Scala) -> Any:
+    """Delta's ``ManualUpdate`` operation (a Scala object: its one instance)."""
+    return getattr(scala.jvm.org.apache.spark.sql.delta, "DeltaOperations$ManualUpdate$").__getattr__("MODULE$")
 
 
 def _set_transactions(spark: "SparkSession", marks: dict[str, int]) -> Any:
@@ -116,6 +143,7 @@ class CommitResult:
     run_id: str = ""  # the featurekit run that made the commit (from its userMetadata)
     version_before: int | None = None
     marks_before: dict[str, int] = field(default_factory=dict)  # an incremental commit's app versions before it
+    kept_newer: int = 0  # a latest-state MERGE: offered rows older than the table's row of their key
 
 
 def _is_local(path: str) -> bool:
@@ -239,6 +267,7 @@ class PreparedCommit:
     _held: HeldWrite | None = None
     _staging: str | None = None
     replacement: Replacement | None = None
+    latest: Latest | None = None
 
     def data(self) -> "DataFrame":
         """The rows that the commit would add (for checks that need the data itself)."""
@@ -289,18 +318,26 @@ class PreparedCommit:
         staged = self.spark.read.parquet(self._staging)
         try:
             check_unique_keys(staged, self.out.keys)
-            with _user_metadata(self.spark, self.meta):
-                _merge(self.spark, staged, self.out)
+            latest = self.latest
+            if latest is not None:
+                now = app_versions(self.spark, self.out.path, [latest.mark[0]])[latest.mark[0]]
+                if now != latest.expected:
+                    raise _moved(self.meta, self.out, {latest.mark[0]: (now, latest.expected)})
+            with _user_metadata(self.spark, self.meta), _transaction_mark(self.spark, latest):
+                _merge(self.spark, staged, self.out, latest.newer() if latest else None)
             done = describe_last_commit(self.spark, self.out.path)
         finally:
             _drop_staging(self.spark, self._staging)
         if done.run_id != self.meta.run_id:  # nothing new or changed: Delta made no commit
             return CommitResult(done.version, NO_CHANGE, False, 0, 0, {}, self.meta.run_id, self.version_before)
+        if latest is not None and done.rows_offered is not None and done.rows_landed is not None:
+            # rows older than the table's version of their key were offered and rightly left out
+            done = replace(done, kept_newer=done.rows_offered - done.rows_landed)
         return replace(done, version_before=self.version_before)
 
 
 def prepare(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: CommitMeta,
-            replacement: Replacement | None = None) -> PreparedCommit:
+            replacement: Replacement | None = None, latest: Latest | None = None) -> PreparedCommit:
     """Compute ``frame`` and write its data files for one commit to ``out.path``, without
     committing: this is the job's one pass over its data. Nothing is visible until
     :meth:`PreparedCommit.commit`.
@@ -323,7 +360,7 @@ def prepare(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: Co
         except Exception:
             _drop_staging(spark, staging)
             raise
-        return PreparedCommit(spark, out, meta, False, before, None, frame.schema, _staging=staging)
+        return PreparedCommit(spark, out, meta, False, before, None, frame.schema, _staging=staging, latest=latest)
     # A frame straight from spark.sql() keeps its unresolved SQL as its logical plan, where
     # Spark's observation manager would not find the observations inside the views it uses.
     frame = frame.alias("__fk_result")
@@ -332,9 +369,11 @@ def prepare(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: Co
         options["overwriteSchema"] = "true"
     if out.mode == "replace_partitions" and out.partition_by:
         options["partitionOverwriteMode"] = "dynamic"
-    properties = {JOB_PROPERTY: meta.job, **out.properties} if not exists else {}
+    properties = {JOB_PROPERTY: meta.job, "delta.enableChangeDataFeed": "true", **out.properties} if not exists else {}
     held = write_held(spark, log, txn, frame, meta, append=out.mode == "append", options=options,
                       partition_by=out.partition_by, properties=properties, path=out.path)
+    if latest is not None:  # the table's first commit: the mark goes in with it
+        held.actions = held.actions.appendedAll(_set_transactions(spark, dict([latest.mark])))
     prepared = PreparedCommit(spark, out, meta, not exists, before, held.rows, frame.schema, held)
     if out.mode == "merge":  # the first run of a merge job creates the table: its keys must be unique too
         try:
@@ -343,6 +382,28 @@ def prepare(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: Co
             prepared.abandon()
             raise
     return prepared
+
+
+def _moved(meta: CommitMeta, out: OutputSpec, moved: dict[str, tuple[int, int]]) -> ConcurrentRun:
+    return ConcurrentRun(f"another run of job {meta.job!r} committed to {out.path} while this one was planned; "
+                         "nothing of this run was written — run it again",
+                         [f"{app}: planned from {planned}, now {now}" for app, (now, planned) in moved.items()])
+
+
+@contextmanager
+def _transaction_mark(spark: "SparkSession", latest: Latest | None) -> Iterator[None]:
+    """Delta's idempotent-DML settings: the MERGE's commit sets the application transaction."""
+    if latest is None:
+        yield
+        return
+    names = ("spark.databricks.delta.write.txnAppId", "spark.databricks.delta.write.txnVersion")
+    spark.conf.set(names[0], latest.mark[0])
+    spark.conf.set(names[1], str(latest.mark[1]))
+    try:
+        yield
+    finally:
+        for name in names:
+            spark.conf.unset(name)
 
 
 def _prepare_replacement(spark: "SparkSession", log: Any, txn: Any, frame: "DataFrame", out: OutputSpec,
@@ -354,14 +415,12 @@ def _prepare_replacement(spark: "SparkSession", log: Any, txn: Any, frame: "Data
     moved = {app: (int(txn.txnVersion(app)), version) for app, version in replacement.expected.items()}
     moved = {app: pair for app, pair in moved.items() if pair[0] != pair[1]}
     if moved:
-        raise ConcurrentRun(f"another run of job {meta.job!r} committed to {out.path} while this one was planned; "
-                            "nothing of this run was written — run it again",
-                            [f"{app}: planned from {planned}, now {now}" for app, (now, planned) in moved.items()])
+        raise _moved(meta, out, moved)
     frame = frame.alias("__fk_result")
     predicate = replacement.predicate
     options = {"replaceWhere": predicate} if predicate is not None else {"overwriteSchema": "true"}
     exists = before is not None
-    properties = {JOB_PROPERTY: meta.job, **out.properties} if not exists else {}
+    properties = {JOB_PROPERTY: meta.job, "delta.enableChangeDataFeed": "true", **out.properties} if not exists else {}
     held = write_held(spark, log, txn, frame, meta, append=False, options=options, partition_by=out.partition_by,
                       properties=properties, path=out.path, predicate=predicate)
     held.actions = held.actions.appendedAll(_set_transactions(spark, replacement.marks))
@@ -428,8 +487,7 @@ def undo_commit(spark: "SparkSession", path: str, done: CommitResult) -> None:
     if done.marks_before:  # a restore leaves application transactions as they are: set them back
         scala = Scala(spark)
         txn = scala.delta("DeltaLog").forTable(scala.session, path).startTransaction()
-        operation = scala.delta("DeltaOperations").ManualUpdate()
-        txn.commit(_set_transactions(spark, done.marks_before), operation)
+        txn.commit(_set_transactions(spark, done.marks_before), _manual_update(scala))
 
 
 def check_unique_keys(frame: "DataFrame", keys: list[str]) -> None:
@@ -476,7 +534,9 @@ def check_schema(schema: "StructType", frame: "DataFrame", out: OutputSpec) -> N
         )
 
 
-def _merge(spark: "SparkSession", frame: "DataFrame", out: OutputSpec) -> None:
+def _merge(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, newer: str | None = None) -> None:
+    """Upsert ``frame`` on the keys; with ``newer`` (SQL over ``s`` and ``t``) a matched row is
+    replaced only where the condition holds."""
     from delta.tables import DeltaTable
     from pyspark.sql.types import MapType
 
@@ -488,7 +548,7 @@ def _merge(spark: "SparkSession", frame: "DataFrame", out: OutputSpec) -> None:
     (
         DeltaTable.forPath(spark, out.path).alias("t")
         .merge(source.alias("s"), on)
-        .whenMatchedUpdateAll()
+        .whenMatchedUpdateAll(newer)
         .whenNotMatchedInsertAll()
         .execute()
     )

@@ -262,8 +262,15 @@ def _check_incremental(c: _Checker, columns: Columns) -> None:
     aggregate's timestamp) and the output mode replaces rows by interval."""
     spec, inc = c.spec, c.spec.incremental
     assert inc is not None
+    if inc.by == "arrival":
+        _check_arrival(c)
+        return
     time = inc.time_column
     path = ("incremental", "time_column")
+    if time is None:
+        c.report(("incremental",), "by: event_time needs time_column (a timestamp column of the first source)",
+                 at_value=False)
+        return
     out = spec.output
     if out.mode not in ("merge", "replace_partitions"):
         c.report(("output", "mode"), "with incremental, output.mode must be 'merge' (keys that include the time "
@@ -293,6 +300,55 @@ def _check_incremental(c: _Checker, columns: Columns) -> None:
         c.need(columns, [time], path, index_paths=False, where="in the output")
     if out.mode == "merge" and out.keys and time.lower() not in {k.lower() for k in out.keys}:
         c.report(("output", "keys"), f"with incremental, the merge keys must include the time column {time!r}")
+
+
+def _check_arrival(c: _Checker) -> None:
+    """A latest-state job: no event-time keys, a merge on the keys of a dedup that orders
+    versions, and the ordering columns still in the output (the merge compares them)."""
+    spec, inc = c.spec, c.spec.incremental
+    assert inc is not None
+    for key in ("time_column", "lookback", "start", "partition_column"):
+        if getattr(inc, key) is not None:
+            c.report(("incremental", key), f"{key} is for by: event_time; by: arrival reads what arrived since the last run")
+    for index, step in enumerate(spec.steps):
+        if isinstance(step, AggregateStep):
+            c.report(("steps", index, "aggregate"), "by: arrival merges the newest row per key; an aggregate "
+                     "recomputes windows of event time: use by: event_time", at_value=False)
+    if spec.output.mode != "merge":
+        c.report(("output", "mode"), f"with incremental by: arrival, output.mode must be 'merge' (the newest row per "
+                 f"key wins); got {spec.output.mode!r}")
+        return
+    found = newest_columns(spec)
+    if isinstance(found, str):
+        c.report(("incremental", "by"), found)
+
+
+def newest_columns(spec: JobSpec) -> tuple[list[str], bool] | str:
+    """For a ``by: arrival`` job: the output columns that order a key's versions (the dedup's
+    ``order_by`` after later renames) and whether the greatest wins; or why there are none."""
+    keys = {k.lower() for k in spec.output.keys}
+    dedups = [(i, s) for i, s in enumerate(spec.steps)
+              if isinstance(s, DedupStep) and {k.lower() for k in s.dedup.keys} == keys]
+    if not dedups or dedups[-1][1].dedup.order_by is None:
+        return ("by: arrival needs a dedup step on the merge keys (" + ", ".join(spec.output.keys) + ") with "
+                "order_by: the column(s) that tell which version of a key is newest")
+    index, dedup = dedups[-1]
+    names = list(dedup.dedup.order_by or [])
+    for step in spec.steps[index + 1:]:
+        lowered = {n.lower() for n in names}
+        if isinstance(step, RenameStep):
+            mapping = {old.lower(): new for old, new in step.rename.items()}
+            names = [mapping.get(n.lower(), n) for n in names]
+        elif isinstance(step, WithColumnsStep) and lowered & {k.lower() for k in step.with_columns}:
+            return f"the dedup's order_by ({', '.join(names)}) is replaced by a later with_columns; the merge compares it"
+        elif isinstance(step, DropStep) and lowered & {d.lower() for d in step.drop}:
+            return f"the dedup's order_by ({', '.join(names)}) is dropped later; keep it in the output: the merge compares it"
+        elif isinstance(step, (SqlStep, SelectStep)):
+            kept = [_select_name(e) for e in step.select] if isinstance(step, SelectStep) else []
+            if not lowered <= {k.lower() for k in kept if k}:
+                return (f"the dedup's order_by ({', '.join(names)}) must reach the output by name; a later "
+                        f"{step_op(step)} step may drop or change it")
+    return names, dedup.dedup.keep == "last"
 
 
 def _merge(columns: list[str], added: list[str]) -> list[str]:

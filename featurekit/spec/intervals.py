@@ -39,6 +39,16 @@ class Interval:
                 "read_from": _iso(self.read_from) if self.read_from else None}
 
 
+@dataclass(frozen=True)
+class Arrivals:
+    """What a ``by: arrival`` run reads of its first source: the files modified after
+    ``files_since`` (None: every file), or a Delta source's changes after version
+    ``after_version`` up to the version the run pins (None: the whole version)."""
+
+    files_since: datetime | None = None
+    after_version: int | None = None
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 

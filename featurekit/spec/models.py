@@ -242,14 +242,21 @@ class FeaturesSpec(Strict):
 
 
 class IncrementalSpec(Strict):
-    """Runs recompute only an interval of event time: ``(watermark - lookback, end]``.
+    """How a run takes only what is new.
 
-    ``time_column`` is a timestamp column of the first source that the output carries too
-    (an aggregate's bucket end); each output row depends only on events at most the longest
-    window before it, so the sources are read from the interval's start minus that window.
+    ``by: event_time`` (the default): a run recomputes an interval of event time,
+    ``(watermark - lookback, end]``. ``time_column`` is a timestamp column of the first source
+    that the output carries too (an aggregate's bucket end); each output row depends only on
+    events at most the longest window before it, so the sources are read from the interval's
+    start minus that window.
+
+    ``by: arrival``, for latest-state tables (a ``dedup`` on the merge keys): a run reads only
+    what arrived in the first source since the last run (new files; a Delta source's new
+    versions) and merges it so that per key the row newest by the dedup's ``order_by`` wins.
     """
 
-    time_column: Name
+    by: Literal["event_time", "arrival"] = "event_time"
+    time_column: Name | None = None
     lookback: Duration | None = None
     start: Instant | None = None
     # a Hive-style partition column of the first source holding the date of time_column:
