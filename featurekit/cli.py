@@ -86,6 +86,17 @@ def plan(job: Annotated[str, typer.Argument(help="Job name or path.")], env: Env
     for name, source in spec.sources.items():
         table.add_row(name, source.format, source.path, ", ".join(f"{k}={v}" for k, v in source.options.items()))
     out.print(table)
+    inc = spec.incremental
+    if inc is not None and inc.by == "arrival":
+        out.print(f"[bold]incremental[/] by arrival: only what reached {spec.first_source!r} since the last run, "
+                  "merged newest-wins")
+    elif inc is not None:
+        from featurekit.spec.durations import format_duration
+        from featurekit.spec.intervals import grain, reach
+
+        out.print(f"[bold]incremental[/] by {inc.time_column}: each run recomputes (watermark - {inc.lookback or '0s'}, "
+                  f"end], reading {spec.first_source!r} from {format_duration(int(reach(spec).total_seconds()))} "
+                  f"before it; buckets of {format_duration(int(grain(spec).total_seconds()))}")
     out.print("[bold]steps[/]")
     for index, step in enumerate(spec.steps):
         out.print(f"  {index}. {_describe(step)}")

@@ -26,6 +26,7 @@ from featurekit.config.kubernetes import KubernetesSettings
 from featurekit.config.versions import DELTA_CONF, SPARK_VERSION, packages_of
 from featurekit.deploy.cron import schedule_problem
 from featurekit.errors import ConfigError, Problem
+from featurekit.spec.durations import format_duration
 from featurekit.spec.intervals import align_down, grain, range_problems
 from featurekit.spec.loader import LoadedJob
 
@@ -305,7 +306,7 @@ def _aligned(job: LoadedJob, backfill: Backfill, warnings: list[str]) -> Backfil
     start, end = align_down(backfill.start, step), align_down(backfill.end, step)
     for option, given, moved in (("--start", backfill.start, start), ("--end", backfill.end, end)):
         if moved != given:
-            warnings.append(f"command line {option}: {_iso(given)} is not on a bucket bound ({step}); "
+            warnings.append(f"command line {option}: {_iso(given)} is not on a bucket bound ({format_duration(int(step.total_seconds()))}); "
                             f"the backfill runs with {_iso(moved)}, as `featurekit backfill` aligns it")
     return replace(backfill, start=start, end=end, batch=backfill.batch.strip())
 

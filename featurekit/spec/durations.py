@@ -18,3 +18,11 @@ def parse_duration(text: str) -> int:
             f"expected a duration like '30s', '15m', '1h', '7d' or '2w'; got {text!r}"
         )
     return int(match.group(1)) * UNITS[match.group(2)]
+
+
+def format_duration(seconds: int) -> str:
+    """Seconds as users write them, in the largest unit that divides them: 3600 -> ``1h``."""
+    for unit, size in sorted(UNITS.items(), key=lambda item: -item[1]):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

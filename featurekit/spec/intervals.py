@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from featurekit.spec.durations import parse_duration
+from featurekit.spec.durations import format_duration, parse_duration
 from featurekit.spec.models import AggregateStep, JobSpec
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -102,6 +102,10 @@ def between(spec: JobSpec, start: datetime | None, end: datetime) -> Interval:
     return Interval(start, end, None if start is None else start - reach(spec))
 
 
+def _shown(span: timedelta) -> str:
+    return format_duration(int(span.total_seconds()))
+
+
 def range_problems(spec: JobSpec, start: datetime, end: datetime, batch: str) -> list[tuple[str, str]]:
     """(option, message) for each reason a backfill of ``(start, end]`` in ``batch`` chunks
     cannot run: the chunk length and the range, both on the job's buckets."""
@@ -113,9 +117,9 @@ def range_problems(spec: JobSpec, start: datetime, end: datetime, batch: str) ->
         problems.append(("--batch", str(exc)))
     else:
         if size % step:
-            problems.append(("--batch", f"--batch {batch} must be a whole multiple of the job's bucket ({step})"))
+            problems.append(("--batch", f"--batch {batch} must be a whole multiple of the job's bucket ({_shown(step)})"))
     if align_down(end, step) <= align_down(start, step):
-        problems.append(("--end", f"--end {_iso(end)} must be after --start {_iso(start)} (aligned to {step})"))
+        problems.append(("--end", f"--end {_iso(end)} must be after --start {_iso(start)} (aligned to {_shown(step)})"))
     return problems
 
 

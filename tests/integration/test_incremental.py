@@ -309,7 +309,7 @@ def test_backfill_chunks_align_and_refuse_bad_ranges(lab: Lab) -> None:
         ("2026-03-02T00:00:00+00:00", "2026-03-02T06:00:00+00:00"),
     ]
     assert (plan.done_before, plan.runs) == (0, [])
-    with pytest.raises(FeaturekitError, match=r"--batch 90m must be a whole multiple of the job's bucket \(1:00:00\)"):
+    with pytest.raises(FeaturekitError, match=r"--batch 90m must be a whole multiple of the job's bucket \(1h\)"):
         backfill(project, loaded, settings, START, START + hours(30), "90m", spark=lab.spark)
     with pytest.raises(FeaturekitError, match="--end 2026-03-01T00:30:00Z must be after --start"):
         backfill(project, loaded, settings, START, START + timedelta(minutes=30), "1h", spark=lab.spark)

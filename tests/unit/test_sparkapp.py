@@ -436,7 +436,7 @@ def test_the_backfill_command_line_takes_times_as_featurekit_backfill_does(tmp_p
                                              "--end", "2026-01-31T00:00:00Z", "--batch", "6h", "--env", "cluster"]
     assert manifest["metadata"]["name"] == "driver-hourly-stats-backfill-20260101t0000-20260131t0000"
     assert schema_errors(manifest) == []
-    assert ("command line --end: 2026-01-31T00:30:00Z is not on a bucket bound (1:00:00); the backfill runs with "
+    assert ("command line --end: 2026-01-31T00:30:00Z is not on a bucket bound (1h); the backfill runs with "
             "2026-01-31T00:00:00Z, as `featurekit backfill` aligns it") in done.stderr
 
 
@@ -491,11 +491,11 @@ _RANGE = ["--start", "2026-01-01", "--end", "2026-01-31"]
     (["driver_hourly_stats", "--backfill", *_RANGE, "--materialize"],
      "render sparkapp --materialize: a backfill does not materialize; run `featurekit materialize --start .. --end ..` after it"),
     (["driver_hourly_stats", "--backfill", "--start", "2026-01-31", "--end", "2026-01-01"],
-     "command line --end: --end 2026-01-01T00:00:00Z must be after --start 2026-01-31T00:00:00Z (aligned to 1:00:00)"),
+     "command line --end: --end 2026-01-01T00:00:00Z must be after --start 2026-01-31T00:00:00Z (aligned to 1h)"),
     (["driver_hourly_stats", "--backfill", "--start", "2026-01-01T00:10", "--end", "2026-01-01T00:50"],
-     "command line --end: --end 2026-01-01T00:50:00Z must be after --start 2026-01-01T00:10:00Z (aligned to 1:00:00)"),
+     "command line --end: --end 2026-01-01T00:50:00Z must be after --start 2026-01-01T00:10:00Z (aligned to 1h)"),
     (["driver_hourly_stats", "--backfill", *_RANGE, "--batch", "90m"],
-     "command line --batch: --batch 90m must be a whole multiple of the job's bucket (1:00:00)"),
+     "command line --batch: --batch 90m must be a whole multiple of the job's bucket (1h)"),
     (["driver_hourly_stats", "--backfill", *_RANGE, "--batch", "1day"],
      "command line --batch: expected a duration like '30s', '15m', '1h', '7d' or '2w'; got '1day'"),
     (["driver_hourly_stats", "--backfill", "--start", "new year", "--end", "2026-01-31"],

@@ -10,6 +10,10 @@ It runs in two passes that Spark pipelines: partial aggregates per (key, bucket)
 sum, min, max; avg as sum and count — then a range window over each key's buckets that
 combines the partials of the ``W / every`` buckets ending at ``end``. Rows whose
 timestamp is null cannot be placed in time: they are counted and left out.
+
+With ``expire`` a key also gets a row at each bucket end where a window's value changes
+because events leave it (a bucket with data plus each window), up to the run's end: the
+latest row of a key that went quiet then carries its windows as of the run.
 """
 
 from __future__ import annotations
