@@ -54,7 +54,7 @@ def step_counts(job: LoadedJob, counts: Counts) -> list[StepCount]:
             dropped: int | None = nulls
         elif op == INTERVAL:
             dropped = rows_in - rows_out if rows_in is not None and rows_out is not None else None
-            note = "rows outside the run's interval (the windows' lead-in, or no time) belong to other runs"
+            note = "outside the run's interval (the windows' lead-in, or no time): other runs' rows" if dropped else ""
         elif op == "join" and rows_in is not None and rows_out is not None and rows_out > rows_in:
             dropped, note = None, f"{rows_out - rows_in} row(s) added: keys matched more than once"
         elif op in ROW_PRESERVING and rows_in is not None and rows_out is not None:
