@@ -226,6 +226,7 @@ def backfill(
 
     from featurekit import pipeline
     from featurekit.pipeline.incremental import backfill as run_backfill
+    from featurekit.spec.intervals import iso
 
     _quiet_query_context()
     project = _project()
@@ -249,7 +250,7 @@ def backfill(
         table.add_column(column, justify="right" if column in ("chunk", "written", "v") else "left")
     runs = {run.incremental.get("end"): run for run in result.runs}
     for index, (lo, hi) in enumerate(result.chunks):
-        run = runs.get(hi.isoformat().replace("+00:00", "Z"))
+        run = runs.get(iso(hi))
         status = "done before" if index < result.done_before else ("planned" if run is None else "committed")
         table.add_row(str(index + 1), f"({lo:%Y-%m-%d %H:%M}, {hi:%Y-%m-%d %H:%M}]", status,
                       run.run_id if run else "", _n(run.rows_written) if run else "",
@@ -488,7 +489,9 @@ def materialize(
     views: Annotated[Optional[list[str]], typer.Option("--views", "-v", help="Feature views (default: every online view).")] = None,
     start: Annotated[Optional[str], typer.Option(help="Window start (ISO 8601, UTC if no zone).")] = None,
     end: Annotated[Optional[str], typer.Option(help="Window end (default: now).")] = None,
-    incremental: Annotated[bool, typer.Option("--incremental", help="From the end of the last materialization (or end - ttl).")] = False,
+    incremental: Annotated[bool, typer.Option("--incremental", help=(
+        "Only the keys whose rows changed since the Delta version the store holds (the table's change data "
+        "feed), and rows after its end; the whole window (end - ttl) when the store holds none."))] = False,
     verify_only: Annotated[bool, typer.Option("--verify-only", help="Write nothing; check the online store against the table.")] = False,
     engine: Annotated[Optional[str], typer.Option(
         help="spark (any store) or arrow (no JVM: delta-rs streams into a plain Redis); default: the env's "
@@ -514,13 +517,21 @@ def _print_materialized(result: object, env: str, verify_only: bool) -> None:
     verb = "verified" if verify_only else "materialized"
     table = Table(title=f"{verb} into {result.online_store} (run {result.run_id}, env {env}, engine {result.engine})",
                   title_justify="left")
-    for column in ("feature view", "Delta version", "window", "rows", "keys", "written", "in store", "s"):
-        table.add_column(column, justify="right" if column in ("rows", "keys", "written", "in store", "s") else "left")
+    numbers = ("rows", "keys", "changed", "written", "verified", "s")
+    for column in ("feature view", "Delta version", "keys from", "window", *numbers):
+        table.add_column(column, justify="right" if column in numbers else "left")
     for view in result.views:
-        in_store = view.online.in_window if view.online else 0
-        table.add_row(view.view, f"v{view.delta_version}",
+        window = view.method == "window"
+        online = view.online
+        # a whole window: its keys holding a value from it; incremental: the keys read back at least as new
+        verified = 0 if online is None else online.in_window if window else online.in_window + online.newer
+        first = view.delta_version_from
+        versions = f"v{first}..v{view.delta_version}" if first is not None and first <= view.delta_version \
+            else f"v{view.delta_version}"
+        table.add_row(view.view, versions, view.method,
                       f"{view.start:%Y-%m-%d %H:%M} .. {view.end:%Y-%m-%d %H:%M}", _n(view.rows), _n(view.keys),
-                      "-" if verify_only else _n(view.written), _n(in_store), f"{view.seconds:.1f}")
+                      "-" if window else _n(view.changed), "-" if verify_only else _n(view.written), _n(verified),
+                      f"{view.seconds:.1f}")
     out.print(table)
     for warning in result.warnings:
         err.print(f"warning: {warning}", markup=False, style="yellow")

@@ -27,7 +27,7 @@ from featurekit.config.versions import DELTA_CONF, SPARK_VERSION, packages_of
 from featurekit.deploy.cron import schedule_problem
 from featurekit.errors import ConfigError, Problem
 from featurekit.spec.durations import format_duration
-from featurekit.spec.intervals import align_down, grain, range_problems
+from featurekit.spec.intervals import align_down, grain, iso, range_problems
 from featurekit.spec.loader import LoadedJob
 
 API_VERSION = "sparkoperator.k8s.io/v1beta2"
@@ -137,8 +137,8 @@ def render(project: Project, settings: Settings, job: LoadedJob, schedule: str |
     spec = _application_spec(settings, k8s, job, labels, materialize and online, backfill)
     annotations = {f"{LABEL_PREFIX}/job-file": project.shown(job.path)}
     if backfill is not None:  # the exact range; label values cannot hold ':'
-        annotations |= {f"{LABEL_PREFIX}/backfill-start": _iso(backfill.start),
-                        f"{LABEL_PREFIX}/backfill-end": _iso(backfill.end),
+        annotations |= {f"{LABEL_PREFIX}/backfill-start": iso(backfill.start),
+                        f"{LABEL_PREFIX}/backfill-end": iso(backfill.end),
                         f"{LABEL_PREFIX}/backfill-batch": backfill.batch}
     metadata = {"name": name, "namespace": k8s.namespace, "labels": labels, "annotations": annotations}
     if schedule is None:
@@ -170,7 +170,7 @@ def arguments(job: LoadedJob, settings: Settings, materialize: bool = False, bac
     """What the entrypoint is given: ``featurekit run``'s own command line, found by job name
     (``featurekit backfill``'s for a backfill)."""
     if backfill is not None:
-        return ["backfill", job.name, "--start", _iso(backfill.start), "--end", _iso(backfill.end),
+        return ["backfill", job.name, "--start", iso(backfill.start), "--end", iso(backfill.end),
                 "--batch", backfill.batch, "--env", settings.env]
     return ["run", job.name, "--env", settings.env, *(["--materialize"] if materialize else [])]
 
@@ -306,17 +306,13 @@ def _aligned(job: LoadedJob, backfill: Backfill, warnings: list[str]) -> Backfil
     start, end = align_down(backfill.start, step), align_down(backfill.end, step)
     for option, given, moved in (("--start", backfill.start, start), ("--end", backfill.end, end)):
         if moved != given:
-            warnings.append(f"command line {option}: {_iso(given)} is not on a bucket bound ({format_duration(int(step.total_seconds()))}); "
-                            f"the backfill runs with {_iso(moved)}, as `featurekit backfill` aligns it")
+            warnings.append(f"command line {option}: {iso(given)} is not on a bucket bound ({format_duration(int(step.total_seconds()))}); "
+                            f"the backfill runs with {iso(moved)}, as `featurekit backfill` aligns it")
     return replace(backfill, start=start, end=end, batch=backfill.batch.strip())
 
 
 def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return _utc(moment).isoformat().replace("+00:00", "Z")
 
 
 def _stamp(moment: datetime) -> str:

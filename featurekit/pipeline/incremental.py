@@ -22,7 +22,7 @@ from featurekit.config import Project, Settings
 from featurekit.engine.transform import interval_rows
 from featurekit.errors import ConfigError, Problem
 from featurekit.sinks.delta import Latest, Replacement, app_versions
-from featurekit.spec.intervals import Arrivals, Interval, align_down, backfill_chunks as chunks, between, from_epoch, grain, \
+from featurekit.spec.intervals import Arrivals, Interval, align_down, iso, backfill_chunks as chunks, between, from_epoch, grain, \
     next_interval, range_problems, to_epoch
 from featurekit.spec.loader import LoadedJob
 
@@ -56,7 +56,7 @@ class Increment:
 
     def report(self) -> dict[str, Any]:
         return {"kind": self.kind, "interval": self.interval.describe(), **self.interval.to_dict(),
-                "watermark_before": _iso(self.watermark_before), "watermark_after": _iso(self.watermark_after)}
+                "watermark_before": iso(self.watermark_before), "watermark_after": iso(self.watermark_after)}
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,6 @@ class Chunk:
 
     interval: Interval
     app: str
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def plan_increment(spark: "SparkSession", job: LoadedJob, end: datetime | None, full: bool = False,
@@ -95,8 +91,8 @@ def plan_increment(spark: "SparkSession", job: LoadedJob, end: datetime | None, 
         interval = replace(interval, untimed_since=None if full or seen < 0 else from_epoch(seen))
     if interval.start is not None and interval.end <= interval.start:
         raise ConfigError.single(
-            f"job {job.name!r}: the run's end {_iso(interval.end)} is not after its interval's start {_iso(interval.start)} "
-            f"(watermark {_iso(previous)}); give a later --end, or use `featurekit backfill` for an earlier range",
+            f"job {job.name!r}: the run's end {iso(interval.end)} is not after its interval's start {iso(interval.start)} "
+            f"(watermark {iso(previous)}); give a later --end, or use `featurekit backfill` for an earlier range",
             file="command line", field="--end")
     # a full rebuild sets the watermark where it ends; a run or chunk never moves it back
     after = interval.end if kind == "full" else max(interval.end, previous or interval.end)
@@ -122,7 +118,7 @@ class ArrivalPlan:
         read = self.arrivals
         return {"kind": "arrival", "interval": "arrived since the last run" if (read.files_since or read.after_version
                                                                                  is not None) else "everything",
-                "files_since": _iso(read.files_since), "after_version": read.after_version,
+                "files_since": iso(read.files_since), "after_version": read.after_version,
                 "mark_before": self.latest.expected, "mark_after": self.latest.mark[1], "note": self.note}
 
 

@@ -32,11 +32,10 @@ class Interval:
     untimed: bool = True
 
     def describe(self) -> str:
-        return f"({_iso(self.start) if self.start else '-inf'}, {_iso(self.end)}]"
+        return f"({iso(self.start) if self.start else '-inf'}, {iso(self.end)}]"
 
     def to_dict(self) -> dict[str, str | None]:
-        return {"start": _iso(self.start) if self.start else None, "end": _iso(self.end),
-                "read_from": _iso(self.read_from) if self.read_from else None}
+        return {"start": iso(self.start), "end": iso(self.end), "read_from": iso(self.read_from)}
 
 
 @dataclass(frozen=True)
@@ -49,8 +48,12 @@ class Arrivals:
     after_version: int | None = None
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+def iso(moment: datetime | None) -> str | None:
+    """``2026-01-15T00:00:00Z``: a moment as reports, errors and manifests show it (UTC)."""
+    if moment is None:
+        return None
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def reach(spec: JobSpec) -> timedelta:
@@ -119,7 +122,7 @@ def range_problems(spec: JobSpec, start: datetime, end: datetime, batch: str) ->
         if size % step:
             problems.append(("--batch", f"--batch {batch} must be a whole multiple of the job's bucket ({_shown(step)})"))
     if align_down(end, step) <= align_down(start, step):
-        problems.append(("--end", f"--end {_iso(end)} must be after --start {_iso(start)} (aligned to {_shown(step)})"))
+        problems.append(("--end", f"--end {iso(end)} must be after --start {iso(start)} (aligned to {_shown(step)})"))
     return problems
 
 
