@@ -356,7 +356,8 @@ def generate_demo_data(
     env: Env = "local",
 ) -> None:
     """Write a realistic raw data set (trips, driver updates, ~0.5% dirty rows), or a day that arrives after it."""
-    from featurekit.demo.generate import arrival_path, generate_arrival, generate_raw
+    from featurekit.demo.arrivals import arrival_path, generate_arrival
+    from featurekit.demo.generate import generate_raw
 
     target = out_dir or Path(load_settings(_project(), env).vars["raw_root"])
     if arrival is not None:

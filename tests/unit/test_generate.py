@@ -17,13 +17,8 @@ import pandas as pd
 import pytest
 
 from featurekit.cli import main
-from featurekit.demo.generate import (
-    ArrivalSummary,
-    GenerateSummary,
-    arrival_path,
-    generate_arrival,
-    generate_raw,
-)
+from featurekit.demo.arrivals import ArrivalSummary, arrival_path, generate_arrival
+from featurekit.demo.generate import GenerateSummary, generate_raw
 from featurekit.errors import DataError
 
 ROWS = 5000
