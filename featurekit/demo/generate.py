@@ -14,7 +14,7 @@ without a Spark session.  Everything is vectorised with numpy and written with
 pyarrow; the output directory is built beside ``out`` and renamed into place,
 so a half-written data set never appears.
 
-Arrivals (``generate_arrival``) add one more day of trips to an existing set,
+Arrivals (:mod:`featurekit.demo.arrivals`) add one more day of trips to an existing set,
 one file per day, so an incremental job has newly arrived data (with late rows
 and corrections) to pick up on its next run.
 """
