@@ -23,7 +23,7 @@ from featurekit.engine.transform import interval_rows
 from featurekit.errors import ConfigError, Problem
 from featurekit.sinks.delta import Latest, Replacement, app_versions
 from featurekit.spec.intervals import Arrivals, Interval, align_down, iso, backfill_chunks as chunks, between, from_epoch, grain, \
-    next_interval, range_problems, to_epoch
+    lookback_start, next_interval, range_problems, to_epoch
 from featurekit.spec.loader import LoadedJob
 
 if TYPE_CHECKING:
@@ -201,7 +201,9 @@ def backfill(project: Project, job: LoadedJob, settings: Settings, start: dateti
     if dry_run:
         return result
     for index, (chunk_lo, chunk_hi) in enumerate(parts[skip:], start=skip):
-        chunk = Chunk(between(job.spec, chunk_lo, chunk_hi), app)
+        # as an incremental run, a chunk also recomputes the lookback before it (not before the
+        # backfill's start): a correction in this chunk of a trip in the one before is resolved
+        chunk = Chunk(between(job.spec, max(lookback_start(job.spec, chunk_lo), lo), chunk_hi), app)
         result.runs.append(run(project, job, settings, spark, chunk=chunk))
         if progress:
             progress(index + 1, len(parts), result.runs[-1])

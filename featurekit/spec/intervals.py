@@ -83,6 +83,13 @@ def from_epoch(seconds: int) -> datetime:
     return EPOCH + timedelta(seconds=seconds)
 
 
+def lookback_start(spec: JobSpec, moment: datetime) -> datetime:
+    """``moment`` minus the spec's lookback, aligned to the grain: where a run from it starts."""
+    assert spec.incremental is not None
+    lookback = timedelta(seconds=parse_duration(spec.incremental.lookback)) if spec.incremental.lookback else timedelta(0)
+    return align_down(moment - lookback, grain(spec))
+
+
 def next_interval(spec: JobSpec, watermark: datetime | None, end: datetime) -> Interval:
     """The interval of an incremental run: from ``watermark - lookback`` (or the spec's
     ``start``, or the beginning) to ``end``, aligned to the grain."""
@@ -91,8 +98,7 @@ def next_interval(spec: JobSpec, watermark: datetime | None, end: datetime) -> I
     end = align_down(end, step)
     start: datetime | None
     if watermark is not None:
-        lookback = timedelta(seconds=parse_duration(spec.incremental.lookback)) if spec.incremental.lookback else timedelta(0)
-        start = align_down(watermark - lookback, step)
+        start = lookback_start(spec, watermark)
         if spec.incremental.start is not None:
             start = max(start, align_down(spec.incremental.start, step))
     else:
