@@ -71,7 +71,9 @@ def classify(exc: Exception) -> FeaturekitError:
     if isinstance(exc, (ArithmeticException, DateTimeException, NumberFormatException, SparkRuntimeException, IllegalArgumentException)):
         return DataError(f"the data broke the job: {first(str(exc))}")
     for condition, message in causes:
-        if condition.startswith(_CONFLICTS):
+        # the condition, or where py4j gives no condition, the message's "[CONDITION] ..." head
+        if condition.startswith(_CONFLICTS) or message.lstrip().startswith(tuple(f"[{c}" for c in _CONFLICTS)):
+            condition = condition or message.lstrip()[1:].split("]", 1)[0]
             return InfraError(f"another writer committed to the table first ({condition}); nothing of this run "
                               "was committed — run it again")
     if isinstance(exc, AnalysisException) or any(c.startswith(("DELTA_", "UNRESOLVED_", "PATH_NOT_FOUND")) for c, _ in causes):

@@ -344,7 +344,10 @@ def prepare(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: Co
 
     ``merge`` into an existing table writes the rows to a staging folder inside the table
     (``_fk_staging/<run id>``, hidden from Delta); the MERGE reads them at commit time.
-    With a ``replacement`` (an incremental run) the rows replace those of its interval.
+    With a ``replacement`` (an incremental run) the rows replace those of its interval
+    instead (Delta's replaceWhere: files holding such rows are rewritten without them), and
+    the application transactions go into the same commit. They are read through the open
+    transaction, so Delta's conflict check fails this commit if another one sets them first.
     """
     log, txn, exists = _target(spark, out, meta.job)
     before = int(txn.readVersion()) if exists else None
@@ -352,8 +355,11 @@ def prepare(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: Co
             (replacement is None or replacement.predicate is not None):
         check_schema(_table_schema(txn), frame, out)
     if replacement is not None:
-        return _prepare_replacement(spark, log, txn, frame, out, meta, replacement, before)
-    if exists and out.mode == "merge":
+        moved = {app: (int(txn.txnVersion(app)), version) for app, version in replacement.expected.items()}
+        moved = {app: pair for app, pair in moved.items() if pair[0] != pair[1]}
+        if moved:
+            raise _moved(meta, out, moved)
+    elif exists and out.mode == "merge":
         staging = f"{out.path.rstrip('/')}/_fk_staging/{meta.run_id}"
         try:
             frame.write.parquet(staging)
@@ -365,17 +371,23 @@ def prepare(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: Co
     # Spark's observation manager would not find the observations inside the views it uses.
     frame = frame.alias("__fk_result")
     options: dict[str, str] = {}
-    if out.mode == "overwrite":
+    predicate = replacement.predicate if replacement is not None else None
+    if predicate is not None:
+        options["replaceWhere"] = predicate
+    elif out.mode == "overwrite" or replacement is not None:  # a full rebuild may change the schema
         options["overwriteSchema"] = "true"
-    if out.mode == "replace_partitions" and out.partition_by:
+    elif out.mode == "replace_partitions" and out.partition_by:
         options["partitionOverwriteMode"] = "dynamic"
     properties = {JOB_PROPERTY: meta.job, "delta.enableChangeDataFeed": "true", **out.properties} if not exists else {}
-    held = write_held(spark, log, txn, frame, meta, append=out.mode == "append", options=options,
-                      partition_by=out.partition_by, properties=properties, path=out.path)
-    if latest is not None:  # the table's first commit: the mark goes in with it
-        held.actions = held.actions.appendedAll(_set_transactions(spark, dict([latest.mark])))
-    prepared = PreparedCommit(spark, out, meta, not exists, before, held.rows, frame.schema, held)
-    if out.mode == "merge":  # the first run of a merge job creates the table: its keys must be unique too
+    held = write_held(spark, log, txn, frame, meta, append=out.mode == "append" and replacement is None,
+                      options=options, partition_by=out.partition_by, properties=properties, path=out.path,
+                      predicate=predicate)
+    marks = replacement.marks if replacement is not None else dict([latest.mark]) if latest is not None else {}
+    if marks:
+        held.actions = held.actions.appendedAll(_set_transactions(spark, marks))
+    prepared = PreparedCommit(spark, out, meta, not exists, before, held.rows, frame.schema, held,
+                              replacement=replacement)
+    if out.mode == "merge":  # the keys of rows written straight into the table must be unique too
         try:
             check_unique_keys(prepared.data(), out.keys)
         except Exception:
@@ -404,35 +416,6 @@ def _transaction_mark(spark: "SparkSession", latest: Latest | None) -> Iterator[
     finally:
         for name in names:
             spark.conf.unset(name)
-
-
-def _prepare_replacement(spark: "SparkSession", log: Any, txn: Any, frame: "DataFrame", out: OutputSpec,
-                         meta: CommitMeta, replacement: Replacement, before: int | None) -> PreparedCommit:
-    """Write the run's rows inside ``txn`` as an overwrite of the rows ``replacement.predicate``
-    matches (Delta's replaceWhere: files holding such rows are rewritten without them), with
-    the application transactions in the same commit. Reading them through ``txn`` makes
-    Delta's conflict check fail this commit if another one sets them first."""
-    moved = {app: (int(txn.txnVersion(app)), version) for app, version in replacement.expected.items()}
-    moved = {app: pair for app, pair in moved.items() if pair[0] != pair[1]}
-    if moved:
-        raise _moved(meta, out, moved)
-    frame = frame.alias("__fk_result")
-    predicate = replacement.predicate
-    options = {"replaceWhere": predicate} if predicate is not None else {"overwriteSchema": "true"}
-    exists = before is not None
-    properties = {JOB_PROPERTY: meta.job, "delta.enableChangeDataFeed": "true", **out.properties} if not exists else {}
-    held = write_held(spark, log, txn, frame, meta, append=False, options=options, partition_by=out.partition_by,
-                      properties=properties, path=out.path, predicate=predicate)
-    held.actions = held.actions.appendedAll(_set_transactions(spark, replacement.marks))
-    prepared = PreparedCommit(spark, out, meta, not exists, before, held.rows, frame.schema, held,
-                              replacement=replacement)
-    if out.mode == "merge":
-        try:
-            check_unique_keys(prepared.data(), out.keys)
-        except Exception:
-            prepared.abandon()
-            raise
-    return prepared
 
 
 @contextmanager
