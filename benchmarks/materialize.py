@@ -31,6 +31,17 @@ read back through the Feast SDK (``get_online_features``) and compared with the 
 with delta-rs, not Spark); featurekit's and Feast's values and raw stored bytes (Redis hashes,
 SQLite rows without ``created_ts``) are compared with each other too. A mismatch exits 1.
 
+Incremental (unless ``--changed-share 0``), after the variants above at each size, for each
+featurekit engine and store, in a fresh process: the table records its changes (Change Data Feed
+switched on), the store gets the whole window (``materialize --incremental`` without a marker),
+one commit (an UPDATE) changes the features of ``--changed-share`` of the entities and an
+incremental run follows (so its queries are compiled, as the whole window's are by then); then
+one more such commit, and ``materialize --incremental`` (the changed keys only) is timed against
+the whole window of the same version into a second, empty store (SQLite: another file and
+registry; Redis: database 1), both warm. The two stores must end equal: every SQLite row (without Feast's ``created_ts``) or
+Redis hash, compared by an order-free digest of all of them. The table then differs from the one
+generated, so the next run generates it again.
+
 Unless ``--no-breakdown``, one more featurekit process per size and store runs instrumented
 (cold and warm): Feast's conversion and write calls timed inside the Python workers, the
 verification timed in the driver, and two ablations (Spark's read + latest-per-key alone;
@@ -39,6 +50,7 @@ verification timed in the driver, and two ablations (Spark's read + latest-per-k
     python benchmarks/materialize.py                          # 20,000 and 100,000 entities
     python benchmarks/materialize.py --sizes 2000 --feast-max 2000
     python benchmarks/materialize.py --sizes 10000000 --stores redis --feast-max 0 --json m.json
+    python benchmarks/materialize.py --sizes 2000 --engines featurekit,featurekit-arrow --no-breakdown
 """
 
 from __future__ import annotations
@@ -359,6 +371,8 @@ def child(args: argparse.Namespace) -> int:
     project = Project(Path(args.work) / "project")
     if args.child == ARROW:
         return _child_arrow(args, project)
+    if args.child.startswith(INCREMENTAL):
+        return _child_incremental(args, project)
     spark, settings = start_session(project)
     try:
         if args.child == "generate":
@@ -430,6 +444,108 @@ def _child_arrow(args: argparse.Namespace, project: Project) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- incremental (child process)
+
+INCREMENTAL = "incremental:"   # the child task "incremental:<engine>"
+
+
+def fresh_settings(settings: Settings, store: str, redis_address: str, work: Path) -> Settings:
+    """Another online store (and for SQLite another registry), empty, for the whole window."""
+    if store == "redis":
+        online = {"type": "redis", "connection_string": f"{redis_address},db=1"}
+        return settings.model_copy(update={"feast": settings.feast.model_copy(update={"online_store": online})})
+    online = {"type": "sqlite", "path": str(work / "fresh" / "online.db")}
+    return settings.model_copy(update={"feast": settings.feast.model_copy(
+        update={"online_store": online, "registry": str(work / "fresh" / "registry.db")})})
+
+
+def change_entities(spark: "SparkSession", path: str, entities: int, share: float) -> int:
+    """One commit changing the features of ``share`` of the entities (every ``1/share``-th id, all
+    their rows: the latest row of each changes at the same event time); the entities changed."""
+    every = max(1, round(1 / share))
+    spark.sql(f"UPDATE delta.`{path}` SET n_events = n_events + 1, segment = concat('u', coalesce(segment, '')) "
+              f"WHERE entity_id % {every} = 0")
+    return entities // every
+
+
+def store_digest(settings: Settings, store: str) -> tuple[int, str]:
+    """(entries, digest) of everything the store holds for the view, featurekit's marker left
+    out: SQLite rows without ``created_ts``, Redis hashes; the digest does not depend on order."""
+    import hashlib
+
+    total, count = 0, 0
+
+    def add(*parts: Any) -> None:
+        nonlocal total, count
+        digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+        total = (total + int.from_bytes(digest, "little")) % 2**64
+        count += 1
+
+    if store == "redis":
+        import redis
+
+        client = redis.Redis.from_url("redis://" + settings.feast.online_store["connection_string"].replace(",db=", "/"))
+        keys = [k for k in client.scan_iter(count=10_000) if not k.startswith(b"featurekit:")]
+        for start in range(0, len(keys), 10_000):
+            with client.pipeline(transaction=False) as pipe:
+                for key in keys[start:start + 10_000]:
+                    pipe.hgetall(key)
+                for key, fields in zip(keys[start:start + 10_000], pipe.execute()):
+                    add(key, sorted(fields.items()))
+    else:
+        with sqlite3.connect(sqlite_file(settings)) as conn:
+            for row in conn.execute(f'SELECT entity_key, feature_name, value, value_text, event_ts '
+                                    f'FROM "{sqlite_table(settings)}"'):
+                add(*row)
+    return count, f"{total:016x}"
+
+
+def _child_incremental(args: argparse.Namespace, project: Project) -> int:
+    """The incremental variant (see the module doc) in this fresh process; JSON to ``--out``."""
+    import feast  # noqa: F401  (before the clock starts)
+
+    from featurekit.pipeline import features
+    from featurekit.pipeline.materialize import materialize
+
+    engine = args.child[len(INCREMENTAL):]
+    spark, settings = start_session(project)
+    try:
+        loaded, _ = pipeline.load(project, VIEW, "local")
+        path = loaded.spec.output.path
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
+        mine = store_settings(settings, args.store, args.redis)
+        fresh = fresh_settings(mine, args.store, args.redis, Path(args.work))
+        with redirect_stdout(io.StringIO()):
+            features.apply(project, fresh)
+        for each in (mine, fresh):
+            clear_store(each, args.store, args.redis)
+        options: dict[str, Any] = {"engine": "arrow"} if engine == ARROW else {"engine": "spark", "spark": spark}
+
+        def run(where: Settings) -> tuple[float, Any]:
+            began = time.perf_counter()
+            done = materialize(project, where, views=[VIEW], incremental=True, end=END, **options).views[0]
+            return round(time.perf_counter() - began, 3), done
+
+        _, whole = run(mine)   # the whole window: the store's marker (and its query compiled, warm for `fresh`)
+        change_entities(spark, path, args.size, args.changed_share)
+        run(mine)              # the same for the incremental's queries
+        changed = change_entities(spark, path, args.size, args.changed_share)
+        incremental_s, incremental = run(mine)
+        full_s, full = run(fresh)
+        (count, digest), (fresh_count, fresh_digest) = store_digest(mine, args.store), store_digest(fresh, args.store)
+        Path(args.out).write_text(json.dumps({
+            "engine": engine, "changed_entities": changed, "first_keys": whole.keys, "method": incremental.method,
+            "versions": f"{incremental.delta_version_from}..{incremental.delta_version}",
+            "changed_keys": incremental.changed, "written": incremental.written, "rows": incremental.rows,
+            "full_keys": full.keys, "incremental_s": incremental_s, "full_s": full_s,
+            "ratio": round(incremental_s / full_s, 4), "entries": count, "fresh_entries": fresh_count,
+            "equal": (count, digest) == (fresh_count, fresh_digest),
+        }))
+        return 0
+    finally:
+        spark.stop()
+
+
 def run_child(args: argparse.Namespace, work: Path, task: str, size: int, store: str, redis_address: str,
               tag: str) -> dict[str, Any]:
     """Run ``task`` in a fresh Python process (its output in ``work/logs``); its JSON result."""
@@ -440,7 +556,7 @@ def run_child(args: argparse.Namespace, work: Path, task: str, size: int, store:
     command = [sys.executable, str(Path(__file__).resolve()), "--work", str(work), "--child", task,
                "--size", str(size), "--store", store, "--redis", redis_address, "--out", str(out),
                "--features", str(args.features), "--rows-per-entity", str(args.rows_per_entity),
-               "--shuffle-partitions", str(args.shuffle_partitions)]
+               "--shuffle-partitions", str(args.shuffle_partitions), "--changed-share", str(args.changed_share)]
     with (logs / f"{tag}.log").open("w") as log:
         done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0 or not out.exists():
@@ -561,6 +677,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--feast-max", type=int, default=100_000,
                         help="run plain Feast only at sizes up to this many entities (default 100,000)")
     parser.add_argument("--repeat", type=int, default=1, help="measured rounds per size (default 1)")
+    parser.add_argument("--changed-share", type=float, default=0.01,
+                        help="incremental variant: share of the entities one commit changes (default 0.01; 0 skips it)")
     parser.add_argument("--sample", type=int, default=100, help="entities read back per variant (default 100)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the read-back sample (default 7)")
     parser.add_argument("--no-breakdown", dest="breakdown", action="store_false",
@@ -655,6 +773,7 @@ def _bench(args: argparse.Namespace, work: Path, project: Project, sizes: list[i
     checks: list[dict[str, Any]] = []
     breakdowns: dict[str, dict[str, dict[str, Any]]] = {}
     examples: list[str] = []
+    incrementals: list[dict[str, Any]] = []
     load_before, code_before = load_average(), code_version()
     for size in sizes:
         path = _prepare(args, work, project, settings, size, address)
@@ -693,6 +812,13 @@ def _bench(args: argparse.Namespace, work: Path, project: Project, sizes: list[i
                 result = run_child(args, work, "featurekit-timed", size, store, address, f"{size}-timed-{store}")
                 for run, parts in result["breakdown"].items():
                     breakdowns.setdefault(f"{size:,}", {})[f"{store} {run}"] = parts
+        if args.changed_share > 0:   # last: it changes the table
+            for engine, store in [(e, s) for e, s in variants if e in ("featurekit", ARROW)]:
+                result = run_child(args, work, INCREMENTAL + engine, size, store, address, f"{size}-incremental-{engine}-{store}")
+                incrementals.append({"size": size, "variant": variant_name(f"{engine} --incremental", store), **result})
+                print(f"  {size:>11,} {incrementals[-1]['variant']:<34} {result['changed_keys']:,} changed keys: "
+                      f"{result['incremental_s']:.2f}s vs whole window {result['full_s']:.2f}s ({result['ratio']:.1%}), "
+                      f"stores {'equal' if result['equal'] else 'DIFFER'}", flush=True)
     load_after, code_after = load_average(), code_version()
     summary = _summarize(runs)
     code = f"featurekit {code_before['commit']}{' (dirty)' if code_before['featurekit_dirty'] else ''}"
@@ -717,15 +843,23 @@ def _bench(args: argparse.Namespace, work: Path, project: Project, sizes: list[i
         print(f"  MISMATCH {line}")
     for size_label, columns in breakdowns.items():
         _breakdown_table(size_label, columns)
-    goals = _goals(summary, checks, args.features)
+    if incrementals:
+        print_table(f"materialize --incremental after one commit changing {args.changed_share:.1%} of the entities, "
+                    "against the whole window of the same version (both warm, same process)", incrementals,
+                    [("size", "entities"), ("variant", "variant"), ("versions", "versions"), ("method", "keys from"),
+                     ("changed_keys", "changed keys"), ("written", "written"), ("full_keys", "whole window keys"),
+                     ("incremental_s", "incremental s"), ("full_s", "whole window s"), ("ratio", "ratio"),
+                     ("equal", "stores equal")])
+    goals = _goals(summary, checks, args.features) + _incremental_goals(incrementals, args.changed_share)
     print_table("goals", goals, [("goal", "check"), ("measured", "measured"), ("target", "target"), ("met", "met")])
     if args.json:
         save_json(args.json, {"benchmark": "materialize", "args": {k: str(v) for k, v in vars(args).items()},
                               "machine": machine(), "load_before": load_before, "load_after": load_after,
                               "code_before": code_before, "code_after": code_after,
                               "summary": summary, "checks": checks, "breakdown": breakdowns, "goals": goals,
-                              "runs": runs, "mismatches": examples})
-    right = all(c["result"] == "OK" for c in checks) and all(r["read_back"] == "OK" for r in summary)
+                              "runs": runs, "mismatches": examples, "incremental": incrementals})
+    right = all(c["result"] == "OK" for c in checks) and all(r["read_back"] == "OK" for r in summary) \
+        and all(r["equal"] for r in incrementals)
     return 0 if right and not examples else 1
 
 
@@ -826,6 +960,20 @@ def _goals(summary: list[dict[str, Any]], checks: list[dict[str, Any]], features
         mine = [r for r in summary if r["engine"] == engine]
         if mine:
             goals += _engine_goals(engine, mine, features, ok)
+    return goals
+
+
+def _incremental_goals(incrementals: list[dict[str, Any]], share: float) -> list[dict[str, Any]]:
+    """Per incremental variant, at its largest size: its time against the whole window's, and
+    whether both stores ended equal."""
+    goals = []
+    for variant in dict.fromkeys(r["variant"] for r in incrementals):
+        row = max((r for r in incrementals if r["variant"] == variant), key=lambda r: r["size"])
+        goals.append({"goal": f"{variant}, {share:.0%} of {row['size']:,} entities changed / whole window",
+                      "measured": f"{row['ratio']:.1%}", "target": "<= 10%", "met": "yes" if row["ratio"] <= 0.10 else "no"})
+        goals.append({"goal": f"  the store after it equals the whole window's ({row['entries']:,} entries)",
+                      "measured": "equal" if row["equal"] else "DIFFER", "target": "equal",
+                      "met": "yes" if row["equal"] else "no"})
     return goals
 
 

@@ -315,15 +315,17 @@ def runs(
     if len(args) > 1:
         raise ConfigError.single("usage: featurekit runs [JOB] | featurekit runs show RUN_ID", file="runs")
     table = Table(title=f"recent runs in {runs_dir}", title_justify="left")
-    for column in ("run id", "job", "status", "interval", "read", "written", "bad", "v"):
+    reports = pipeline.list_runs(runs_dir, args[0] if args else None, limit)
+    intervals = any(report.get("incremental") for report in reports)  # a column only where a run has one
+    for column in ("run id", "job", "status", *(["interval"] if intervals else []), "read", "written", "bad", "v"):
         table.add_column(column, no_wrap=True, justify="left" if column in {"run id", "job", "status", "interval"} else "right")
-    for report in pipeline.list_runs(runs_dir, args[0] if args else None, limit):
+    for report in reports:
         read = sum(s.get("rows_read") or 0 for s in report.get("sources", []))
         malformed = sum(s.get("rows_malformed") or 0 for s in report.get("sources", []))
         status = "ok" if report.get("status") == "succeeded" else f"{report.get('status', '?')} {report.get('exit_code') or ''}".strip()
         version = report.get("table_version")
-        interval = (report.get("incremental") or {}).get("interval", "")
-        table.add_row(report.get("run_id", ""), report.get("job", ""), status, interval, _n(read),
+        interval = [(report.get("incremental") or {}).get("interval", "")] if intervals else []
+        table.add_row(report.get("run_id", ""), report.get("job", ""), status, *interval, _n(read),
                       _n(report.get("rows_written")), _n((report.get("rows_quarantined") or 0) + malformed),
                       "" if version is None else str(version))
     out.print(table)

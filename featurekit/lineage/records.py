@@ -32,11 +32,15 @@ class FeatureSetRecord:
     window_start: str           # ISO 8601, UTC
     window_end: str
     rows: int                   # rows of the table version within the window
-    keys: int                   # distinct entity keys among them = keys written
+    keys: int                   # distinct entity keys among them = keys written (incremental: the keys written)
     online_store: str           # "sqlite", "redis", ...
     recorded_at: str
     # the view's fields: {"join_keys": {col: Feast type}, "timestamp": col, "features": {col: Feast type}}
     view_schema: dict[str, Any] = field(default_factory=dict)
+    # ``materialize --incremental``: the keys written are those changed in versions
+    # delta_version_from..delta_version (empty when only the window's end moved), and the window
+    # is the rows after the previous end; None: the whole window of delta_version
+    delta_version_from: int | None = None
     kind: str = field(default="feature_set", init=False)
 
 

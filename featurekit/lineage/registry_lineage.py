@@ -9,7 +9,9 @@ A feature set (one view materialized from one Delta table version for one window
 - ``schema`` = JSON of the view's fields, ``profile`` = JSON of that run's validation summary;
 - ``customProperties``: Feast project, view, features, window, rows, keys, online store, spec
   fingerprint, materialization run id, the producing run and its sources (counts and versions
-  as strings: they may outgrow the API's 32-bit ``int_value``).
+  as strings: they may outgrow the API's 32-bit ``int_value``); for ``materialize
+  --incremental``, ``delta_version_from``: the keys written are those changed in versions
+  ``delta_version_from``..``delta_version``.
 
 A training set becomes one too, naming the feature-set artifacts it read (the newest one of
 each view at the Delta version read) in ``feature_sets``.
@@ -80,7 +82,10 @@ def feature_set_artifact(record: FeatureSetRecord, producer: Producer | None) ->
         "name": f"{record.feast_project}.{record.feature_view}@v{record.delta_version}",
         "description": (f"Feature view {record.feature_view} (Feast project {record.feast_project}) from Delta "
                         f"{record.delta_path} version {record.delta_version}, materialized into "
-                        f"{record.online_store} for {record.window_start} .. {record.window_end}"),
+                        f"{record.online_store} for {record.window_start} .. {record.window_end}"
+                        + ("" if record.delta_version_from is None else
+                           f" (incremental: the keys changed in versions {record.delta_version_from}.."
+                           f"{record.delta_version})")),
         "externalId": feature_set_external_id(record),
         "uri": f"{record.delta_path}@v{record.delta_version}",
         "digest": str(record.delta_version),
@@ -103,6 +108,7 @@ def feature_set_artifact(record: FeatureSetRecord, producer: Producer | None) ->
             "materialization_run_id": record.run_id,
             "delta_path": record.delta_path,
             "delta_version": str(record.delta_version),
+            "delta_version_from": None if record.delta_version_from is None else str(record.delta_version_from),
             "job": producer.job or record.job,
             "job_run_id": producer.run_id or None,
             "job_delta_version": str(producer.delta_version) if producer.run_id else None,
