@@ -308,18 +308,31 @@ def _commit(spark: "SparkSession", job: LoadedJob, ctx: BuildContext, result: Ru
         # the gate's gathered rows include those held back and then written, not quarantined
         offered = sum(ctx.gathered.values()) - (result.gate or {}).get("rows_released", 0) if held else None
         accounting.check_commits(result, done, offered, expected)
-    except Exception:
+    except Exception as exc:
         if done is None:
             prepared.abandon()
         else:  # committed, then refused by the accounting: take it back
             undo_commit(spark, job.spec.output.path, done)
-        if held is not None:
-            undo_quarantine(spark, held)
+        if held is not None and _lost_a_race(exc):
+            # another run of this job committed first, over the same source records: it may have
+            # found these quarantine rows there already and counted on them, so they stay
+            result.quarantine["kept"] = "another run of the job committed first"
+        elif held is not None:
+            undo_quarantine(spark, held, result.run_id)
             result.quarantine["undone"] = True
         raise
     result.table_version, result.commit_operation, result.commit_metrics = done.version, done.operation, done.metrics
     if done.kept_newer:
         result.incremental["kept_newer"] = done.kept_newer
+
+
+def _lost_a_race(exc: Exception) -> bool:
+    """Whether the feature commit failed because another run committed to the table first."""
+    from featurekit.sinks.delta import ConcurrentRun
+
+    if isinstance(exc, ConcurrentRun):
+        return True
+    return not isinstance(exc, FeaturekitError) and "another writer committed" in str(classify(exc))
 
 
 def _malformed_schema() -> Any:

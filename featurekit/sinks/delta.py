@@ -312,7 +312,7 @@ class PreparedCommit:
         if self._held is not None:
             self._held.drop()
         if self.created:
-            remove_partial(self.out.path)
+            remove_partial(self.out.path, own_files_dropped=self._held is not None)
 
     def _merge_staged(self) -> CommitResult:
         staged = self.spark.read.parquet(self._staging)
@@ -572,12 +572,24 @@ def wait_for_tasks(spark: "SparkSession", timeout_s: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def remove_partial(path: str) -> None:
-    """A failed first write may leave data files and an empty log; the folder was ours."""
+def remove_partial(path: str, own_files_dropped: bool = False) -> None:
+    """A failed first write may leave data files and an empty log; the folder was ours.
+
+    With ``own_files_dropped`` (the write's own files are deleted already) only folders left
+    empty are removed: another run creating the same table may have written its files there,
+    not committed yet, and they are not ours to delete."""
     local = Path(path.removeprefix("file:"))
     committed = any((local / "_delta_log").glob("*.json"))
-    if _is_local(path) and local.exists() and not committed:
+    if not _is_local(path) or not local.exists() or committed:
+        return
+    if not own_files_dropped:
         shutil.rmtree(local, ignore_errors=True)
+        return
+    for folder in sorted((p for p in local.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [local]:
+        try:
+            folder.rmdir()  # only succeeds on an empty folder
+        except OSError:
+            pass
 
 
 def describe_last_commit(spark: "SparkSession", path: str, created: bool = False) -> CommitResult:

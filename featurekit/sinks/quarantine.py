@@ -128,7 +128,7 @@ def append_quarantine(spark: "SparkSession", rows: "DataFrame", path: str, meta:
     if inserted == 0:  # every row was quarantined by an earlier run: no commit
         held.drop()
         if not exists:
-            remove_partial(path)
+            remove_partial(path, own_files_dropped=True)
         return QuarantineCommit(path, False, before, before, 0)
     version = held.commit()
     return QuarantineCommit(path, not exists, before, version, inserted)
@@ -191,12 +191,19 @@ def _latest_digest(spark: "SparkSession", path: str, version: int | None) -> str
     return None
 
 
-def undo_quarantine(spark: "SparkSession", commit: QuarantineCommit) -> None:
-    """Take back this run's quarantine commit because the feature commit failed."""
+def undo_quarantine(spark: "SparkSession", commit: QuarantineCommit, run_id: str) -> None:
+    """Take back this run's quarantine commit because the feature commit failed: the table
+    back to its version before, or, where another run has committed to it since, a delete of
+    the rows this run added (theirs stay)."""
     from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
 
     if commit.version == commit.version_before:
         return  # this run made no quarantine commit
+    latest = DeltaTable.forPath(spark, commit.path).history(1).select("version").first()
+    if latest is not None and int(latest["version"]) != commit.version:
+        DeltaTable.forPath(spark, commit.path).delete(F.col(RUN_ID) == F.lit(run_id))
+        return
     if commit.created:
         local = Path(commit.path.removeprefix("file:"))
         if "://" not in commit.path or commit.path.startswith("file:"):
