@@ -38,7 +38,7 @@ from featurekit.pipeline.accounting import source_counts, step_counts
 from featurekit.pipeline.incremental import Chunk, plan_arrivals, plan_increment
 from featurekit.pipeline.report import RunResult, write_report
 from featurekit.pipeline.spark_errors import classify
-from featurekit.sinks.delta import CommitMeta, PreparedCommit, prepare, undo_commit
+from featurekit.sinks.delta import CommitMeta, PreparedCommit, describe_last_commit, prepare, undo_commit
 from featurekit.sinks.quarantine import append_quarantine, quarantine_rows, undo_quarantine
 from featurekit.spec.loader import LoadedJob, load_job
 from featurekit.validation.gate import (
@@ -313,7 +313,7 @@ def _commit(spark: "SparkSession", job: LoadedJob, ctx: BuildContext, result: Ru
             prepared.abandon()
         else:  # committed, then refused by the accounting: take it back
             undo_commit(spark, job.spec.output.path, done)
-        if held is not None and _lost_a_race(exc):
+        if held is not None and _lost_a_race(exc) and describe_last_commit(spark, job.spec.output.path).job == job.name:
             # another run of this job committed first, over the same source records: it may have
             # found these quarantine rows there already and counted on them, so they stay
             result.quarantine["kept"] = "another run of the job committed first"

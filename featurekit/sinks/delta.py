@@ -144,6 +144,7 @@ class CommitResult:
     version_before: int | None = None
     marks_before: dict[str, int] = field(default_factory=dict)  # an incremental commit's app versions before it
     kept_newer: int = 0  # a latest-state MERGE: offered rows older than the table's row of their key
+    job: str = ""  # the featurekit job that made it (from its userMetadata)
 
 
 def _is_local(path: str) -> bool:
@@ -598,16 +599,18 @@ def describe_last_commit(spark: "SparkSession", path: str, created: bool = False
     row = DeltaTable.forPath(spark, path).history(1).first()
     metrics = {k: _number(v) for k, v in (row["operationMetrics"] or {}).items()}
     try:
-        run_id = json.loads(row["userMetadata"] or "{}").get("run_id", "")
+        written_by = json.loads(row["userMetadata"] or "{}")
     except ValueError:
-        run_id = ""
+        written_by = {}
+    written_by = written_by if isinstance(written_by, dict) else {}
+    run_id, job = str(written_by.get("run_id", "")), str(written_by.get("job", ""))
     offered = landed = None
     if "numSourceRows" in metrics:  # MERGE
         offered = int(metrics["numSourceRows"])
         landed = int(metrics.get("numTargetRowsInserted", 0)) + int(metrics.get("numTargetRowsUpdated", 0))
     elif "numOutputRows" in metrics:  # a write
         offered = landed = _rows_written(metrics)
-    return CommitResult(int(row["version"]), str(row["operation"]), created, offered, landed, metrics, run_id)
+    return CommitResult(int(row["version"]), str(row["operation"]), created, offered, landed, metrics, run_id, job=job)
 
 
 def _rows_written(metrics: dict[str, Any]) -> int | None:
