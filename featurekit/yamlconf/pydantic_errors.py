@@ -1,7 +1,7 @@
-"""Turn pydantic's validation errors into located, one-line problems.
+"""The one place where pydantic's validation errors become messages for people.
 
 Pydantic reports a location made of field names, list indexes and, for discriminated
-unions, the tag it chose. The tag is not in the YAML, so it is skipped when the location
+unions, the tag it chose. The tag is not in the data, so it is skipped when the location
 is turned into a key path; the model at each step is tracked alongside, so an unknown key
 can be answered with the closest known one.
 """
@@ -15,8 +15,8 @@ from typing import Any, Union
 from pydantic import BaseModel, ValidationError
 
 from featurekit.errors import Problem
-from featurekit.spec.names import did_you_mean
-from featurekit.spec.yamlpos import KeyPath, Positions
+from featurekit.yamlconf.names import did_you_mean
+from featurekit.yamlconf.positions import KeyPath, Positions
 
 _ANNOTATED = type(typing.Annotated[int, "x"])
 
@@ -178,3 +178,4 @@ def problems_from(exc: ValidationError, root: type[BaseModel], data: Any, positi
             message = f"{error['msg']}; got {_shown(value)}"
         problems.append(positions.problem(path, message, at_value=at_value))
     return problems
+
