@@ -630,7 +630,7 @@ def registry_serve(
     """Serve the Model Registry REST API (/api/model_registry/v1 and v1alpha3) from a SQLite file."""
     import uvicorn
 
-    from featurekit.lineage.registry_server import create_registry_app
+    from featurekit.registry import create_registry_app
 
     path = db if db is not None else _project().root / ".featurekit" / "registry.db"
     registry = create_registry_app(path)

@@ -18,7 +18,7 @@ from typing import Any
 from featurekit.config import Project, Settings, find_project, load_settings
 from featurekit.errors import ConfigError
 from featurekit.feast.reader import EPOCH, NOT_FOUND, PRESENT, OnlineReader, ViewLayout
-from featurekit.spec.names import did_you_mean
+from featurekit.yamlconf.names import did_you_mean
 
 
 class UnknownFeature(ConfigError):

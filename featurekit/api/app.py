@@ -28,6 +28,7 @@ from featurekit.api.reads import ApiError, redact, redact_text
 from featurekit.config import Project, Settings
 from featurekit.errors import ConfigError, FeaturekitError
 from featurekit.lineage.tree import Node
+from featurekit.web import error_response
 
 PREFIX = "/api/v1"
 _MODEL_FIELDS = ("--model", "--version")
@@ -48,11 +49,11 @@ def create_api(project: Project, settings: Settings) -> FastAPI:
 
     @api.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": redact_text(exc.detail)}, status_code=exc.status)
+        return error_response({"detail": redact_text(exc.detail)}, exc.status)
 
     @api.exception_handler(FeaturekitError)
     async def _featurekit_error(_: Request, exc: FeaturekitError) -> JSONResponse:
-        return JSONResponse({"detail": redact_text(str(exc))}, status_code=500)
+        return error_response({"detail": redact_text(str(exc))}, 500)
 
     @api.get("/health", response_model=Health, tags=["health"])
     def health() -> Health:

@@ -30,7 +30,7 @@ from featurekit.config import Project, Settings
 from featurekit.errors import ConfigError, FeaturekitError
 from featurekit.pipeline.report import list_runs
 from featurekit.spec.loader import LoadedJob, load_jobs
-from featurekit.spec.names import did_you_mean
+from featurekit.yamlconf.names import did_you_mean
 
 RECENT_RUNS = 10
 MASK = "***"

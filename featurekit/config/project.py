@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featurekit.errors import ConfigError
-from featurekit.spec.names import did_you_mean
+from featurekit.yamlconf.names import did_you_mean
 
 PROJECT_ENV = "FEATUREKIT_PROJECT"
 

@@ -18,11 +18,11 @@ from featurekit.config.kubernetes import CREDENTIAL_SETTING, KubernetesSettings,
 from featurekit.config.project import Project
 from featurekit.config.storage import delta_rs_options
 from featurekit.errors import ConfigError, Problem
-from featurekit.spec.errors_map import problems_from
-from featurekit.spec.models import OptionValue
-from featurekit.spec.names import did_you_mean
-from featurekit.spec.variables import substitute
-from featurekit.spec.yamlpos import KeyPath, Positions, load_yaml_file
+from featurekit.yamlconf.names import did_you_mean
+from featurekit.yamlconf.positions import KeyPath, Positions, load_yaml_file
+from featurekit.yamlconf.pydantic_errors import problems_from
+from featurekit.yamlconf.values import OptionValue
+from featurekit.yamlconf.variables import substitute
 
 JARS_ENV = "FEATUREKIT_JARS_DIR"
 REGISTRY_URL_ENV = "FEATUREKIT_REGISTRY_URL"

@@ -23,7 +23,7 @@ from featurekit.config.settings import Settings
 from featurekit.errors import ConfigError, Problem, SpecError
 from featurekit.spec.durations import parse_duration
 from featurekit.spec.loader import LoadedJob, load_jobs
-from featurekit.spec.names import did_you_mean
+from featurekit.yamlconf.names import did_you_mean
 
 # Delta primitive type -> Feast type name (feast.types.<name>)
 FEAST_TYPES = {

@@ -49,7 +49,7 @@ from featurekit.lineage.registry_lineage import (
     training_set_id,
 )
 from featurekit.lineage.tree import Node
-from featurekit.spec.names import did_you_mean
+from featurekit.yamlconf.names import did_you_mean
 
 CLI = "command line"
 # Operations that change no row: the producer of the version is the one before.

@@ -74,7 +74,7 @@ from featurekit.sinks.window import ADDED, VERSION, TableInfo, VersionGone, Wind
 # how a view's keys were found: its whole window, or from the store's marker on: the changes (from
 # the Change Data Feed, or a diff of two versions), rows after its end alone (no new version), nothing
 WINDOW, CHANGE_FEED, VERSION_DIFF, END_MOVED, UNCHANGED = "window", "change feed", "version diff", "end moved", "unchanged"
-from featurekit.spec.names import did_you_mean
+from featurekit.yamlconf.names import did_you_mean
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

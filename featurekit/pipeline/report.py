@@ -10,7 +10,7 @@ from typing import Any
 
 from featurekit import __version__
 from featurekit.errors import ConfigError
-from featurekit.spec.names import did_you_mean
+from featurekit.yamlconf.names import did_you_mean
 
 
 @dataclass

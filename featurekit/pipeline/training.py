@@ -63,7 +63,7 @@ from featurekit.pipeline.lineage import lineage_store, lineage_warning
 from featurekit.pipeline.spark_errors import classify
 from featurekit.sinks.delta import CommitMeta, prepare
 from featurekit.spec.models import OutputSpec
-from featurekit.spec.names import did_you_mean
+from featurekit.yamlconf.names import did_you_mean
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -34,7 +34,7 @@ from featurekit.spec.models import (
 )
 from featurekit.spec.names import IDENTIFIER, did_you_mean
 from featurekit.spec.sqlcheck import query_problem
-from featurekit.spec.yamlpos import KeyPath, Positions
+from featurekit.yamlconf.positions import KeyPath, Positions
 
 Columns = list[str] | None  # None: not knowable without running Spark
 _ALIAS = re.compile(r"(?is)^.+\s+as\s+`?([A-Za-z_][A-Za-z0-9_]*)`?\s*$")

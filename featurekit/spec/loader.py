@@ -13,10 +13,10 @@ from pydantic import ValidationError
 
 from featurekit.errors import Problem, SpecError
 from featurekit.spec.checks import check_job
-from featurekit.spec.errors_map import problems_from
 from featurekit.spec.models import JobSpec
-from featurekit.spec.variables import resolve
-from featurekit.spec.yamlpos import Positions, load_yaml_file
+from featurekit.yamlconf.positions import Positions, load_yaml_file
+from featurekit.yamlconf.pydantic_errors import problems_from
+from featurekit.yamlconf.variables import resolve
 
 # Documentation fields: changing them does not change what a job computes.
 _NOT_FINGERPRINTED = ("description", "owner")

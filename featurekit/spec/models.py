@@ -19,11 +19,11 @@ from featurekit.spec.types import (
     Instant,
     Name,
     NonEmptyStr,
-    OptionValue,
     Strict,
     job_name,
     table_version,
 )
+from featurekit.yamlconf.values import OptionValue
 
 
 # --------------------------------------------------------------------------- sources

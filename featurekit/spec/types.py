@@ -1,4 +1,4 @@
-"""The small shared types of the spec models: names, durations, column types, options."""
+"""The small shared types of the spec models: names, durations, column types, times."""
 
 from __future__ import annotations
 
@@ -46,19 +46,9 @@ def _instant(value: Any) -> datetime:
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _option_value(value: Any) -> Any:
-    """Spark options are strings; YAML's ``true``/``1`` are taken as ``"true"``/``"1"``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return value
-
-
 Duration = Annotated[str, AfterValidator(_duration)]
 Name = Annotated[str, AfterValidator(_identifier)]
 ColumnType = Annotated[str, AfterValidator(check_column_type)]
-OptionValue = Annotated[str, BeforeValidator(_option_value)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 Instant = Annotated[datetime, BeforeValidator(_instant)]
 

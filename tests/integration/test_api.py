@@ -22,9 +22,9 @@ import pytest
 from featurekit.api import create_api
 from featurekit.config import Project, Settings
 from featurekit.config.settings import REGISTRY_URL_ENV
-from featurekit.lineage.registry_server import create_registry_app
 from featurekit.pipeline import lineage
 from featurekit.pipeline.materialize import MaterializeResult, materialize
+from featurekit.registry import create_registry_app
 from featurekit.spec.loader import load_job
 from tests.conftest import _free_port
 from tests.integration.helpers import Lab

@@ -33,9 +33,9 @@ from featurekit.errors import ConfigError, FeaturekitError, InfraError
 from featurekit.lineage import FeatureSetRecord, Producer, RunLogLineage, TrainingSetRecord, is_queued
 from featurekit.lineage.client import RegistryBadResponse, RegistryRefused, tagged, untagged
 from featurekit.lineage.registry_lineage import RegistryLineage, feature_set_external_id
-from featurekit.lineage.registry_server import create_registry_app
 from featurekit.lineage.tree import render
 from featurekit.pipeline import lineage
+from featurekit.registry import create_registry_app
 from tests.conftest import REPO
 from tests.integration.registry_helpers import ALPHA, V1, Contract, Recorder, serve
 

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from featurekit.lineage.registry_server import create_registry_app
+from featurekit.registry import create_registry_app
 from tests.integration.registry_helpers import ALPHA, V1, Contract, Recorder
 from tests.integration.registry_helpers import serve as _serve
 

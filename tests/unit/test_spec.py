@@ -25,8 +25,8 @@ from featurekit.spec.models import (
     step_op,
 )
 from featurekit.spec.sqlcheck import query_problem
-from featurekit.spec.variables import substitute
-from featurekit.spec.yamlpos import dotted, load_yaml
+from featurekit.yamlconf.positions import dotted, load_yaml
+from featurekit.yamlconf.variables import substitute
 
 REPO = Path(__file__).resolve().parents[2]
 VARIABLES = {"raw_root": "/data/raw", "lake_root": "/data/lake"}

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from featurekit.errors import Problem
-from featurekit.spec.names import did_you_mean
-from featurekit.spec.yamlpos import KeyPath, Positions
+from featurekit.yamlconf.names import did_you_mean
+from featurekit.yamlconf.positions import KeyPath, Positions
 
 _VAR = re.compile(r"\$\$|\$\{([^}]*)\}")
 

@@ -1,22 +1,27 @@
-"""Turn pydantic's validation errors into located, one-line problems.
+"""The one place where pydantic's validation errors become messages for people.
 
 Pydantic reports a location made of field names, list indexes and, for discriminated
-unions, the tag it chose. The tag is not in the YAML, so it is skipped when the location
+unions, the tag it chose. The tag is not in the data, so it is skipped when the location
 is turned into a key path; the model at each step is tracked alongside, so an unknown key
 can be answered with the closest known one.
+
+Two wordings, for two kinds of readers: :func:`problems_from` locates each problem in a YAML
+file (job specs, conf) and words it for whoever edits that file; :func:`body_message` words the
+problems of a JSON request body as one line, ``field.path: what is wrong`` (the web faces).
 """
 
 from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Union
 
 from pydantic import BaseModel, ValidationError
 
 from featurekit.errors import Problem
-from featurekit.spec.names import did_you_mean
-from featurekit.spec.yamlpos import KeyPath, Positions
+from featurekit.yamlconf.names import did_you_mean
+from featurekit.yamlconf.positions import KeyPath, Positions
 
 _ANNOTATED = type(typing.Annotated[int, "x"])
 
@@ -178,3 +183,30 @@ def problems_from(exc: ValidationError, root: type[BaseModel], data: Any, positi
             message = f"{error['msg']}; got {_shown(value)}"
         problems.append(positions.problem(path, message, at_value=at_value))
     return problems
+
+
+def body_message(errors: Iterable[Mapping[str, Any]], fields: Sequence[str],
+                 tags: Mapping[str, Sequence[str]]) -> str:
+    """The problems of a request body in one line: ``field.path: what is wrong``, joined by ``; ``.
+
+    ``errors`` are pydantic's (locations relative to the body); ``fields`` are every field name
+    a body may carry (an unknown one is answered with the closest); ``tags`` maps each union's
+    discriminator to its choices, whose names are skipped in locations.
+    """
+    skipped = {choice for choices in tags.values() for choice in choices}
+    lines = []
+    for error in errors:
+        path = [str(p) for p in error["loc"] if str(p) not in skipped and not str(p).startswith("function-")]
+        where = ".".join(path) or "body"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown field" + did_you_mean(path[-1], fields))
+        elif error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            tag = str((error.get("ctx") or {}).get("discriminator", "")).strip("'")
+            got = error["input"].get(tag) if isinstance(error["input"], dict) else None
+            field = tag if where == "body" else f"{where}.{tag}"
+            expected = ", ".join(map(repr, tags.get(tag, ())))
+            lines.append(f"{field}: required, one of {expected}" if got is None
+                         else f"{field}: expected one of {expected}; got {got!r}")
+        else:
+            lines.append(f"{where}: {error['msg']}")
+    return "; ".join(dict.fromkeys(lines))

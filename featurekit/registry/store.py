@@ -7,9 +7,8 @@ queried (name, external id, parent, times) and the rest of the resource as JSON 
 new optional fields of the API need no migration.
 
 Nothing is ever deleted (the API archives through ``state``). Lists page by keyset: the opaque
-``nextPageToken`` holds the last (sort value, id) seen and a fingerprint of the query it belongs to.
-``filterQuery`` supports the common subset of the API's SQL-like language: ``property = value``
-(and ``!=``) terms joined by ``AND``; anything else is refused with the reason, not ignored.
+``nextPageToken`` holds the last (sort value, id) seen and a fingerprint of the query it belongs to;
+``filterQuery`` is turned into SQL by :mod:`featurekit.registry.filters`.
 
 Connections are per thread (the server calls the store from a thread pool) in WAL mode, so reads
 never wait for a write; writes are serialized by a lock and ``BEGIN IMMEDIATE``.
@@ -19,20 +18,30 @@ from __future__ import annotations
 
 import base64
 import binascii
-import difflib
 import hashlib
 import json
-import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from featurekit.errors import InfraError
+from featurekit.registry.filters import compile_filter
+from featurekit.registry.resources import (
+    ARTIFACT,
+    MODEL_VERSION,
+    REGISTERED_MODEL,
+    BadRequest,
+    Conflict,
+    Kind,
+    NotFound,
+    Unprocessable,
+    parse_id,
+)
 
 SCHEMA_VERSION = 1
 
@@ -80,47 +89,7 @@ CREATE TABLE external_ids (
 """
 
 
-@dataclass(frozen=True)
-class Kind:
-    """A resource kind: its table, its name in messages, and its parent column if any."""
-
-    table: str
-    label: str
-    parent: str | None = None
-
-
-REGISTERED_MODEL = Kind("registered_models", "registered model")
-MODEL_VERSION = Kind("model_versions", "model version", parent="registered_model_id")
-ARTIFACT = Kind("artifacts", "artifact")
-
 ORDER_COLUMNS = {"ID": "id", "CREATE_TIME": "created_ms", "LAST_UPDATE_TIME": "updated_ms"}
-_TYPED = ("string_value", "int_value", "double_value", "bool_value")
-
-
-class RegistryError(Exception):
-    """A request the registry refuses; ``status`` is the HTTP status that says why."""
-
-    status = 400
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
-
-
-class BadRequest(RegistryError):
-    status = 400
-
-
-class NotFound(RegistryError):
-    status = 404
-
-
-class Conflict(RegistryError):
-    status = 409
-
-
-class Unprocessable(RegistryError):
-    status = 422
 
 
 @dataclass(frozen=True)
@@ -144,14 +113,6 @@ class Page:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def parse_id(value: str | int | None, label: str) -> int:
-    """A resource id as the API writes it (a string of 1-9 digits); NotFound when it can't be one."""
-    text = str(value)
-    if not re.fullmatch(r"[1-9][0-9]{0,8}", text):
-        raise NotFound(f"no {label} with id {text!r} (ids are positive integers)")
-    return int(text)
 
 
 class RegistryStore:
@@ -412,139 +373,3 @@ def _read_token(token: str, fingerprint: str) -> tuple[int, int]:
         raise BadRequest("nextPageToken belongs to another query: keep filterQuery, orderBy, sortOrder "
                          "and the other parameters of the call that returned it")
     return value, rid
-
-
-# -- filterQuery -------------------------------------------------------------------------------
-
-_TOKEN = re.compile(r"""
-    \s*(?:
-      (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
-    | (?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?![\w.])
-    | (?P<op>!=|<>|<=|>=|=|<|>)
-    | (?P<paren>[(),])
-    | (?P<ident>(?:`[^`]+`|[A-Za-z_][A-Za-z0-9_]*)(?:\.(?:`[^`]+`|[A-Za-z_][A-Za-z0-9_]*))*)
-    | (?P<other>\S+)
-    )""", re.VERBOSE)
-_SUPPORTED = "supported here: property = value terms (also !=) joined by AND"
-_COLUMNS = {"name": "name", "externalId": "external_id", "id": "id", "createTimeSinceEpoch": "created_ms",
-            "lastUpdateTimeSinceEpoch": "updated_ms"}
-
-
-def _tokens(text: str) -> list[tuple[str, str]]:
-    found = []
-    for match in _TOKEN.finditer(text):
-        kind = match.lastgroup
-        if kind is not None:
-            found.append((kind, match.group(kind)))
-    return found
-
-
-def _literal(kind: str, text: str) -> str | int | float | bool:
-    if kind == "string":
-        return re.sub(r"\\(.)", r"\1", text[1:-1])
-    if kind == "number":
-        return float(text) if any(c in text for c in ".eE") else int(text)
-    return text.lower() == "true"
-
-
-def _json_path(*keys: str) -> str:
-    for key in keys:
-        if '"' in key:
-            raise BadRequest(f"filterQuery: property names with a double quote are not supported: {key!r}")
-    return "$." + ".".join(f'"{k}"' for k in keys)
-
-
-def compile_filter(text: str, kind: Kind, fields: Iterable[str]) -> tuple[list[str], list[Any]]:
-    """``filterQuery`` -> SQL terms and their parameters (property names bound, never spliced)."""
-    tokens = _tokens(text or "")
-    if not tokens:
-        return [], []
-    fields = set(fields)
-    terms: list[str] = []
-    params: list[Any] = []
-    position = 0
-    while True:
-        term = tokens[position:position + 3]
-        shape = [k for k, _ in term]
-        if len(term) < 3 or shape[0] != "ident" or shape[1] != "op" or shape[2] not in ("string", "number", "ident"):
-            got = " ".join(v for _, v in term) or "the end"
-            bad = next((v for k, v in term if k in ("paren", "other") or v.upper() in ("OR", "IN", "LIKE", "ILIKE")), None)
-            reason = f"{bad!r} is not supported" if bad else f"expected `property = value` at {got!r}"
-            raise BadRequest(f"filterQuery {text!r}: {reason} ({_SUPPORTED})")
-        (_, ident), (_, op), (value_kind, value_text) = term
-        if value_kind == "ident":
-            if value_text.lower() not in ("true", "false"):
-                raise BadRequest(f"filterQuery {text!r}: {value_text!r} is not a value; quote strings: \"{value_text}\"")
-            value_kind = "bool"
-        if op not in ("=", "!=", "<>"):
-            raise BadRequest(f"filterQuery {text!r}: operator {op!r} is not supported ({_SUPPORTED})")
-        sql, values = _term(ident, "=" if op == "=" else "!=", _literal(value_kind, value_text), kind, fields)
-        terms.append(sql)
-        params += values
-        position += 3
-        if position == len(tokens):
-            return terms, params
-        word = tokens[position][1]
-        if word.upper() != "AND":
-            raise BadRequest(f"filterQuery {text!r}: {word!r} is not supported ({_SUPPORTED})")
-        position += 1
-
-
-def _term(ident: str, op: str, value: str | int | float | bool, kind: Kind, fields: set[str]) -> tuple[str, list[Any]]:
-    segments = re.findall(r"`[^`]+`|[^.`]+", ident)
-    typed = None
-    if len(segments) > 1 and not segments[-1].startswith("`"):
-        if segments[-1] in _TYPED:
-            typed = segments.pop()
-        elif segments[-1].endswith("_value") or difflib.get_close_matches(segments[-1], _TYPED, n=1, cutoff=0.8):
-            close = difflib.get_close_matches(segments[-1], _TYPED, n=1, cutoff=0.6)
-            raise BadRequest(f"filterQuery: {segments[-1]!r} is not a value type"
-                             + (f" — did you mean {close[0]!r}?" if close else f"; use one of {', '.join(_TYPED)}")
-                             + " (quote a property name with dots in backticks: `a.b`)")
-    name = ".".join(s.strip("`") for s in segments)
-    if typed is None and name in _COLUMNS:
-        column = _COLUMNS[name]
-        if column in ("id", "created_ms", "updated_ms"):
-            try:
-                value = int(value)
-            except (TypeError, ValueError):
-                raise BadRequest(f"filterQuery: {name} is a number; got {value!r}") from None
-        return f"{column} {op} ?", [value]
-    if typed is None and name == "artifactType" and kind.table == "artifacts":
-        return f"artifact_type {op} ?", [value]
-    if typed is None and name == "registeredModelId" and kind.parent:
-        return f"registered_model_id {op} ?", [int(str(value)) if str(value).isdigit() else value]
-    if typed is None and name in fields:
-        return f"json_extract(body, ?) {op} ?", [_json_path(name), value]
-    accessors = [typed] if typed else _TYPED
-    clauses, params = [], []
-    for accessor in accessors:
-        candidate = _typed_value(accessor, value)
-        if candidate is not None:
-            clauses.append(f"json_extract(body, ?) {op} ?")
-            params += [_json_path("customProperties", name, accessor), candidate]
-    if not clauses:
-        raise BadRequest(f"filterQuery: {name}.{typed} cannot equal {value!r}")
-    joiner = " OR " if op == "=" else " AND "
-    return "(" + joiner.join(clauses) + ")", params
-
-
-def _typed_value(accessor: str, value: str | int | float | bool) -> Any:
-    """``value`` as stored under ``accessor`` (int_value is a string in the API), None if it can't be."""
-    if accessor == "string_value":
-        return value if isinstance(value, str) else None
-    if accessor == "int_value":
-        if isinstance(value, bool):
-            return None
-        text = str(value)
-        return text if re.fullmatch(r"-?\d+", text) else None
-    if accessor == "double_value":
-        if isinstance(value, bool):
-            return None
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    if isinstance(value, bool):
-        return int(value)
-    return None
