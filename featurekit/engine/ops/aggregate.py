@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 _BUCKET = "__fk_bucket_us"
 _ROWS = "__fk_rows"  # input rows per (key, bucket)
+_SHIFT = "__fk_shift"  # how far an expiry row lies after its bucket (0: the bucket itself)
 MICROS = 1_000_000
 
 
@@ -66,6 +67,10 @@ def apply(frame: "DataFrame", step: AggregateStep, ctx: BuildContext) -> "DataFr
     ctx.fill(ctx.step_key("in"), grouped, rows=F.expr(f"sum({_ROWS})"),
              null_timestamp=F.expr(f"sum(CASE WHEN {bucket} IS NULL THEN {_ROWS} END)"))
     buckets = ctx.place(ctx.filter(grouped, F.expr(f"{bucket} IS NOT NULL"), None, out_key))
+    if args.expire or any(parse_duration(w) * MICROS != every for w in args.windows):
+        # The partials leave their shuffle by (key, bucket) for one by key: the expiry rows'
+        # grouping and the windows need nothing more, where each would shuffle again.
+        buckets = buckets.repartition(*(F.col(k) for k in args.keys))
     if args.expire:
         buckets = _with_expiry(buckets, args, partials, every, ctx)
 
@@ -94,7 +99,11 @@ def _with_expiry(buckets: "DataFrame", args: AggregateArgs, partials: dict[str, 
     ``b``'s events leave it. Empty partials (counts 0, the rest null) make the windows give
     0 for counts and null for sum, avg, min and max of a window left without events. A bucket
     named by several such ends, or that has data itself, is one row: the partials of each
-    (key, bucket) are combined once more."""
+    (key, bucket) are combined once more.
+
+    Each bucket row is exploded into itself and its ends rather than unioned with a frame
+    derived from it: a union would compute everything before the buckets twice (the source
+    read, the steps, the partial aggregates), once for each side."""
     from pyspark.sql import functions as F
 
     end = ctx.run_end or datetime.now(UTC)
@@ -102,14 +111,17 @@ def _with_expiry(buckets: "DataFrame", args: AggregateArgs, partials: dict[str, 
     end_us -= end_us % every  # the last whole bucket
     keys = [quote(k) for k in args.keys]
     bucket = quote(_BUCKET)
+    shift = quote(_SHIFT)
     spans = sorted({parse_duration(w) * MICROS for w in args.windows})
     types = dict(buckets.dtypes)
-    empty = [f"CAST({'0' if sql.startswith('count(') else 'NULL'} AS {types[column]}) AS {column}"
-             for sql, column in partials.items()]
-    ends = ", ".join(f"{bucket} + {span}L" for span in spans)
-    expired = (buckets.selectExpr(*keys, f"explode(array({ends})) AS {bucket}")
-               .where(f"{bucket} <= {end_us}L").selectExpr(*keys, bucket, *empty))
-    combined = buckets.unionByName(expired).groupBy(*(F.col(k) for k in args.keys), F.col(_BUCKET)).agg(
+    own = f"{shift} = 0"
+    values = [f"CASE WHEN {own} THEN {column} ELSE CAST({'0' if sql.startswith('count(') else 'NULL'} "
+              f"AS {types[column]}) END AS {column}" for sql, column in partials.items()]
+    shifts = ", ".join(f"{span}L" for span in [0, *spans])
+    exploded = (buckets.selectExpr("*", f"explode(array({shifts})) AS {shift}")
+                .where(f"{own} OR {bucket} + {shift} <= {end_us}L")
+                .selectExpr(*keys, f"{bucket} + {shift} AS {bucket}", *values))
+    combined = exploded.groupBy(*(F.col(k) for k in args.keys), F.col(_BUCKET)).agg(
         *(F.expr(f"{_combine(sql)}({column}) AS {column}") for sql, column in partials.items()))
     return ctx.place(ctx.count_later(combined, ctx.step_key("out")))
 
