@@ -38,8 +38,9 @@ from featurekit.pipeline.accounting import source_counts, step_counts
 from featurekit.pipeline.incremental import Chunk, plan_arrivals, plan_increment
 from featurekit.pipeline.report import RunResult, write_report
 from featurekit.pipeline.spark_errors import classify
-from featurekit.sinks.delta import CommitMeta, PreparedCommit, describe_last_commit, prepare, undo_commit
+from featurekit.sinks.delta import ConcurrentRun, PreparedCommit, counts_rows, prepare
 from featurekit.sinks.quarantine import append_quarantine, quarantine_rows, undo_quarantine
+from featurekit.sinks.transaction import CommitMeta, describe_last_commit, undo_commit
 from featurekit.spec.loader import LoadedJob, load_job
 from featurekit.validation.gate import (
     BAD_ROWS,
@@ -227,7 +228,7 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
             # the checks add columns to every row and drop none: the steps' open count joins the gate's
             gated = ctx.project(frame, with_checks, keeps_rows=True)
             plan = plans[-1]
-            if plan.rules or spec.output.mode == "merge":  # else Delta's count of the written rows serves
+            if plan.rules or not counts_rows(spec.output):  # else Delta's count of the written rows serves
                 gated = ctx.observe(gated, "gate", **plan.observed())
             plan.frame = ctx.place(gated)
             prepared = prepare(spark, plan.good_rows(), spec.output, meta,
@@ -328,8 +329,6 @@ def _commit(spark: "SparkSession", job: LoadedJob, ctx: BuildContext, result: Ru
 
 def _lost_a_race(exc: Exception) -> bool:
     """Whether the feature commit failed because another run committed to the table first."""
-    from featurekit.sinks.delta import ConcurrentRun
-
     if isinstance(exc, ConcurrentRun):
         return True
     return not isinstance(exc, FeaturekitError) and "another writer committed" in str(classify(exc))
