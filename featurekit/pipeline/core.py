@@ -207,8 +207,9 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
         with _phase(result, "compute"):  # the one pass: steps, checks, counts, data files
             # the checks add columns to every row and drop none: the steps' open count joins the gate's
             gated = ctx.project(frame, gate.apply, keeps_rows=True)
-            if gate.gathers or not counts_rows(spec.output):  # else Delta's count of the written rows serves
-                gated = ctx.observe(gated, "gate", **gate.observed())
+            observed = gate.observed()  # nothing without a rule to check
+            if observed or not counts_rows(spec.output):  # else Delta's count of the written rows serves
+                gated = ctx.observe(gated, "gate", **observed)
             prepared = prepare(spark, gate.good_rows(ctx.place(gated)), spec.output, meta,
                                increment.replacement if increment else None, arrived.latest if arrived else None)
             counts = ctx.counts()
@@ -217,7 +218,7 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
         result.sources = source_counts(reads, counts)
         result.steps = step_counts(job, counts)
         with _phase(result, "gate"):
-            gathered = ctx.collected("gate", BAD_ROWS, gate.gathered_schema) if gate.gathers else None
+            gathered = ctx.collected("gate", BAD_ROWS, gate.gathered_schema) if observed else None
             verdict = gate.check(counts.get("gate"), gathered, sum(s["rows_malformed"] or 0 for s in result.sources),
                                  written=prepared.data)
             released = gate.released()

@@ -11,8 +11,8 @@ committed. pandera does what it is good at, on the schema: dtypes and column pre
 written rows; a failure fails the run with the check's name).
 
 :class:`Gate` is what a run drives, in this order: :meth:`~Gate.check_schema` (before the
-pass), :meth:`~Gate.apply` and :meth:`~Gate.good_rows` (building the pass),
-:meth:`~Gate.check` (after it: the verdict), then :meth:`~Gate.released` and
+pass); :meth:`~Gate.apply`, :meth:`~Gate.observed` and :meth:`~Gate.good_rows` (building the
+pass); :meth:`~Gate.check` (after it: the verdict); then :meth:`~Gate.released` and
 :meth:`~Gate.quarantine` (what goes into the commits) and :meth:`~Gate.report`.
 """
 
@@ -92,7 +92,7 @@ class Gate:
     def check_schema(self, frame: "DataFrame") -> "GateResult | None":
         """The refusal of ``frame``'s schema by pandera (dtypes, presence; no data is read),
         or None when it fits."""
-        errors = check_schema(frame, self.columns)
+        errors = schema_errors(frame, self.columns)
         if not errors:
             return None
         self.result = GateResult(policy=self.spec.policy, max_bad_fraction=self.spec.max_bad_fraction,
@@ -106,35 +106,26 @@ class Gate:
         self._plan = plan_checks(frame, self.spec, self.contract, self._rescan)
         return self._plan.frame
 
-    @property
-    def plan(self) -> GatePlan:
-        if self._plan is None:
-            raise RuntimeError("the gate has no plan yet: apply it to the result first")
-        return self._plan
-
-    @property
-    def gathers(self) -> bool:
-        """Whether the pass must gather rows (there is a rule to check)."""
-        return bool(self.plan.rules)
-
     def observed(self) -> dict[str, "Column"]:
-        """The aggregates the run's observation of the applied result adds (see :meth:`GatePlan.observed`)."""
-        return self.plan.observed()
+        """What the run's observation of the applied result gathers for the gate (empty when
+        there is no rule to check; see :meth:`GatePlan.observed`)."""
+        return self._planned().observed()
 
     @property
     def gathered_schema(self) -> "StructType":
-        return self.plan.gathered_schema
+        """The schema of the rows gathered under ``BAD_ROWS``."""
+        return self._planned().gathered_schema
 
     def good_rows(self, frame: "DataFrame") -> "DataFrame":
         """The rows the pass writes, from ``frame``: the applied result as placed in the run's plan."""
-        return self.plan.good_rows(frame)
+        return self._planned().good_rows(frame)
 
     def check(self, counts: dict[str, int] | None, gathered: "DataFrame | None", rows_malformed: int,
               written: Callable[[], "DataFrame"]) -> "GateResult":
         """The verdict after the pass, from its observation: ``counts`` (the rows it saw) and
         the ``gathered`` rows; ``rows_malformed`` source records did not parse; ``written``
         gives the rows written, for the model's checks that are not row-level."""
-        plan = self.plan
+        plan = self._planned()
         # few rows, the driver's copy, read four times (counts and examples, the late write,
         # the quarantine rows, their digest): on one partition, which satisfies the ranking
         # window and the counts without a shuffle; checkpointed when they are ranked
@@ -157,22 +148,27 @@ class Gate:
     def released(self) -> "DataFrame | None":
         """Rows held back for a uniqueness rule that pass every rule: they go into the same
         commit, after the pass (None: none was held)."""
-        if self._resolved is None or not self.plan.held:
+        if self._resolved is None or not self._planned().held:
             return None
-        return self.plan.cleared(self._resolved)
+        return self._planned().cleared(self._resolved)
 
     def quarantine(self) -> "DataFrame | None":
         """The refused rows with ``_fk_errors`` (None: none)."""
         if self._resolved is None or self.result is None or not self.result.rows_bad:
             return None
-        return self.plan.refused(self._resolved)
+        return self._planned().refused(self._resolved)
 
     def report(self) -> dict[str, Any]:
         """The verdict as the run report holds it."""
         return asdict(self.result) if self.result is not None else {}
 
+    def _planned(self) -> GatePlan:
+        if self._plan is None:
+            raise RuntimeError("the gate has no plan yet: apply() it to the result first")
+        return self._plan
 
-def check_schema(frame: "DataFrame", columns: dict[str, ColumnRule]) -> list[str]:
+
+def schema_errors(frame: "DataFrame", columns: dict[str, ColumnRule]) -> list[str]:
     """pandera's schema-level verdict (dtype, presence) on the result; no data is read."""
     import pandera.pyspark as pa
     from pandera.config import ValidationDepth, config_context
