@@ -295,11 +295,11 @@ def _category(execution: dict[str, Any]) -> str:
         return "the pass: compute + write data files"
     if "CreateViewCommand" in plan:
         return "temp views"
-    if where.startswith("toArrow at") and "validation/gate.py" in where:
+    if where.startswith("toArrow at") and "validation/unique.py" in where:
         return "gate pre-pass: key hashes"
     if "quarantine.py" in where:
         return "quarantine append (new row hashes only)"
-    if where.startswith(("localCheckpoint at", "writeFiles at")) or ("validation/gate.py" in where):
+    if where.startswith(("localCheckpoint at", "writeFiles at")) or ("featurekit/validation/" in where):
         return "gate: gathered rows (rank, counts, examples, late write, quarantine rows)"
     if where.startswith(("collect at", "count at")):
         return "gate examples, small reads"

@@ -200,7 +200,8 @@ def run_plan(project: Project, spark: "SparkSession", out: str, held: bool) -> N
     transaction (``prepare`` + ``commit``) — to separate the pass from the run around it."""
     from featurekit.engine.context import BuildContext
     from featurekit.engine.transform import apply_steps, read_sources
-    from featurekit.sinks.delta import CommitMeta, prepare
+    from featurekit.sinks.delta import prepare
+    from featurekit.sinks.transaction import CommitMeta
 
     loaded, _ = pipeline.load(project, JOBS["featurekit"], "local")
     ctx = BuildContext(spark=spark, prefix=f"plan_{time.monotonic_ns()}")

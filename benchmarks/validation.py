@@ -49,7 +49,7 @@ from common import (  # noqa: E402  (benchmarks/ is a folder of scripts, not a p
 
 from featurekit import pipeline  # noqa: E402
 from featurekit.config import Project  # noqa: E402
-from featurekit.validation import gate  # noqa: E402
+from featurekit.validation.rules import rules_for  # noqa: E402
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -319,7 +319,7 @@ def _bench(args: argparse.Namespace, project: Project, spark: "SparkSession", jo
         variants["job+gate (unique only)"] = lambda: run_featurekit(project, jobs["job+gate (unique only)"], spark)
         plain_out = str(project.root / "data" / "lake" / "bench_trips_plain")
         variants["plain PySpark job"] = lambda: run_plain(spark, dirty, plain_out)
-        rules = gate.rules_for(pipeline.load(project, jobs["job+gate"], "local")[0].spec.validation.columns)
+        rules = rules_for(pipeline.load(project, jobs["job+gate"], "local")[0].spec.validation.columns)
         checked_out = str(project.root / "data" / "lake" / "bench_trips_checked")
         variants["plain PySpark + checks"] = lambda: run_floor(spark, dirty, checked_out, rules, keys=False)
         floor_out = str(project.root / "data" / "lake" / "bench_trips_floor")

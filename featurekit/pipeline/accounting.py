@@ -11,7 +11,7 @@ from typing import Any
 
 from featurekit.errors import DataError
 from featurekit.pipeline.report import RunResult, StepCount
-from featurekit.sinks.delta import NO_CHANGE
+from featurekit.sinks.transaction import NO_CHANGE
 from featurekit.spec.loader import LoadedJob
 from featurekit.spec.models import step_op
 

@@ -21,7 +21,6 @@ import json
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -38,21 +37,13 @@ from featurekit.pipeline.accounting import source_counts, step_counts
 from featurekit.pipeline.incremental import Chunk, plan_arrivals, plan_increment
 from featurekit.pipeline.report import RunResult, write_report
 from featurekit.pipeline.spark_errors import classify
-from featurekit.sinks.delta import CommitMeta, PreparedCommit, describe_last_commit, prepare, undo_commit
+from featurekit.sinks.delta import ConcurrentRun, PreparedCommit, counts_rows, prepare
 from featurekit.sinks.quarantine import append_quarantine, quarantine_rows, undo_quarantine
+from featurekit.sinks.transaction import CommitMeta, describe_last_commit, undo_commit
 from featurekit.spec.loader import LoadedJob, load_job
-from featurekit.validation.gate import (
-    BAD_ROWS,
-    GatePlan,
-    GateResult,
-    check_schema,
-    decide,
-    effective_spec,
-    gate_frame,
-    run_opaque_checks,
-    summarize,
-)
-from featurekit.validation.model import contract_of, load_model, merged_columns
+from featurekit.validation.gate import Gate, GateResult
+from featurekit.validation.model import contract_of, load_model
+from featurekit.validation.plan import BAD_ROWS
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -208,29 +199,18 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
             contract = None
             if spec.validation is not None and spec.validation.schema_model:
                 contract = contract_of(load_model(spec.validation.schema_model, project.root))
-        columns = merged_columns(spec.validation.columns if spec.validation else {}, contract)
-        schema_errors = check_schema(frame, columns)  # pandera, SCHEMA_ONLY: no data is read
-        if schema_errors:
-            refused = GateResult(policy=effective_spec(spec.validation).policy,
-                                 max_bad_fraction=effective_spec(spec.validation).max_bad_fraction,
-                                 schema_errors=schema_errors)
-            decide(refused, spec.validation)
-            result.gate = asdict(refused)
+        gate = Gate(spec.validation, contract, rescan=lambda: _rebuilt(ctx, job, reads))
+        refused = gate.check_schema(frame)  # pandera, SCHEMA_ONLY: no data is read
+        if refused is not None:
+            result.gate = gate.report()
             raise GateFailed(refused, result)
         with _phase(result, "compute"):  # the one pass: steps, checks, counts, data files
-            plans: list[GatePlan] = []
-
-            def with_checks(steps_done: "DataFrame") -> "DataFrame":
-                plans.append(gate_frame(steps_done, spec.validation, contract, rescan=lambda: _rebuilt(ctx, job, reads)))
-                return plans[-1].frame
-
             # the checks add columns to every row and drop none: the steps' open count joins the gate's
-            gated = ctx.project(frame, with_checks, keeps_rows=True)
-            plan = plans[-1]
-            if plan.rules or spec.output.mode == "merge":  # else Delta's count of the written rows serves
-                gated = ctx.observe(gated, "gate", **plan.observed())
-            plan.frame = ctx.place(gated)
-            prepared = prepare(spark, plan.good_rows(), spec.output, meta,
+            gated = ctx.project(frame, gate.apply, keeps_rows=True)
+            observed = gate.observed()  # nothing without a rule to check
+            if observed or not counts_rows(spec.output):  # else Delta's count of the written rows serves
+                gated = ctx.observe(gated, "gate", **observed)
+            prepared = prepare(spark, gate.good_rows(ctx.place(gated)), spec.output, meta,
                                increment.replacement if increment else None, arrived.latest if arrived else None)
             counts = ctx.counts()
             if "gate" not in counts:
@@ -238,33 +218,21 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
         result.sources = source_counts(reads, counts)
         result.steps = step_counts(job, counts)
         with _phase(result, "gate"):
-            gathered = ctx.collected("gate", BAD_ROWS, plan.gathered_schema) if plan.rules else None
-            # few rows, the driver's copy, read four times (counts and examples, the late write,
-            # the quarantine rows, their digest): on one partition, which satisfies the ranking
-            # window and the counts without a shuffle; checkpointed when they are ranked
-            resolved = plan.resolve(gathered.coalesce(1)) if gathered is not None else None
-            if resolved is not None and plan.held:
-                resolved = resolved.localCheckpoint()
-            gate = summarize(counts.get("gate"), plan, resolved, spec.validation)
-            gate.rows_malformed = sum(s["rows_malformed"] or 0 for s in result.sources)
-            decide(gate, spec.validation)
-            if not gate.failed_because and contract is not None and contract.opaque_schema is not None:
-                opaque = run_opaque_checks(prepared.data(), contract)
-                if opaque:
-                    gate.schema_errors += opaque
-                    gate.failed_because = f"{len(opaque)} check(s) that are not row-level failed"
-            if resolved is not None and plan.held:  # held rows that pass: into the same commit
-                prepared.add(plan.cleared(resolved))
-        result.rows_out = gate.rows_checked
-        result.gate = asdict(gate)
-        result.rows_written, result.rows_quarantined = gate.rows_good, gate.rows_bad
+            gathered = ctx.collected("gate", BAD_ROWS, gate.gathered_schema) if observed else None
+            verdict = gate.check(counts.get("gate"), gathered, sum(s["rows_malformed"] or 0 for s in result.sources),
+                                 written=prepared.data)
+            released = gate.released()
+            if released is not None:  # held rows that pass: into the same commit
+                prepared.add(released)
+        result.rows_out = verdict.rows_checked
+        result.gate = gate.report()
+        result.rows_written, result.rows_quarantined = verdict.rows_good, verdict.rows_bad
         accounting.check(job, result, counts, prepared.rows)
-        if gate.failed_because:
+        if verdict.failed_because:
             result.rows_written = result.rows_quarantined = 0
-            raise GateFailed(gate, result)
+            raise GateFailed(verdict, result)
         with _phase(result, "write"):
-            refused = plan.refused(resolved) if resolved is not None and gate.rows_bad else None
-            _commit(spark, job, ctx, result, meta, prepared, refused)
+            _commit(spark, job, ctx, result, meta, prepared, gate.quarantine())
             prepared = None
     finally:
         if prepared is not None:  # refused or failed before the commit: drop the written files
@@ -328,8 +296,6 @@ def _commit(spark: "SparkSession", job: LoadedJob, ctx: BuildContext, result: Ru
 
 def _lost_a_race(exc: Exception) -> bool:
     """Whether the feature commit failed because another run committed to the table first."""
-    from featurekit.sinks.delta import ConcurrentRun
-
     if isinstance(exc, ConcurrentRun):
         return True
     return not isinstance(exc, FeaturekitError) and "another writer committed" in str(classify(exc))

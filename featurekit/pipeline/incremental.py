@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from featurekit.config import Project, Settings
 from featurekit.engine.transform import interval_rows
 from featurekit.errors import ConfigError, Problem
-from featurekit.sinks.delta import Latest, Replacement, app_versions
+from featurekit.sinks.delta import Latest, Replacement
+from featurekit.sinks.transaction import app_versions
 from featurekit.spec.intervals import Arrivals, Interval, align_down, iso, backfill_chunks as chunks, between, from_epoch, grain, \
     lookback_start, next_interval, range_problems, to_epoch
 from featurekit.spec.loader import LoadedJob

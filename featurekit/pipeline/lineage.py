@@ -7,8 +7,9 @@
   code calls it too: ``link(project, settings, "eta", "3", service="driver_rates")``.
 - :func:`flush`: replay the outbox, exactly once per record.
 - :func:`show`: the tree model version -> training set -> feature sets -> Delta versions -> job
-  runs -> sources (or a feature view's feature sets -> ...), from the registry's artifacts and
-  the run reports; :func:`featurekit.lineage.tree.render` draws it.
+  runs -> sources (or a feature view's feature sets -> ...), built by
+  :class:`featurekit.lineage.tree_builder.TreeBuilder` from the registry's artifacts and the run
+  reports; :func:`featurekit.lineage.tree.render` draws it.
 
 The job run behind a feature set's Delta version is read from the table's log: the commit at
 that version carries featurekit's ``userMetadata`` (job, run id, fingerprint). Commits without
@@ -19,9 +20,9 @@ gives the validation summary and the sources read.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +37,20 @@ from featurekit.lineage import (
     TrainingSetRecord,
     is_queued,
 )
-from featurekit.lineage.client import DATASET, RegistryClient, RegistryUnavailable, untagged
+from featurekit.lineage.client import RegistryClient, RegistryUnavailable, untagged
 from featurekit.lineage.registry_lineage import (
     FEATURE_SET,
     KIND,
     TRAINING_SET,
     FlushResult,
     RegistryLineage,
-    feature_set_query,
     latest_feature_set,
     training_set_external_id,
     training_set_id,
 )
 from featurekit.lineage.tree import Node
+from featurekit.lineage.tree_builder import TreeBuilder
+from featurekit.pipeline.report import read_report
 from featurekit.yamlconf.names import did_you_mean
 
 CLI = "command line"
@@ -142,15 +144,6 @@ def _with_report(runs_dir: Path, producer: Producer, fingerprint: str) -> Produc
     return Producer(job=producer.job, run_id=producer.run_id, delta_version=producer.delta_version,
                     operation=producer.operation, validation=validation, sources=sources,
                     status=str(report.get("status") or ""))
-
-
-def read_report(runs_dir: Path, job: str, run_id: str) -> dict[str, Any] | None:
-    path = Path(runs_dir) / job / f"{run_id}.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 # -- link -----------------------------------------------------------------------------------
@@ -287,129 +280,10 @@ def show(project: Project, settings: Settings, *, model: str | None = None, vers
     own = client is None
     client = client or registry_client(settings)
     try:
-        tree = _Tree(client, settings)
+        tree = TreeBuilder(client, settings.feast.project, partial(read_report, settings.runs_dir))
         if feature_view is not None:
             return tree.of_view(feature_view, limit)
         return tree.of_model_version(str(model), str(version))
     finally:
         if own:
             client.close()
-
-
-class _Tree:
-    def __init__(self, client: RegistryClient, settings: Settings) -> None:
-        self.client, self.settings = client, settings
-
-    def of_model_version(self, model: str, version: str) -> Node:
-        client = self.client
-        registered = client.find_registered_model(model)
-        if registered is None:
-            raise ConfigError.single(f"no registered model {model!r} in the Model Registry at {client.url}",
-                                     file=CLI, field="--model")
-        mv = client.find_model_version(registered["id"], version)
-        if mv is None:
-            raise ConfigError.single(f"registered model {model!r} has no version {version!r} (Model Registry at "
-                                     f"{client.url})", file=CLI, field="--version")
-        root = Node("model_version", f"model {model} version {version}", key=f"mv:{mv['id']}",
-                    details=[f"registered model {registered['id']}, model version {mv['id']}"
-                             + (f", author {mv['author']}" if mv.get("author") else "")])
-        for artifact in client.version_artifacts(mv["id"], DATASET):
-            root.add(self.artifact(artifact))
-        if not root.children:
-            root.add(Node("note", "no dataset artifacts linked (featurekit lineage link)"))
-        return root
-
-    def of_view(self, view: str, limit: int) -> Node:
-        project = self.settings.feast.project
-        found = self.client.artifacts(feature_set_query(project, view), limit=limit)
-        root = Node("note", f"feature view {project}.{view}", key=f"view:{project}:{view}",
-                    details=[f"latest {len(found)} feature set(s) in the Model Registry at {self.client.url}"])
-        for artifact in found:
-            root.add(self.feature_set(artifact))
-        if not found:
-            root.add(Node("note", "no feature set recorded (materialize with registry.enabled, or "
-                                  "featurekit lineage link --service)"))
-        return root
-
-    def artifact(self, artifact: dict[str, Any]) -> Node:
-        kind = untagged(artifact.get("customProperties")).get(KIND)
-        if kind == FEATURE_SET:
-            return self.feature_set(artifact)
-        if kind == TRAINING_SET:
-            return self.training_set(artifact)
-        return Node("note", f"dataset {artifact.get('name') or artifact['id']}", key=f"artifact:{artifact['id']}",
-                    details=[artifact.get("uri", "")])
-
-    def training_set(self, artifact: dict[str, Any]) -> Node:
-        props = untagged(artifact.get("customProperties"))
-        node = Node("training_set", f"training set {props.get('feature_service')} (run {props.get('training_set_run_id')})",
-                    key=f"artifact:{artifact['id']}",
-                    details=[f"Delta {props.get('delta_path')} @ v{props.get('delta_version')}",
-                             f"{_count(props.get('rows'))} rows, artifact {artifact['id']}"])
-        if props.get("spine_path"):
-            spine = f"spine {props['spine_path']}" + (f" @ v{props['spine_version']}" if props.get("spine_version") else "")
-            node.add(Node("source", spine, key=f"source:{props['spine_path']}@{props.get('spine_version')}"))
-        for ref in _json(props.get("feature_sets"), []):
-            found = self.client.get_artifact(str(ref["id"])) if ref.get("id") else None
-            if found is not None:
-                node.add(self.feature_set(found))
-            else:
-                node.add(Node("note", f"feature view {ref.get('view')} @ Delta v{ref.get('delta_version')}",
-                              details=["no feature set was materialized from this version"]))
-        return node
-
-    def feature_set(self, artifact: dict[str, Any]) -> Node:
-        props = untagged(artifact.get("customProperties"))
-        features = _json(props.get("features"), [])
-        node = Node("feature_set", f"feature set {props.get('feast_project')}.{props.get('feast_view')}",
-                    key=f"artifact:{artifact['id']}",
-                    details=[f"window {props.get('window_start')} .. {props.get('window_end')}",
-                             f"{_count(props.get('rows'))} rows, {_count(props.get('keys'))} keys into "
-                             f"{props.get('online_store')} (materialization {props.get('materialization_run_id')})",
-                             f"features: {', '.join(features)}", f"artifact {artifact['id']}"])
-        path, version = props.get("delta_path", ""), props.get("delta_version", "")
-        delta = node.add(Node("delta", f"Delta {path} @ v{version}", key=f"delta:{path}@{version}"))
-        delta.add(self.job_run(props, artifact))
-        return node
-
-    def job_run(self, props: dict[str, Any], artifact: dict[str, Any]) -> Node:
-        job, run_id = props.get("job", ""), props.get("job_run_id", "")
-        if not run_id:
-            return Node("note", f"job {job}: no featurekit run named in the table's log at this version")
-        report = read_report(self.settings.runs_dir, job, run_id)
-        gate = (report or {}).get("gate") or _json(artifact.get("profile"), {})
-        status = (report or {}).get("status") or props.get("job_status") or "?"
-        node = Node("job_run", f"job run {job} {run_id}", key=f"run:{run_id}", details=[f"status {status}"])
-        if props.get("job_delta_version") and props["job_delta_version"] != props.get("delta_version"):
-            node.details.append(f"its commit is v{props['job_delta_version']}; later commits changed no data")
-        if gate:
-            counts = [f"{_count(gate[k])} {what}" for k, what in (("rows_checked", "rows checked"), ("rows_bad", "refused"),
-                                                                 ("rows_malformed", "malformed")) if gate.get(k) is not None]
-            node.details.append(f"gate ({gate.get('policy', '?')}): {', '.join(counts)}"
-                                + (f"; failed: {gate['failed_because']}" if gate.get("failed_because") else ""))
-            for check in (gate.get("checks") or [])[:5]:
-                node.details.append(f"check {check.get('column')} {check.get('check')}: {_count(check.get('failures'))} failures")
-        sources = (report or {}).get("sources") or _json(props.get("job_sources"), [])
-        for source in sources:
-            shown = f"source {source.get('name')}: {source.get('format')} {source.get('path')}"
-            if source.get("delta_version") is not None:
-                shown += f" @ v{source['delta_version']}"
-            node.add(Node("source", shown, key=f"source:{source.get('path')}@{source.get('delta_version')}",
-                          details=[f"{_count(source.get('rows_read'))} rows read"]))
-        return node
-
-
-def _json(value: Any, default: Any) -> Any:
-    if not isinstance(value, str):
-        return default
-    try:
-        return json.loads(value)
-    except ValueError:
-        return default
-
-
-def _count(value: Any) -> str:
-    try:
-        return f"{int(value):,}"
-    except (TypeError, ValueError):
-        return "?"

@@ -100,3 +100,13 @@ def read_run(runs_dir: Path, run_id: str) -> dict[str, Any]:
         what = "no run" if not matches else f"{len(matches)} runs"
         raise ConfigError.single(f"{what} with id {run_id!r} under {runs_dir}", file=str(runs_dir))
     return json.loads(matches[0].read_text(encoding="utf-8"))
+
+
+def read_report(runs_dir: Path, job: str, run_id: str) -> dict[str, Any] | None:
+    """The report of run ``run_id`` of ``job`` (None if the run log does not hold it, or it is unreadable)."""
+    path = Path(runs_dir) / job / f"{run_id}.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from featurekit.sinks.delta import JOB_PROPERTY, CommitMeta, remove_partial, write_held
 from featurekit.sinks.jvm import Scala
+from featurekit.sinks.transaction import JOB_PROPERTY, CommitMeta, remove_partial, write_held
 from featurekit.spec.sqlcheck import literal, quote
 
 if TYPE_CHECKING:

@@ -1,60 +1,38 @@
 """The validation gate between a job's steps and its Delta commit.
 
-Every row-level rule is a SQL condition, TRUE when a row fails it; the gate adds one
-boolean column per rule to the result and filters the good rows on their way to the Delta
-writer. A Spark observation on the same pass counts the rows and gathers the bad rows
-themselves (few: ``max_bad_fraction`` bounds them); the failures per rule and the examples
-are counted from those gathered rows afterwards, in one small job, so the gate costs no pass
-over the data of its own and nothing large is cached. The verdict is taken after the data
-files are written and before they are committed. pandera does what it is good at, on the schema:
-dtypes and column presence (``SCHEMA_ONLY`` depth, no data read), plus any check that cannot
-be made row-level (run on the written rows; a failure fails the run with the check's name).
+The row-level rules run in the job's one pass (:mod:`featurekit.validation.plan`): one boolean
+column per rule, the good rows filtered on their way to the Delta writer, the bad rows (and
+those held back for a uniqueness rule, :mod:`featurekit.validation.unique`) gathered by a Spark
+observation. The failures per rule and the examples are counted from those gathered rows
+afterwards, in one small job, so the gate costs no pass over the data of its own and nothing
+large is cached. The verdict is taken after the data files are written and before they are
+committed. pandera does what it is good at, on the schema: dtypes and column presence
+(``SCHEMA_ONLY`` depth, no data read), plus any check that cannot be made row-level (run on the
+written rows; a failure fails the run with the check's name).
 
-``unique`` is checked in one of two ways. Where the result's plan is cheap to read again
-(no shuffle, deterministic, columnar or in-memory sources), a pre-pass reads only the key
-columns and finds the key hashes that occur more than once; the rows carrying one are held
-back from the write, gathered with the bad rows, and ranked exactly among themselves after
-the pass; the first of each key is then written into the same open transaction. Otherwise
-(or when many rows share repeated keys) a ``row_number`` window over the keys ranks every
-row in the pass; where the plan already shuffles on those keys that window is nearly free.
+:class:`Gate` is what a run drives, in this order: :meth:`~Gate.check_schema` (before the
+pass); :meth:`~Gate.apply`, :meth:`~Gate.observed` and :meth:`~Gate.good_rows` (building the
+pass); :meth:`~Gate.check` (after it: the verdict); then :meth:`~Gate.released` and
+:meth:`~Gate.quarantine` (what goes into the commits) and :meth:`~Gate.report`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from featurekit.spec.sqlcheck import literal, quote
+from featurekit.spec.sqlcheck import quote
 from featurekit.spec.validate import ColumnRule, ValidateSpec
 from featurekit.validation.model import ModelContract, merged_columns
-from featurekit.validation.rules import RowRule, column_rules
+from featurekit.validation.plan import GatePlan, any_sql, plan_checks
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import StructType
 
-ERRORS = "_fk_errors"
-FLAG = "__fk_fail"
-BAD_ROWS = "_bad_rows"  # the observation field that gathers the bad rows
-ERROR_TYPE = "array<struct<check:string,column:string,message:string>>"
 EXAMPLES = 5
-HELD = "__fk_held"  # marks the rows a uniqueness rule holds back until after the pass
-GATHER = "__fk_gather"  # the row itself where it is bad or held, else null: what the observation gathers
-
-# Held-back uniqueness: above this many rows sharing repeated keys, the window ranks instead
-# (held rows travel to the driver with the bad rows).
-HELD_ROWS_MAX = 200_000
-# The pre-pass sorts the key hashes on the driver (8 bytes a row) when Spark estimates the
-# plan's input at most this size; above it, Spark aggregates them.
-DRIVER_HASHES_MAX_BYTES = 512 * 1024 * 1024
-# Plan nodes that shuffle, sort or limit: a plan holding one is not read twice.
-_WIDE = {"Aggregate", "Window", "WindowGroupLimit", "Join", "Sort", "Repartition", "RepartitionByExpression",
-         "RebalancePartitions", "Deduplicate", "Distinct", "Expand", "GlobalLimit", "LocalLimit", "Tail",
-         "Intersect", "Except", "Offset", "Sample"}
-_IN_MEMORY = {"LocalRelation", "Range", "OneRowRelation"}
-_COLUMNAR = {"ParquetFileFormat", "DeltaParquetFileFormat", "OrcFileFormat"}
 
 
 @dataclass
@@ -93,39 +71,104 @@ def effective_spec(spec: ValidateSpec | None) -> ValidateSpec:
     return spec if spec is not None else ValidateSpec()
 
 
-def rules_for(columns: dict[str, ColumnRule]) -> list[RowRule]:
-    rules: list[RowRule] = []
-    for name, rule in columns.items():
-        rules += column_rules(name, rule)
-    return rules
+class Gate:
+    """The validation gate of one run over one result.
 
-
-def _unique_rules(spec: ValidateSpec, columns: dict[str, ColumnRule], frame_columns: list[str],
-                  model_unique: list[str] | None = None) -> list[tuple[RowRule, list[str], list[str], str]]:
-    """(rule, keys, order columns, keep) for each uniqueness rule; the rule's SQL is filled later.
-
-    Without a declared ``order_by`` the other columns decide, through one hash of them.
+    ``contract`` is the job's pandera model, if it names one; ``rescan`` builds the result's
+    plan again without observations, for the pre-pass of held-back uniqueness (without it
+    every uniqueness rule ranks with a window).
     """
-    out = []
-    if model_unique and (spec.unique is None or [k.lower() for k in spec.unique.keys] != [k.lower() for k in model_unique]):
-        keys = list(model_unique)
-        label = ",".join(keys)
-        order = [c for c in frame_columns if c not in keys]
-        out.append((RowRule("unique", label, "", f"({label}) repeats an earlier row"), keys, order, "first"))
-    if spec.unique is not None:
-        keys = list(spec.unique.keys)
-        order = list(spec.unique.order_by) or [c for c in frame_columns if c not in keys]
-        label = ",".join(keys)
-        message = f"({label}) repeats an earlier row"
-        out.append((RowRule("unique", label, "", message), keys, order, spec.unique.keep))
-    for name, rule in columns.items():
-        if rule.checks.unique:
-            order = [c for c in frame_columns if c != name]
-            out.append((RowRule("unique", name, "", "repeats an earlier row"), [name], order, "first"))
-    return out
+
+    def __init__(self, spec: ValidateSpec | None, contract: ModelContract | None = None,
+                 rescan: Callable[[], "DataFrame"] | None = None) -> None:
+        self.spec = effective_spec(spec)
+        self.contract = contract
+        self.columns = merged_columns(self.spec.columns, contract)
+        self.result: GateResult | None = None
+        self._rescan = rescan
+        self._plan: GatePlan | None = None
+        self._resolved: "DataFrame | None" = None
+
+    def check_schema(self, frame: "DataFrame") -> "GateResult | None":
+        """The refusal of ``frame``'s schema by pandera (dtypes, presence; no data is read),
+        or None when it fits."""
+        errors = schema_errors(frame, self.columns)
+        if not errors:
+            return None
+        self.result = GateResult(policy=self.spec.policy, max_bad_fraction=self.spec.max_bad_fraction,
+                                 schema_errors=errors)
+        decide(self.result, self.spec)
+        return self.result
+
+    def apply(self, frame: "DataFrame") -> "DataFrame":
+        """``frame`` with the checks' columns: one boolean per rule, and the row itself where
+        it is gathered. Every row is kept (the checks add columns and drop none)."""
+        self._plan = plan_checks(frame, self.spec, self.contract, self._rescan)
+        return self._plan.frame
+
+    def observed(self) -> dict[str, "Column"]:
+        """What the run's observation of the applied result gathers for the gate (empty when
+        there is no rule to check; see :meth:`GatePlan.observed`)."""
+        return self._planned().observed()
+
+    @property
+    def gathered_schema(self) -> "StructType":
+        """The schema of the rows gathered under ``BAD_ROWS``."""
+        return self._planned().gathered_schema
+
+    def good_rows(self, frame: "DataFrame") -> "DataFrame":
+        """The rows the pass writes, from ``frame``: the applied result as placed in the run's plan."""
+        return self._planned().good_rows(frame)
+
+    def check(self, counts: dict[str, int] | None, gathered: "DataFrame | None", rows_malformed: int,
+              written: Callable[[], "DataFrame"]) -> "GateResult":
+        """The verdict after the pass, from its observation: ``counts`` (the rows it saw) and
+        the ``gathered`` rows; ``rows_malformed`` source records did not parse; ``written``
+        gives the rows written, for the model's checks that are not row-level."""
+        plan = self._planned()
+        # few rows, the driver's copy, read four times (counts and examples, the late write,
+        # the quarantine rows, their digest): on one partition, which satisfies the ranking
+        # window and the counts without a shuffle; checkpointed when they are ranked
+        resolved = plan.resolve(gathered.coalesce(1)) if gathered is not None else None
+        if resolved is not None and plan.held:
+            resolved = resolved.localCheckpoint()
+        self._resolved = resolved
+        result = summarize(counts, plan, resolved, self.spec)
+        result.rows_malformed = rows_malformed
+        decide(result, self.spec)
+        contract = self.contract
+        if not result.failed_because and contract is not None and contract.opaque_schema is not None:
+            opaque = run_opaque_checks(written(), contract)
+            if opaque:
+                result.schema_errors += opaque
+                result.failed_because = f"{len(opaque)} check(s) that are not row-level failed"
+        self.result = result
+        return result
+
+    def released(self) -> "DataFrame | None":
+        """Rows held back for a uniqueness rule that pass every rule: they go into the same
+        commit, after the pass (None: none was held)."""
+        if self._resolved is None or not self._planned().held:
+            return None
+        return self._planned().cleared(self._resolved)
+
+    def quarantine(self) -> "DataFrame | None":
+        """The refused rows with ``_fk_errors`` (None: none)."""
+        if self._resolved is None or self.result is None or not self.result.rows_bad:
+            return None
+        return self._planned().refused(self._resolved)
+
+    def report(self) -> dict[str, Any]:
+        """The verdict as the run report holds it."""
+        return asdict(self.result) if self.result is not None else {}
+
+    def _planned(self) -> GatePlan:
+        if self._plan is None:
+            raise RuntimeError("the gate has no plan yet: apply() it to the result first")
+        return self._plan
 
 
-def check_schema(frame: "DataFrame", columns: dict[str, ColumnRule]) -> list[str]:
+def schema_errors(frame: "DataFrame", columns: dict[str, ColumnRule]) -> list[str]:
     """pandera's schema-level verdict (dtype, presence) on the result; no data is read."""
     import pandera.pyspark as pa
     from pandera.config import ValidationDepth, config_context
@@ -152,248 +195,6 @@ def check_schema(frame: "DataFrame", columns: dict[str, ColumnRule]) -> list[str
     return errors
 
 
-@dataclass
-class HeldBack:
-    """A uniqueness rule checked through its repeated keys (see the module's docstring)."""
-
-    rule: int  # index of the rule in ``GatePlan.rules``
-    column: str  # the boolean column marking the rows held back
-    keys: list[str]
-    ordering: list["Column"]
-
-
-@dataclass
-class GatePlan:
-    """The result with one boolean column per rule (TRUE: the row fails it), the rules, and
-    the rows held back for uniqueness rules checked after the pass."""
-
-    frame: "DataFrame"
-    rules: list[RowRule]
-    held: list[HeldBack] = field(default_factory=list)
-    unique: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def markers(self) -> list[str]:
-        return [r.flag for r in self.rules] + [h.column for h in self.held]
-
-    def gathered(self) -> "Column":
-        """TRUE for a row that goes to the driver: bad, or held back."""
-        return _any(self.markers)
-
-    @property
-    def gathered_schema(self) -> "StructType":
-        """The schema of a gathered row: the result's columns and the markers."""
-        from pyspark.sql.types import StructType
-
-        return StructType([f for f in self.frame.schema.fields if f.name != GATHER])
-
-    def observed(self) -> dict[str, "Column"]:
-        """What the gate's observation gathers during the one pass: the bad and held rows
-        (few: ``max_bad_fraction`` and ``HELD_ROWS_MAX`` bound them), with their flags.
-        Everything else (failures per rule, examples) is counted from those rows after it.
-        The row is built in the projection before it (generated code), so the observation,
-        which Spark does not compile, only appends a column that is null for most rows."""
-        from pyspark.sql import functions as F
-
-        return {BAD_ROWS: F.collect_list(F.col(GATHER))} if self.rules else {}
-
-    def good_rows(self) -> "DataFrame":
-        """The rows written by the pass: none that fails a rule or is held back; no flags."""
-        if not self.rules:
-            return self.frame
-        return self.frame.filter(~self.gathered()).drop(*self.markers, GATHER)
-
-    def resolve(self, gathered: "DataFrame") -> "DataFrame":
-        """The gathered rows with each held-back rule's flag set: a held row fails when an
-        earlier row (by the rule's order) has its key. Every row sharing a key with another
-        one was held (its key hash repeats), so ranking the held rows ranks them all."""
-        from pyspark.sql import Window
-        from pyspark.sql import functions as F
-
-        for held in self.held:
-            rank = F.row_number().over(Window.partitionBy(*held.keys).orderBy(*held.ordering))
-            gathered = gathered.withColumn(self.rules[held.rule].flag, F.col(held.column) & (rank > 1))
-        return gathered
-
-    def cleared(self, resolved: "DataFrame") -> "DataFrame":
-        """Held rows that pass every rule: written into the same commit after the pass."""
-        held = _any(h.column for h in self.held)
-        return resolved.filter(held & ~failing(self.rules)).drop(*self.markers).coalesce(1)
-
-    def refused(self, resolved: "DataFrame") -> "DataFrame":
-        """The bad rows, with ``_fk_errors`` (check, column, message of each rule broken)."""
-        from pyspark.sql import functions as F
-
-        items = ", ".join(
-            f"CASE WHEN {quote(r.flag)} THEN named_struct('check', {literal(r.check)}, "
-            f"'column', {literal(r.column)}, 'message', {literal(r.message)}) END"
-            for r in self.rules
-        )
-        errors = F.expr(f"CAST(filter(array({items}), e -> e IS NOT NULL) AS {ERROR_TYPE})")
-        bad = resolved.filter(failing(self.rules))
-        return bad.withColumn(ERRORS, errors).drop(*self.markers)
-
-
-def _any(names: Any) -> "Column":
-    """TRUE where any of the boolean columns ``names`` is (one expression, one py4j call)."""
-    from pyspark.sql import functions as F
-
-    return F.expr(_any_sql(names))
-
-
-def _any_sql(names: Any) -> str:
-    return " OR ".join(["FALSE", *(quote(name) for name in names)])
-
-
-def gate_frame(frame: "DataFrame", spec: ValidateSpec | None, contract: ModelContract | None,
-               rescan: Callable[[], "DataFrame"] | None = None) -> GatePlan:
-    """The gate's plan for ``frame``. ``rescan`` builds the same plan without observations
-    (for the pre-pass of held-back uniqueness); without it every uniqueness rule ranks with
-    a window."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    spec = effective_spec(spec)
-    columns = merged_columns(spec.columns, contract)
-    present = {c.lower() for c in frame.columns}
-    rules = [r for r in rules_for(columns) if r.column.lower() in present]
-    helpers, held, unique = [], [], []
-    model_unique = contract.unique if contract is not None else None
-    uniques = _unique_rules(spec, columns, frame.columns, model_unique)
-    why_not, observed = _not_rescannable(frame) if uniques and rescan is not None else ("no pre-pass offered", True)
-    plain = None
-    if uniques and why_not is None and rescan is not None:
-        plain = rescan() if observed else frame  # a plan without observations is read as it is
-    # one pre-pass reads the keys of every uniqueness rule
-    repeats = _repeated_hashes(plain, [keys for _, keys, _, _ in uniques]) if plain is not None else None
-    for index, (rule, keys, order, keep) in enumerate(uniques):
-        usable = [c for c in order if _orderable(frame, c)]
-        if rule_declares_order(spec, keys):
-            ordering = [F.col(c).asc_nulls_last() if keep == "first" else F.col(c).desc_nulls_last() for c in usable]
-        else:  # no order declared: one cheap deterministic key (a hash of the other columns)
-            ordering = [F.xxhash64(*(F.col(c) for c in usable))] if usable else [F.lit(1)]
-        method: dict[str, Any] = {"keys": rule.column}
-        repeated = repeats[index] if repeats is not None else None
-        if repeated is not None and repeated[1] <= HELD_ROWS_MAX:
-            hashes, rows = repeated
-            marker = f"{HELD}{index}"
-            frame = frame.withColumn(marker, _hash_in(keys, hashes))
-            held.append(HeldBack(len(rules), marker, keys, ordering))
-            rules.append(RowRule(rule.check, rule.column, "FALSE", rule.message))
-            method.update(method="repeated keys, held back", repeated_keys=len(hashes), rows_held=rows)
-        else:
-            helper = f"__fk_unique{index}"
-            frame = frame.withColumn(helper, F.row_number().over(Window.partitionBy(*keys).orderBy(*ordering)))
-            helpers.append(helper)
-            rules.append(RowRule(rule.check, rule.column, f"{quote(helper)} > 1", rule.message))
-            why = why_not if repeated is None else f"{repeated[1]:,} rows share repeated keys (> {HELD_ROWS_MAX:,})"
-            method.update(method="window", why=why)
-        unique.append(method)
-    rules = [replace(rule, flag=f"{FLAG}{index}") for index, rule in enumerate(rules)]
-    if rules:
-        frame = frame.withColumns({r.flag: F.expr(f"coalesce({r.failure_sql}, FALSE)") for r in rules})
-    frame = frame.drop(*helpers) if helpers else frame
-    plan = GatePlan(frame, rules, held, unique)
-    if rules:
-        plan.frame = frame.withColumn(GATHER, F.when(plan.gathered(), F.struct(*(F.col(c) for c in frame.columns))))
-    return plan
-
-
-def _not_rescannable(frame: "DataFrame") -> tuple[str | None, bool]:
-    """Why reading ``frame``'s plan a second time (for its keys) would cost much (None if
-    it would not), and whether the plan holds observations (a second read would fill them)."""
-    converters = frame.sparkSession._jvm.scala.jdk.javaapi.CollectionConverters  # type: ignore[attr-defined]
-    plan = frame._jdf.queryExecution().optimizedPlan()
-    if not plan.deterministic():
-        return "the plan is not deterministic", True
-    stack, observed = [plan], False
-    while stack:
-        node = stack.pop()
-        name = node.nodeName()
-        if name in _WIDE:
-            return f"the plan has a {name} (a shuffle, sort or limit)", True
-        observed = observed or name == "CollectMetrics"
-        children = list(converters.asJava(node.children()))
-        if not children and name not in _IN_MEMORY:
-            kind = _file_format(node)
-            if kind not in _COLUMNAR:
-                return f"a source is read by {kind or name} (reading it twice costs a full parse)", True
-        stack.extend(children)
-    return None, observed
-
-
-def _file_format(node: Any) -> str | None:
-    try:
-        return str(node.relation().fileFormat().getClass().getSimpleName())
-    except Exception:  # not a file relation
-        return None
-
-
-def _repeated_hashes(plain: "DataFrame", key_sets: list[list[str]]) -> list[tuple[list[int], int]]:
-    """For each set of keys: the xxhash64 values that occur more than once, and the rows
-    carrying them.
-
-    A superset of the repeated keys (a hash collision only holds back one more row). One
-    pass reads only the key columns; the hashes are sorted on the driver (pyarrow + numpy)
-    unless Spark estimates the input above ``DRIVER_HASHES_MAX_BYTES``.
-    """
-    from pyspark.sql import functions as F
-
-    hashes = plain.select(*(F.xxhash64(*(F.col(k) for k in keys)).alias(f"h{i}") for i, keys in enumerate(key_sets)))
-    if _estimated_bytes(plain) > DRIVER_HASHES_MAX_BYTES:
-        out = []
-        for i in range(len(key_sets)):
-            found = hashes.groupBy(f"h{i}").count().filter(F.col("count") > 1).collect()
-            out.append(([int(r[f"h{i}"]) for r in found], sum(int(r["count"]) for r in found)))
-        return out
-    import numpy as np
-
-    table = hashes.toArrow()
-    out = []
-    for i in range(len(key_sets)):
-        # a batch's hashes (never null) are read in place; ChunkedArray.to_numpy copied them slowly
-        chunks = [chunk.to_numpy() for chunk in table.column(f"h{i}").chunks]
-        values = np.sort(np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64))
-        again = values[1:][values[1:] == values[:-1]]
-        repeated = np.unique(again)
-        out.append(([int(h) for h in repeated], int(len(again) + len(repeated))))
-    return out
-
-
-def _hash_in(keys: list[str], hashes: list[int]) -> "Column":
-    """TRUE for a row whose key hash is one of ``hashes`` (one SQL expression: Spark turns a
-    long IN list into a hash-set lookup)."""
-    from pyspark.sql import functions as F
-
-    if not hashes:
-        return F.lit(False)
-    return F.expr(f"xxhash64({', '.join(quote(k) for k in keys)}) IN ({', '.join(map(str, hashes))})")
-
-
-def _estimated_bytes(frame: "DataFrame") -> int:
-    try:
-        size = frame._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()
-    except Exception:  # no estimate: assume the input is large
-        return DRIVER_HASHES_MAX_BYTES + 1
-    return int(size if isinstance(size, int) else size.toString())  # py4j converts a BigInt it can
-
-
-def rule_declares_order(spec: ValidateSpec, keys: list[str]) -> bool:
-    return spec.unique is not None and spec.unique.keys == keys and bool(spec.unique.order_by)
-
-
-def _orderable(frame: "DataFrame", column: str) -> bool:
-    from pyspark.sql.types import ArrayType, MapType, StructType
-
-    kind = next((f.dataType for f in frame.schema.fields if f.name == column), None)
-    return kind is not None and not isinstance(kind, (MapType, ArrayType, StructType))
-
-
-def failing(rules: list[RowRule]) -> "Column":
-    """TRUE for a row that fails any rule."""
-    return _any(rule.flag for rule in rules)
-
-
 def summarize(counts: dict[str, int] | None, plan: GatePlan, resolved: "DataFrame | None",
               spec: ValidateSpec | None) -> GateResult:
     """The gate's verdict material: the rows it saw (the observation), then, in one Spark
@@ -407,9 +208,9 @@ def summarize(counts: dict[str, int] | None, plan: GatePlan, resolved: "DataFram
     # SQL text: one py4j call for the lot (Column objects cost a few calls each)
     markers = set(plan.markers)
     shown = f"struct({', '.join(quote(c) for c in resolved.columns if c not in markers)})"
-    bad = _any_sql(r.flag for r in plan.rules)
+    bad = any_sql(r.flag for r in plan.rules)
     aggregates = [f"count(CASE WHEN {bad} THEN 1 END) AS bad",
-                  f"count(CASE WHEN ({_any_sql(h.column for h in plan.held)}) AND NOT ({bad}) THEN 1 END) AS released"]
+                  f"count(CASE WHEN ({any_sql(h.column for h in plan.held)}) AND NOT ({bad}) THEN 1 END) AS released"]
     for index, rule in enumerate(plan.rules):
         aggregates.append(f"count(CASE WHEN {quote(rule.flag)} THEN 1 END) AS n{index}")
         aggregates.append(f"slice(collect_list(CASE WHEN {quote(rule.flag)} THEN {shown} END), 1, {EXAMPLES}) AS e{index}")

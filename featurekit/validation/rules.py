@@ -78,10 +78,7 @@ def column_rules(name: str, rule: ColumnRule) -> list[RowRule]:
 
 def compile_rules(spec: ValidateSpec) -> list[RowRule]:
     """Every per-row rule of the ``validate`` block (unique rules come from the gate)."""
-    rules: list[RowRule] = []
-    for name, rule in spec.columns.items():
-        rules += column_rules(name, rule)
-    return rules
+    return rules_for(spec.columns)
 
 
 def unique_keys(spec: ValidateSpec) -> list[tuple[str, list[str]]]:
@@ -93,3 +90,11 @@ def unique_keys(spec: ValidateSpec) -> list[tuple[str, list[str]]]:
         if rule.checks.unique:
             keys.append((name, [name]))
     return keys
+
+
+def rules_for(columns: dict[str, ColumnRule]) -> list[RowRule]:
+    """The row-level rules of every column (uniqueness aside: the gate plans it)."""
+    rules: list[RowRule] = []
+    for name, rule in columns.items():
+        rules += column_rules(name, rule)
+    return rules

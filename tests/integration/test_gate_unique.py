@@ -15,7 +15,7 @@ import pytest
 
 from featurekit.errors import DataError
 from featurekit.pipeline import GateFailed, RunResult
-from featurekit.validation import gate
+from featurekit.validation import unique
 from tests.integration.helpers import Lab, lab, physical_plans, ts  # noqa: F401  (lab is a fixture)
 
 META = ("_fk_run_id", "_fk_quarantined_at", "_fk_row_hash")
@@ -60,10 +60,10 @@ unique: {keys: [id], order_by: ts}
 @pytest.fixture
 def window_only() -> Iterator[None]:
     """Every uniqueness rule ranked by the window (the held-back method is never chosen)."""
-    before = gate.HELD_ROWS_MAX
-    gate.HELD_ROWS_MAX = -1
+    before = unique.HELD_ROWS_MAX
+    unique.HELD_ROWS_MAX = -1
     yield
-    gate.HELD_ROWS_MAX = before
+    unique.HELD_ROWS_MAX = before
 
 
 def split(lab: Lab, name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # noqa: F811
@@ -174,10 +174,10 @@ def test_no_repeated_key_holds_nothing_back(lab: Lab) -> None:  # noqa: F811
 
 @pytest.fixture
 def few_held() -> Iterator[None]:
-    before = gate.HELD_ROWS_MAX
-    gate.HELD_ROWS_MAX = 6
+    before = unique.HELD_ROWS_MAX
+    unique.HELD_ROWS_MAX = 6
     yield
-    gate.HELD_ROWS_MAX = before
+    unique.HELD_ROWS_MAX = before
 
 
 @pytest.mark.usefixtures("few_held")

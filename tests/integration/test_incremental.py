@@ -21,7 +21,8 @@ from featurekit import pipeline
 from featurekit.config import Project
 from featurekit.errors import FeaturekitError, InfraError
 from featurekit.pipeline.incremental import Chunk, arrivals_app, backfill, plan_increment, watermark_app
-from featurekit.sinks.delta import CommitMeta, ConcurrentRun, app_versions, prepare
+from featurekit.sinks.delta import ConcurrentRun, prepare
+from featurekit.sinks.transaction import CommitMeta, app_versions
 from featurekit.spec.intervals import between
 from tests.integration.conftest import with_test_conf
 from tests.integration.helpers import Lab, fresh_lab, lab, ts  # noqa: F401  (fixtures)

@@ -320,7 +320,7 @@ def test_model_field_checks_become_the_same_rules_as_yaml_ones() -> None:
 
 
 def test_model_rules_compile_like_yaml_rules() -> None:
-    from featurekit.validation.gate import rules_for
+    from featurekit.validation.rules import rules_for
     from featurekit.validation.model import contract_of
 
     contract = contract_of(Trips)
