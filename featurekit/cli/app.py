@@ -32,11 +32,12 @@ def _options(
 # In the order `featurekit --help` lists them.
 for command, name in (
     (jobs.validate, None), (jobs.plan, None), (jobs.run, None), (jobs.backfill, None), (jobs.show, None),
-    (jobs.runs, None), (data.setup, None), (data.generate_demo_data, "generate-demo-data"),
+    (data.setup, None), (data.generate_demo_data, "generate-demo-data"),
     (feast.materialize, None), (serving.online, None), (serving.serve, None),
     (feast.training_set, "training-set"), (serving.api, None),
 ):
     app.command(name)(command)
+app.add_typer(jobs.runs_app, name="runs")
 app.add_typer(feast.feast_app, name="feast")
 app.add_typer(deploy.render_app, name="render")
 app.add_typer(lineage.registry_app, name="registry")

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from featurekit.cli import present
+from featurekit.cli.groups import DEFAULT, DefaultCommandGroup, SpeaksAsGroup
 from featurekit.cli.options import Env, options, when
 from featurekit.config import load_settings
 from featurekit.errors import ConfigError, SpecError
@@ -111,9 +112,13 @@ def show(
     present.table_view(inspect_table(loaded.spec.output.path, limit, storage_options=settings.storage_options))
 
 
-def runs(
+runs_app = typer.Typer(cls=DefaultCommandGroup, help="List recent runs (`runs [JOB]`) or print one report (`runs show RUN_ID`).")
+
+
+@runs_app.command(DEFAULT, cls=SpeaksAsGroup, hidden=True)
+def list_runs(
     ctx: typer.Context,
-    what: Annotated[Optional[list[str]], typer.Argument(help="[JOB] to list runs, or: show RUN_ID")] = None,
+    job: Annotated[Optional[str], typer.Argument(help="Only this job's runs (default: every job's).")] = None,
     limit: Annotated[int, typer.Option(help="Runs to list.")] = 20,
     env: Env = "local",
 ) -> None:
@@ -121,12 +126,17 @@ def runs(
     from featurekit import pipeline
 
     runs_dir = load_settings(options(ctx).project(), env).runs_dir
-    args = what or []
-    if args[:1] == ["show"]:
-        if len(args) != 2:
-            raise ConfigError.single("usage: featurekit runs show RUN_ID", file="runs")
-        present.report(pipeline.read_run(runs_dir, args[1]))
-        return
-    if len(args) > 1:
-        raise ConfigError.single("usage: featurekit runs [JOB] | featurekit runs show RUN_ID", file="runs")
-    present.runs(runs_dir, pipeline.list_runs(runs_dir, args[0] if args else None, limit))
+    present.runs(runs_dir, pipeline.list_runs(runs_dir, job, limit))
+
+
+@runs_app.command("show")
+def show_run(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix will do).")],
+    env: Env = "local",
+    limit: Annotated[int, typer.Option(hidden=True, help="Ignored: `runs show` took it when runs was one command.")] = 20,
+) -> None:
+    """Print one run's report (JSON)."""
+    from featurekit import pipeline
+
+    present.report(pipeline.read_run(load_settings(options(ctx).project(), env).runs_dir, run_id))
