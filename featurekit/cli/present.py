@@ -42,7 +42,7 @@ def cell(value: object) -> str:
     return str(value)
 
 
-def warnings(messages: list[str]) -> None:
+def warn(messages: list[str]) -> None:
     for warning in messages:
         err.print(f"warning: {warning}", markup=False, style="yellow")
 
@@ -233,7 +233,7 @@ def materialized(result: MaterializeResult, env: str, verify_only: bool) -> None
                       "-" if window else number(view.changed), "-" if verify_only else number(view.written),
                       number(verified), f"{view.seconds:.1f}")
     out.print(table)
-    warnings(result.warnings)
+    warn(result.warnings)
 
 
 def online_features(rows: list[dict[str, Any]], title: str) -> None:
@@ -262,7 +262,7 @@ def training_set(result: TrainingSetResult, env: str) -> None:
                   f"{result.seconds:.1f}s)")
     table.add_row("lineage", result.lineage)
     out.print(table)
-    warnings(result.warnings)
+    warn(result.warnings)
 
 
 def feast_definitions(project_name: str, env: str, views: list[ViewSpec], services: list[ServiceSpec]) -> None:
