@@ -16,7 +16,6 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from featurekit.feast.definitions import ServiceSpec, ViewSpec
     from featurekit.lineage.tree import Node
     from featurekit.pipeline import RunResult
     from featurekit.pipeline.incremental import BackfillResult
@@ -265,8 +264,8 @@ def training_set(result: TrainingSetResult, env: str) -> None:
     warn(result.warnings)
 
 
-def feast_definitions(project_name: str, env: str, views: list[ViewSpec], services: list[ServiceSpec]) -> None:
-    """The feature views and services a `feast apply` registered."""
+def feast_definitions(project_name: str, env: str, views: list[Any], services: list[Any]) -> None:
+    """The feature views and services a `feast apply` registered (``pipeline.features.definitions``)."""
     table = Table(title=f"feast project {project_name} (env {env})", title_justify="left")
     for column in ("feature view", "entity", "features", "Delta version", "skipped columns"):
         table.add_column(column, overflow="fold")
