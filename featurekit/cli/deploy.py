@@ -1,0 +1,82 @@
+"""``featurekit render``: deployment manifests from the job specs and conf/."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from featurekit.cli.options import Env, options, when
+from featurekit.cli.present import err
+from featurekit.config import load_settings
+from featurekit.errors import ConfigError, SpecError
+
+if TYPE_CHECKING:
+    from featurekit.deploy.sparkapp import Rendered
+
+render_app = typer.Typer(no_args_is_help=True, help="Render deployment manifests from the job specs and conf/.")
+
+
+@render_app.command("sparkapp")
+def render_sparkapp(
+    ctx: typer.Context,
+    job: Annotated[Optional[str], typer.Argument(help="Job name or path (or --all).")] = None,
+    all_jobs: Annotated[bool, typer.Option("--all", help="Every job in jobs/.")] = False,
+    env: Env = "k8s",
+    schedule: Annotated[Optional[str], typer.Option(help="Cron schedule: a ScheduledSparkApplication.")] = None,
+    materialize: Annotated[bool, typer.Option(
+        "--materialize", help="Runs also materialize the job's online features (featurekit run --materialize).")] = False,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="A .yaml file for all manifests, or a folder for one file per job.")] = None,
+    backfill_run: Annotated[bool, typer.Option(
+        "--backfill", help="One run of featurekit backfill JOB --start --end (an incremental job; never scheduled).")] = False,
+    start: Annotated[Optional[str], typer.Option(help="--backfill: range start, exclusive (ISO 8601, UTC if no zone).")] = None,
+    end: Annotated[Optional[str], typer.Option(help="--backfill: range end, inclusive.")] = None,
+    batch: Annotated[Optional[str], typer.Option(help="--backfill: chunk length, each chunk one commit (default 1d).")] = None,
+) -> None:
+    """Kubeflow Spark operator manifests (SparkApplication, or scheduled) for jobs in an environment."""
+    from featurekit.deploy.sparkapp import Backfill, render_jobs, to_yaml
+    from featurekit.spec.loader import load_jobs
+
+    if (job is None) == (not all_jobs):
+        raise ConfigError.single("give one job, or --all for every job", file="render sparkapp", field="JOB")
+    given = [option for option, value in (("--start", start), ("--end", end), ("--batch", batch)) if value is not None]
+    if given and not backfill_run:
+        raise ConfigError.single("--start, --end and --batch go with --backfill", file="render sparkapp", field=given[0])
+    if backfill_run and all_jobs:
+        raise ConfigError.single("a backfill is of one job: give JOB, not --all", file="render sparkapp", field="--all")
+    if backfill_run and (start is None or end is None):
+        raise ConfigError.single("give the range to recompute: --start and --end", file="render sparkapp", field="--backfill")
+    backfill = Backfill(when(start, "--start"), when(end, "--end"), batch or "1d") if backfill_run else None  # type: ignore[arg-type]
+    project = options(ctx).project()
+    settings = load_settings(project, env)
+    files = project.job_files() if all_jobs else [project.job_path(job or "")]
+    jobs, problems = load_jobs(files, settings.vars, base=project.root)
+    if problems:
+        raise SpecError(problems)
+    rendered = render_jobs(project, settings, jobs, schedule, materialize=materialize, backfill=backfill)
+    for item in rendered:
+        for warning in item.warnings:
+            err.print(f"[yellow]warning[/] {warning}", markup=True)
+    if output is None:
+        sys.stdout.write(to_yaml(rendered))
+        return
+    written = _write(rendered, output)
+    kind = "ScheduledSparkApplication" if schedule else "SparkApplication"
+    err.print(f"wrote {len(rendered)} {kind}(s) for env {env}: {', '.join(str(p) for p in written)}")
+
+
+def _write(rendered: list[Rendered], output: Path) -> list[Path]:
+    """Every manifest into one .yaml file, or one file per job into a folder."""
+    from featurekit.deploy.sparkapp import to_yaml
+
+    if output.suffix in (".yaml", ".yml"):
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(to_yaml(rendered), encoding="utf-8")
+        return [output]
+    output.mkdir(parents=True, exist_ok=True)
+    for item in rendered:
+        (output / f"{item.name}.yaml").write_text(to_yaml([item]), encoding="utf-8")
+    return [output / f"{item.name}.yaml" for item in rendered]
