@@ -20,7 +20,7 @@ For each online feature view:
    with the numbers and the registry is not advanced;
 5. the window is recorded in Feast's registry (so plain ``feast materialize-incremental``
    continues from it) and the feature set goes to the lineage store; the online store keeps a
-   :class:`~featurekit.feast.online.Marker` of the Delta version and window end it now holds
+   :class:`~featurekit.online_store.Marker` of the Delta version and window end it now holds
    (written only after the verification; removed by a window that does not cover the view's
    whole ttl, which leaves older keys as they were).
 
@@ -37,7 +37,7 @@ For each online feature view:
 - with the rows newer than the marker's end (the window moved: rows of keys that did not
   change), the latest row per key is written, replacing what the store holds from within the
   window (an update at the same event time, or an older row after the newest was deleted,
-  must replace the stored value: :class:`~featurekit.feast.online.ReplacingRedisWriter`);
+  must replace the stored value: :class:`~featurekit.online_store.redis.ReplacingRedisWriter`);
 - those keys only are read back (Feast's key layout, as the writers) and each must hold a
   value at least as new as its row; then the marker, Feast's registry and lineage (with the
   version range) advance. Nothing new since the marker (same version, same end): nothing is
@@ -61,10 +61,11 @@ from typing import TYPE_CHECKING, Any
 from featurekit.config import Project, Settings
 from featurekit.errors import ConfigError, DataError
 from featurekit.feast import store as feast_store
+from featurekit.feast.catalog import refresh_catalog, view_layout
 from featurekit.feast.definitions import ViewSpec, view_specs
-from featurekit.feast.online import KeyCount, Marker, OnlineState, OnlineWriter, ReplacingRedisWriter, count_keys, \
-    online_state, writer_layout
+from featurekit.feast.online import OnlineWriter
 from featurekit.lineage import FeatureSetRecord, LineageStore
+from featurekit.online_store import KeyCount, Marker, OnlineStore, open_online_store
 from featurekit.pipeline.core import new_run_id, session
 from featurekit.pipeline.features import feast_session_conf
 from featurekit.pipeline.lineage import lineage_store, lineage_warning
@@ -162,18 +163,17 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
     repo_path = str(feast_store.repo_dir(settings))
     registered = {v.name: v for v in store.list_feature_views()}
     _check_applied(chosen, registered, settings)
-    kind = str(store_config["online_store"].get("type", "sqlite"))
+    state = open_online_store(store_config, repo_path)
     engine = engine or settings.feast.materialize_engine
-    layouts = {v.name: writer_layout(store_config, repo_path, registered[v.name]) for v in chosen}
+    layouts = {v.name: state.writer_layout(view_layout(registered[v.name])) for v in chosen}
     if engine == "arrow":
-        _arrow_supported(kind, layouts)
+        _arrow_supported(state, layouts)
     elif engine == "spark":
         spark = spark or session(settings, "featurekit:materialize")
     else:
         raise ConfigError.single(f"unknown materialize engine {engine!r} (spark, arrow)", file="materialize", field="engine")
     lineage = lineage or lineage_store(project, settings)
-    state = online_state(store_config, repo_path)
-    result = MaterializeResult(new_run_id(), settings.env, kind, verify_only, engine)
+    result = MaterializeResult(new_run_id(), settings.env, state.kind, verify_only, engine)
     for view in chosen:
         fv = registered[view.name]
         began = time.perf_counter()
@@ -193,15 +193,15 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
                                      spark=spark, store_config=store_config, repo_path=repo_path,
                                      view_proto=fv.to_proto().SerializeToString())
         elif engine == "arrow":
-            expected = _arrow_view(outcome, view, settings, layouts[view.name], verify_only)
+            expected = _arrow_view(outcome, view, settings, state, layouts[view.name], verify_only)
         else:
             assert spark is not None
             writer = None if verify_only else OnlineWriter(store_config, repo_path, fv.to_proto().SerializeToString(),
                                                            layouts[view.name])
-            expected = _spark_view(outcome, view, spark, writer, single_writer=kind == "sqlite",
+            expected = _spark_view(outcome, view, spark, writer, single_writer=state.single_writer,
                                    batch_rows=settings.feast.write_batch_rows)
         if base is None:
-            outcome.online = count_keys(store_config, repo_path, view.name, window_start, end)
+            outcome.online = state.count_keys(view.name, window_start, end)
         outcome.seconds = round(time.perf_counter() - began, 3)
         if not verify_only and outcome.written != expected:
             unit = "rows in the window" if engine == "arrow" and base is None else "keys"
@@ -216,6 +216,8 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
             state.set_marker(view.name, Marker(view.version, end, table.id, view.job.fingerprint) if whole else None)
             outcome.lineage = lineage.record_feature_set(_record(result, view, outcome, store.project))
             result.warnings += lineage_warning(f"feature view {view.name}", outcome.lineage)
+    if not verify_only:   # the registry file changed: serving's catalog follows it
+        refresh_catalog(project, settings, store_config, repo_path, store)
     return result
 
 
@@ -233,7 +235,7 @@ class _Base:
     change_data: bool
 
 
-def _base(view: ViewSpec, state: OnlineState, layout: Any, table: TableInfo, end: datetime, settings: Settings,
+def _base(view: ViewSpec, state: OnlineStore, layout: Any, table: TableInfo, end: datetime, settings: Settings,
           warnings: list[str]) -> _Base | None:
     """Where ``--incremental`` continues from for ``view``, or None: the whole window (where the
     store had a marker, a warning says why it cannot continue from it)."""
@@ -259,7 +261,7 @@ def _base(view: ViewSpec, state: OnlineState, layout: Any, table: TableInfo, end
     return _Base(marker, table.change_data and since.change_data)
 
 
-def _changed_view(outcome: ViewResult, view: ViewSpec, start: _Base, state: OnlineState, layout: Any,
+def _changed_view(outcome: ViewResult, view: ViewSpec, start: _Base, state: OnlineStore, layout: Any,
                   settings: Settings, result: MaterializeResult, *, spark: "SparkSession | None",
                   store_config: dict[str, Any], repo_path: str, view_proto: bytes) -> int:
     """``--incremental`` from ``start`` (see the module doc): fills ``outcome`` (the keys written
@@ -282,11 +284,11 @@ def _changed_view(outcome: ViewResult, view: ViewSpec, start: _Base, state: Onli
         assert spark is not None
         writer = OnlineWriter(store_config, repo_path, view_proto, layout, replace_until=until)
         expected = _spark_changes(outcome, view, base, change_data, state, layout, spark, writer,
-                                  single_writer=result.online_store == "sqlite", batch_rows=settings.feast.write_batch_rows)
+                                  single_writer=state.single_writer, batch_rows=settings.feast.write_batch_rows)
     return expected
 
 
-def _needs_lookup(state: OnlineState, layout: Any, probe: Any, keys: list[str], timestamp: str) -> Any:
+def _needs_lookup(state: OnlineStore, layout: Any, probe: Any, keys: list[str], timestamp: str) -> Any:
     """The changed keys (``probe``: keys and the newest held changed row's time, null if none)
     whose latest row may be an untouched one: no held changed row, or the store holds a newer
     value than that row (at the store's time resolution); a pyarrow Table of their keys."""
@@ -299,7 +301,7 @@ def _needs_lookup(state: OnlineState, layout: Any, probe: Any, keys: list[str], 
     return probe.select(keys).filter(pa.array(need, pa.bool_()))
 
 
-def _check_keys(state: OnlineState, layout: Any, expected: Any, keys: list[str], timestamp: str) -> KeyCount:
+def _check_keys(state: OnlineStore, layout: Any, expected: Any, keys: list[str], timestamp: str) -> KeyCount:
     """Read back the keys written: (keys present, holding the row's time, holding a newer one)."""
     stored = state.stored_times(layout, expected.select(keys))
     step = state.precision_ns
@@ -317,14 +319,12 @@ def _nanos(column: Any) -> list[int | None]:
     return column.cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_pylist()
 
 
-def _arrow_changes(outcome: ViewResult, view: ViewSpec, base: Marker, change_data: bool, state: OnlineState,
+def _arrow_changes(outcome: ViewResult, view: ViewSpec, base: Marker, change_data: bool, state: OnlineStore,
                    layout: Any, settings: Settings, until: int) -> int:
     """``--incremental`` with delta-rs, in memory that follows the changed rows: the changes'
     newest held rows, lookups, rows newer than the marker's end; the latest per key replaces
     the store's value."""
     import pyarrow as pa
-
-    from featurekit.feast.redis_writer import redis_client
 
     keys, ts = list(view.join_keys), view.timestamp
     window = Window(view.path, view.version, keys, ts, [*keys, *view.features, ts], outcome.end - _ttl(view),
@@ -346,9 +346,10 @@ def _arrow_changes(outcome: ViewResult, view: ViewSpec, base: Marker, change_dat
     rows = stack_rows([part.select(window.columns) for part in parts])
     latest = latest_per_key(rows, keys, ts)
     outcome.rows, outcome.keys = rows.num_rows, latest.num_rows
-    writer = ReplacingRedisWriter(redis_client(layout.connection_string), layout, until)
+    write = state.batch_writer(layout, replace_until=until)
+    assert write is not None   # the arrow engine runs on stores with featurekit's writer only
     for batch in latest.to_batches(max_chunksize=settings.feast.write_batch_rows):
-        writer.write(batch)
+        write(batch)
         outcome.written += batch.num_rows
     outcome.online = _check_keys(state, layout, latest, keys, ts)
     return outcome.keys
@@ -360,7 +361,7 @@ def _not_in(rows: Any, keys_table: Any, keys: list[str]) -> list[bool]:
     return [key not in drop for key in zip(*(rows.column(k).to_pylist() for k in keys))]
 
 
-def _spark_changes(outcome: ViewResult, view: ViewSpec, base: Marker, change_data: bool, state: OnlineState,
+def _spark_changes(outcome: ViewResult, view: ViewSpec, base: Marker, change_data: bool, state: OnlineStore,
                    layout: Any, spark: "SparkSession", writer: OnlineWriter, *, single_writer: bool,
                    batch_rows: int) -> int:
     """``--incremental`` in Spark: the change rows (Change Data Feed or version diff) reduced to
@@ -470,7 +471,8 @@ def _spark_view(outcome: ViewResult, view: ViewSpec, spark: "SparkSession", writ
     return outcome.keys
 
 
-def _arrow_view(outcome: ViewResult, view: ViewSpec, settings: Settings, layout: Any, verify_only: bool) -> int:
+def _arrow_view(outcome: ViewResult, view: ViewSpec, settings: Settings, state: OnlineStore, layout: Any,
+                verify_only: bool) -> int:
     """Count (and unless ``verify_only``, stream into Redis) the window with delta-rs; fills
     ``outcome``, returns the rows the writer must have been given (every row of the window)."""
     window = Window(view.path, view.version, list(view.join_keys), view.timestamp,
@@ -478,30 +480,27 @@ def _arrow_view(outcome: ViewResult, view: ViewSpec, settings: Settings, layout:
                     settings.storage_options or None)
     outcome.rows, outcome.keys = window_counts(window)
     if not verify_only:
-        outcome.written = _write_arrow(window, layout, settings.feast.write_batch_rows)
+        outcome.written = _write_arrow(window, state, layout, settings.feast.write_batch_rows)
     return outcome.rows
 
 
-def _arrow_supported(kind: str, layouts: dict[str, Any]) -> None:
-    """The arrow engine streams unsorted rows: only featurekit's Redis writer, which keeps the
-    newer value per key, makes the store end with each key's latest row."""
-    from featurekit.feast.redis_writer import RedisLayout
-
-    if not all(isinstance(layout, RedisLayout) for layout in layouts.values()):
+def _arrow_supported(state: OnlineStore, layouts: dict[str, Any]) -> None:
+    """The arrow engine streams unsorted rows: only a writer of featurekit's that keeps the
+    newer value per key makes the store end with each key's latest row."""
+    if not state.keeps_newer or any(layout is None for layout in layouts.values()):
         raise ConfigError.single(
-            f"materialize engine 'arrow' writes a plain Redis online store only (this env's is {kind}): it streams "
+            f"materialize engine 'arrow' writes a plain Redis online store only (this env's is {state.kind}): it streams "
             "the window's rows unsorted and relies on the writer keeping each key's newer value; use engine 'spark'",
             file="materialize", field="engine")
 
 
-def _write_arrow(window: Window, layout: Any, batch_rows: int) -> int:
-    """Stream the window's rows into Redis in this process; the rows given to the writer."""
-    from featurekit.feast.redis_writer import RedisBatchWriter, redis_client
-
-    writer = RedisBatchWriter(redis_client(layout.connection_string), layout)
+def _write_arrow(window: Window, state: OnlineStore, layout: Any, batch_rows: int) -> int:
+    """Stream the window's rows into the store in this process; the rows given to the writer."""
+    write = state.batch_writer(layout)
+    assert write is not None   # checked by _arrow_supported
     given = 0
     for batch in window_batches(window, batch_rows):
-        writer.write(batch)
+        write(batch)
         given += batch.num_rows
     return given
 
