@@ -5,11 +5,11 @@
     # {"driver_id": [100001, 100002], "trips_24h": [32, 14], ...}   (columns, request order)
 
 The client reads the online store directly (``featurekit.online_store``) with the feature views
-as Feast's registry holds them (from the catalog kept beside the project, ``featurekit.feast.catalog``; read
-once, when the client is made: re-create it, or restart ``featurekit serve``, after ``feast
-apply``). Values are the ones the Feast SDK returns for the same store;
-:meth:`OnlineFeatures.response` gives Feast's HTTP response shape. Nothing here imports Spark or
-the batch side, nor Feast while the catalog is current.
+as Feast's registry holds them, from the catalog kept beside the project
+(``featurekit.feast.catalog``), read once, when the client is made: re-create it, or restart
+``featurekit serve``, after ``feast apply``. Values are the ones the Feast SDK returns for the
+same store; :meth:`OnlineFeatures.response` gives Feast's HTTP response shape. Nothing here
+imports Spark or the batch side, nor Feast while the catalog is current.
 """
 
 from __future__ import annotations

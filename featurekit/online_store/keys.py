@@ -130,9 +130,10 @@ def ts_field(view: str) -> bytes:
 
 
 def timestamp_proto(nanos: int) -> bytes:
-    """A ``Timestamp`` proto (seconds, nanos) of epoch nanoseconds, as protobuf serializes it."""
+    """A ``Timestamp`` proto (seconds, nanos) of epoch nanoseconds, as protobuf serializes it
+    (fields holding zero left out)."""
     seconds, rest = divmod(nanos, 1_000_000_000)
-    return b"\x08" + varint(seconds) + (b"\x10" + varint(rest) if rest else b"")
+    return (b"\x08" + varint(seconds) if seconds else b"") + (b"\x10" + varint(rest) if rest else b"")
 
 
 def timestamp_nanos(raw: bytes) -> int:
