@@ -302,6 +302,7 @@ def instrumented(project: Project, settings: Settings, spark: "SparkSession", st
     from featurekit.online_store.redis import RedisStore
     from featurekit.online_store.sqlite import SqliteStore
     from featurekit.pipeline import materialize as module
+    from featurekit.sinks.spark_window import latest_rows
 
     verify = {"verify_s": 0.0}
     counters = {kind: kind.count_keys for kind in (SqliteStore, RedisStore)}
@@ -349,11 +350,11 @@ def instrumented(project: Project, settings: Settings, spark: "SparkSession", st
         found[run] = parts
 
     view = module.select_views(project, settings, [VIEW])[0]
-    latest, _ = module._latest_rows(spark, view, START, END)
+    latest, _ = latest_rows(spark, module._window(view, START, END), f"materialize_{view.name}")
     began = time.perf_counter()
     latest.write.format("noop").mode("overwrite").save()
     found["warm"]["ablation_spark_only_s"] = round(time.perf_counter() - began, 3)
-    latest, _ = module._latest_rows(spark, view, START, END)
+    latest, _ = latest_rows(spark, module._window(view, START, END), f"materialize_{view.name}")
     frame = latest.coalesce(1) if store == "sqlite" else latest
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.feast.write_batch_rows))
     began = time.perf_counter()

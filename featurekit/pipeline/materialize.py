@@ -54,7 +54,7 @@ version fails the run (nothing written); a whole window (``--start``/``--end``) 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +69,7 @@ from featurekit.online_store import KeyCount, Marker, OnlineStore, open_online_s
 from featurekit.pipeline.core import new_run_id, session
 from featurekit.pipeline.features import feast_session_conf
 from featurekit.pipeline.lineage import lineage_store, lineage_warning
+from featurekit.sinks.spark_window import change_rows, latest_rows, window_frame, write_in_workers
 from featurekit.sinks.window import ADDED, VERSION, TableInfo, VersionGone, Window, latest_per_key, newest_present, \
     stack_rows, table_info, window_batches, window_changes, window_counts, window_rows
 
@@ -221,6 +222,14 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
     return result
 
 
+def _window(view: ViewSpec, start: datetime, end: datetime, settings: Settings | None = None) -> Window:
+    """The rows of ``view``'s pinned table version within ``[start, end]`` (``settings``: its
+    storage options, for delta-rs)."""
+    return Window(view.path, view.version, list(view.join_keys), view.timestamp,
+                  [*view.join_keys, *view.features, view.timestamp], start, end,
+                  (settings.storage_options or None) if settings is not None else None)
+
+
 def _ttl(view: ViewSpec) -> timedelta:
     """The span of a view's whole window: its ttl (a year without one)."""
     return timedelta(seconds=view.ttl_seconds) if view.ttl_seconds else timedelta(weeks=52)
@@ -327,8 +336,7 @@ def _arrow_changes(outcome: ViewResult, view: ViewSpec, base: Marker, change_dat
     import pyarrow as pa
 
     keys, ts = list(view.join_keys), view.timestamp
-    window = Window(view.path, view.version, keys, ts, [*keys, *view.features, ts], outcome.end - _ttl(view),
-                    outcome.end, settings.storage_options or None)
+    window = _window(view, outcome.end - _ttl(view), outcome.end, settings)
     parts = []
     if outcome.method != END_MOVED:
         per_key = newest_present(window_changes(window, base.delta_version, change_data), keys, ts)
@@ -341,8 +349,7 @@ def _arrow_changes(outcome: ViewResult, view: ViewSpec, base: Marker, change_dat
         parts.append(held)
     if outcome.end > base.window_end:
         newer = max(window.start, base.window_end + timedelta(microseconds=1))
-        parts.append(window_rows(Window(window.path, window.version, keys, ts, window.columns, newer, window.end,
-                                        window.storage_options)))
+        parts.append(window_rows(replace(window, start=newer)))
     rows = stack_rows([part.select(window.columns) for part in parts])
     latest = latest_per_key(rows, keys, ts)
     outcome.rows, outcome.keys = rows.num_rows, latest.num_rows
@@ -374,8 +381,9 @@ def _spark_changes(outcome: ViewResult, view: ViewSpec, base: Marker, change_dat
     keys, ts = list(view.join_keys), view.timestamp
     columns = [*keys, *view.features, ts]
     low = outcome.end - _ttl(view)
-    current = _window_frame(spark, view, view.version, low, outcome.end).select(*columns)
-    changes = _spark_change_rows(spark, view, base.delta_version, change_data, current, low, outcome.end)
+    window = _window(view, low, outcome.end)
+    current = window_frame(spark, window).select(*columns)
+    changes = change_rows(spark, window, base.delta_version, change_data, current)
     if outcome.method == END_MOVED:
         changes = changes.limit(0)
     held = F.col(ADDED) & (F.col(VERSION) == F.max(VERSION).over(Over.partitionBy(*keys, ts)))
@@ -392,7 +400,8 @@ def _spark_changes(outcome: ViewResult, view: ViewSpec, base: Marker, change_dat
             expected = probe.filter(probe.column(ts).is_valid())
             outcome.rows = outcome.keys = expected.num_rows
             if outcome.keys:
-                outcome.written = _write(spark, held, writer, single_writer=single_writer, batch_rows=batch_rows)
+                outcome.written = write_in_workers(spark, held, writer, single_writer=single_writer,
+                                                   batch_rows=batch_rows)
         else:
             expected = _write_latest(outcome, view, spark, writer, current, held, lookup, base, low,
                                      single_writer=single_writer, batch_rows=batch_rows)
@@ -420,7 +429,7 @@ def _write_latest(outcome: ViewResult, view: ViewSpec, spark: "SparkSession", wr
             current.join(found, keys, "left_semi").select(*columns))
     if outcome.end > base.window_end:
         newer = max(low, base.window_end + timedelta(microseconds=1))
-        union = union.unionByName(_window_frame(spark, view, view.version, newer, outcome.end).select(*columns))
+        union = union.unionByName(window_frame(spark, _window(view, newer, outcome.end)).select(*columns))
     latest = (union.groupBy(*keys)
               .agg(F.count(F.lit(1)).alias("__fk_rows"), F.max_by(F.struct(*view.features, ts), F.col(ts)).alias("__fk_latest"))
               .select(*keys, "__fk_rows", *(F.col(f"__fk_latest.`{c}`").alias(c) for c in [*view.features, ts]))
@@ -429,43 +438,24 @@ def _write_latest(outcome: ViewResult, view: ViewSpec, spark: "SparkSession", wr
         expected = latest.select(*keys, ts, "__fk_rows").toArrow()
         outcome.rows, outcome.keys = int(sum(expected.column("__fk_rows").to_pylist())), expected.num_rows
         if outcome.keys:
-            outcome.written = _write(spark, latest.drop("__fk_rows"), writer, single_writer=single_writer,
-                                     batch_rows=batch_rows)
+            outcome.written = write_in_workers(spark, latest.drop("__fk_rows"), writer, single_writer=single_writer,
+                                               batch_rows=batch_rows)
     finally:
         latest.unpersist()
     return expected
-
-
-def _spark_change_rows(spark: "SparkSession", view: ViewSpec, since: int, change_data: bool, current: "DataFrame",
-                       start: datetime, end: datetime) -> "DataFrame":
-    """The window's rows changed after version ``since``, with ``ADDED`` and ``VERSION`` (see
-    :func:`featurekit.sinks.window.window_changes`, the same for delta-rs)."""
-    from pyspark.sql import functions as F
-
-    columns = current.columns
-    if change_data and view.version > since:
-        feed = (spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", since + 1)
-                .option("endingVersion", view.version).load(view.path))
-        return (_in_window(feed, view, start, end)
-                .select(*columns, F.col("_change_type").isin("insert", "update_postimage").alias(ADDED),
-                        F.col("_commit_version").cast("long").alias(VERSION)))
-    old = _window_frame(spark, view, since, start, end).select(*columns)
-    version = F.lit(view.version).cast("long").alias(VERSION)
-    return (current.exceptAll(old).select(*columns, F.lit(True).alias(ADDED), version)
-            .unionByName(old.exceptAll(current).select(*columns, F.lit(False).alias(ADDED), version)))
 
 
 def _spark_view(outcome: ViewResult, view: ViewSpec, spark: "SparkSession", writer: OnlineWriter | None, *,
                 single_writer: bool, batch_rows: int) -> int:
     """Count (and with a ``writer``, write) the window in Spark; fills ``outcome``, returns the
     rows the writers must have been given (one per key)."""
-    latest, counts = _latest_rows(spark, view, outcome.start, outcome.end)
+    latest, counts = latest_rows(spark, _window(view, outcome.start, outcome.end), f"materialize_{view.name}")
     if writer is None:
         counted = latest.agg({"*": "count"}).collect()
         outcome.keys = int(counted[0][0])
         outcome.rows = int(counts.get.get("rows") or 0) if outcome.keys else 0
     else:
-        outcome.written = _write(spark, latest, writer, single_writer=single_writer, batch_rows=batch_rows)
+        outcome.written = write_in_workers(spark, latest, writer, single_writer=single_writer, batch_rows=batch_rows)
         observed = counts.get
         outcome.rows, outcome.keys = int(observed.get("rows") or 0), int(observed.get("keys") or 0)
     return outcome.keys
@@ -475,9 +465,7 @@ def _arrow_view(outcome: ViewResult, view: ViewSpec, settings: Settings, state: 
                 verify_only: bool) -> int:
     """Count (and unless ``verify_only``, stream into Redis) the window with delta-rs; fills
     ``outcome``, returns the rows the writer must have been given (every row of the window)."""
-    window = Window(view.path, view.version, list(view.join_keys), view.timestamp,
-                    [*view.join_keys, *view.features, view.timestamp], outcome.start, outcome.end,
-                    settings.storage_options or None)
+    window = _window(view, outcome.start, outcome.end, settings)
     outcome.rows, outcome.keys = window_counts(window)
     if not verify_only:
         outcome.written = _write_arrow(window, state, layout, settings.feast.write_batch_rows)
@@ -526,55 +514,6 @@ def _incremental_start(fv: Any, view: ViewSpec, end: datetime) -> datetime:
     if last is not None:
         return _aware(last)
     return end - _ttl(view)
-
-
-def _window_frame(spark: "SparkSession", view: ViewSpec, version: int, start: datetime, end: datetime) -> "DataFrame":
-    """The rows of a table version within ``[start, end]`` with every join key set."""
-    frame = spark.read.format("delta").option("versionAsOf", version).load(view.path)
-    return _in_window(frame, view, start, end)
-
-
-def _in_window(frame: "DataFrame", view: ViewSpec, start: datetime, end: datetime) -> "DataFrame":
-    from pyspark.sql import functions as F
-
-    return (frame.where(F.col(view.timestamp).between(F.lit(start), F.lit(end)))
-            .where(" AND ".join(f"`{k}` IS NOT NULL" for k in view.join_keys)))
-
-
-def _latest_rows(spark: "SparkSession", view: ViewSpec, start: datetime, end: datetime) -> tuple["DataFrame", Any]:
-    """The latest row per entity key in ``[start, end]`` of the pinned table version, counted."""
-    from pyspark.sql import Observation
-    from pyspark.sql import functions as F
-
-    keys = list(view.join_keys)
-    columns = [*view.features, view.timestamp]
-    frame = _window_frame(spark, view, view.version, start, end)
-    latest = (frame.groupBy(*keys)
-              .agg(F.count(F.lit(1)).alias("__fk_rows"),
-                   F.max_by(F.struct(*columns), F.col(view.timestamp)).alias("__fk_latest"))
-              .select(*keys, "__fk_rows", *(F.col(f"__fk_latest.`{c}`").alias(c) for c in columns)))
-    counts = Observation(f"materialize_{view.name}")
-    latest = latest.observe(counts, F.count(F.lit(1)).alias("keys"), F.sum("__fk_rows").alias("rows"))
-    return latest.drop("__fk_rows"), counts
-
-
-def _write(spark: "SparkSession", latest: "DataFrame", writer: OnlineWriter, *, single_writer: bool,
-           batch_rows: int) -> int:
-    """Run the writers in Spark's Python workers; the number of rows they wrote."""
-    from pyspark.sql import functions as F
-
-    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
-    before = spark.conf.get(key, None)
-    spark.conf.set(key, str(batch_rows))
-    try:
-        frame = latest.coalesce(1) if single_writer else latest
-        totals = frame.mapInArrow(writer, "written long, batches long").agg(F.sum("written")).collect()
-    finally:
-        if before is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, before)
-    return int(totals[0][0] or 0)
 
 
 def _failed(result: MaterializeResult, outcome: ViewResult, why: str) -> DataError:
