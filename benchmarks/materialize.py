@@ -230,8 +230,8 @@ class TimedWriter(OnlineWriter):
 
         began = time.perf_counter()
         patches: list[tuple[Any, str, str]] = []
-        own = {"redis": ("featurekit.feast.redis_writer", "RedisBatchWriter"),
-               "sqlite": ("featurekit.feast.sqlite_writer", "SqliteBatchWriter")}
+        own = {"redis": ("featurekit.online_store.redis", "RedisBatchWriter"),
+               "sqlite": ("featurekit.online_store.sqlite", "SqliteBatchWriter")}
         module_name, class_name = own.get(str(self.store_config["online_store"].get("type", "sqlite")), ("", ""))
         try:
             writer = getattr(importlib.import_module(module_name), class_name) if module_name else None
@@ -299,17 +299,22 @@ def instrumented(project: Project, settings: Settings, spark: "SparkSession", st
 
     from pyspark.sql import functions as F
 
+    from featurekit.online_store.redis import RedisStore
+    from featurekit.online_store.sqlite import SqliteStore
     from featurekit.pipeline import materialize as module
+    from featurekit.sinks.spark_window import latest_rows
 
     verify = {"verify_s": 0.0}
-    count_keys = module.count_keys
+    counters = {kind: kind.count_keys for kind in (SqliteStore, RedisStore)}
 
-    def timed_count(*args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return count_keys(*args, **kwargs)
-        finally:
-            verify["verify_s"] += time.perf_counter() - start
+    def timed_count(count_keys: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return count_keys(*args, **kwargs)
+            finally:
+                verify["verify_s"] += time.perf_counter() - start
+        return timed
 
     found: dict[str, dict[str, Any]] = {}
     for run in ("cold", "warm"):
@@ -319,12 +324,15 @@ def instrumented(project: Project, settings: Settings, spark: "SparkSession", st
         clear_store(settings, store, redis_address)
         verify["verify_s"] = 0.0
         module.OnlineWriter = partial(TimedWriter, folder=str(tasks_dir))  # type: ignore[assignment,misc]
-        module.count_keys = timed_count
+        for kind, count_keys in counters.items():
+            kind.count_keys = timed_count(count_keys)  # type: ignore[method-assign]
         try:
             sample, result = measure(spark, f"featurekit ({run}, timed)", lambda: module.materialize(
                 project, settings, views=[VIEW], start=START, end=END, spark=spark))
         finally:
-            module.OnlineWriter, module.count_keys = OnlineWriter, count_keys  # type: ignore[misc]
+            module.OnlineWriter = OnlineWriter  # type: ignore[misc]
+            for kind, count_keys in counters.items():
+                kind.count_keys = count_keys  # type: ignore[method-assign]
         tasks = [json.loads(p.read_text()) for p in tasks_dir.glob("task-*.json")]
         sql_s = sum(e["seconds"] or 0 for e in sample.sql_executions if e["root"] == e["id"])
         parts: dict[str, Any] = {
@@ -342,11 +350,11 @@ def instrumented(project: Project, settings: Settings, spark: "SparkSession", st
         found[run] = parts
 
     view = module.select_views(project, settings, [VIEW])[0]
-    latest, _ = module._latest_rows(spark, view, START, END)
+    latest, _ = latest_rows(spark, module._window(view, START, END), f"materialize_{view.name}")
     began = time.perf_counter()
     latest.write.format("noop").mode("overwrite").save()
     found["warm"]["ablation_spark_only_s"] = round(time.perf_counter() - began, 3)
-    latest, _ = module._latest_rows(spark, view, START, END)
+    latest, _ = latest_rows(spark, module._window(view, START, END), f"materialize_{view.name}")
     frame = latest.coalesce(1) if store == "sqlite" else latest
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.feast.write_batch_rows))
     began = time.perf_counter()

@@ -81,9 +81,9 @@ def build(root: Path, entities: int, n_features: int, redis_url: str) -> tuple[A
     from deltalake import write_deltalake
 
     from featurekit.config import Project, load_settings
-    from featurekit.feast.online import writer_layout
-    from featurekit.feast.redis_writer import RedisBatchWriter, redis_client
-    from featurekit.feast.store import repo_dir, store_config
+    from featurekit.feast.catalog import view_layout
+    from featurekit.feast.store import online_config, repo_dir
+    from featurekit.online_store import open_online_store
     from featurekit.pipeline import features
 
     for folder in ("conf", "jobs", "feature_repo"):
@@ -109,11 +109,11 @@ def build(root: Path, entities: int, n_features: int, redis_url: str) -> tuple[A
     features.apply(project, settings)
     store = features.open_store(project, settings)
     view = store.get_feature_view("bench_online")
-    conf = store_config(project, settings, features.feast_session_conf(settings))
-    layout = writer_layout(conf, str(repo_dir(settings)), view)
-    writer = RedisBatchWriter(redis_client(layout.connection_string), layout)
+    online = open_online_store(online_config(project, settings), str(repo_dir(settings)))
+    write = online.batch_writer(online.writer_layout(view_layout(view)))
+    assert write is not None
     for batch in table.to_batches(max_chunksize=10_000):
-        writer.write(batch)
+        write(batch)
     return project, settings
 
 
@@ -207,16 +207,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"featurekit's values equal the Feast SDK's for {len(sample)} entities: {same}", flush=True)
 
             # the floor: Feast's keys and fields, one pipelined HMGET, no decoding
-            reader = ours.reader
+            from featurekit.online_store.keys import field_hash, key_serializer, ts_field
+
             layout = ours.layouts["bench_online"]
-            fields = reader._fields["bench_online"]
-            project_bytes = reader.project.encode()
+            fields = [field_hash(layout.name, f) for f in layout.features] + [ts_field(layout.name)]
+            entity_key = key_serializer(3)
+            project_bytes = settings.feast.project.encode()
 
             def raw(n: int) -> Callable[[], Any]:
                 def call() -> Any:
                     with client.pipeline(transaction=False) as pipe:
                         for k in keys(n):
-                            pipe.hmget(reader.entity_key(layout, {"entity_id": k}) + project_bytes, fields)
+                            pipe.hmget(entity_key(layout.join_keys, {"entity_id": k}) + project_bytes, fields)
                         return pipe.execute()
                 return call
 

@@ -43,7 +43,7 @@ def serve(
     import uvicorn
 
     from featurekit.online import OnlineFeatures
-    from featurekit.server import create_app
+    from featurekit.online.http import create_app
 
     project = options(ctx).project()
     client = OnlineFeatures(env, project)   # checks the store and registry before listening
@@ -53,7 +53,7 @@ def serve(
         uvicorn.run(create_app(client), host=host, port=port, log_level="warning", access_log=False)
         return
     os.environ["FEATUREKIT_PROJECT"], os.environ["FEATUREKIT_ENV"] = str(project.root), env
-    uvicorn.run("featurekit.server:app_from_env", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("featurekit.online.http:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", access_log=False)
 
 

@@ -1,7 +1,8 @@
-"""The Feast adapter: definitions from the job specs, the store file, online writes and counts.
+"""The Feast adapter: definitions from the job specs, the store file, the registry's catalog for
+serving, and Feast's generic online writer (the online store itself is ``featurekit.online_store``).
 
-The only package (with ``pipeline``) that imports ``feast``; it does so inside functions,
-because ``import feast`` costs seconds.
+It imports ``feast`` inside functions, because ``import feast`` costs seconds; so do the few
+paths of ``featurekit.online_store`` that need Feast's own code.
 """
 
 import warnings

@@ -20,6 +20,7 @@ from ruamel.yaml import YAML
 from featurekit.config import Project
 from featurekit.config.settings import Settings
 from featurekit.errors import ConfigError
+from featurekit.online_store import local_folders
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -63,8 +64,9 @@ def spark_conf(settings: Settings, session_conf: dict[str, str], project: Projec
     return conf
 
 
-def store_config(project: Project, settings: Settings, session_conf: dict[str, str]) -> dict[str, Any]:
-    """The content of ``feature_store.yaml`` for ``settings.env``."""
+def online_config(project: Project, settings: Settings) -> dict[str, Any]:
+    """The part of ``feature_store.yaml`` the online store and serving need: project, registry,
+    online store and key serialization, without the offline store's Spark settings."""
     base = repo_dir(settings)
     feast = settings.feast
     registry: Any = feast.registry
@@ -78,8 +80,17 @@ def store_config(project: Project, settings: Settings, session_conf: dict[str, s
         "provider": "local",
         "registry": registry,
         "online_store": online,
-        "offline_store": {"type": "spark", "spark_conf": spark_conf(settings, session_conf, project)},
         "entity_key_serialization_version": feast.entity_key_serialization_version,
+    }
+
+
+def store_config(project: Project, settings: Settings, session_conf: dict[str, str]) -> dict[str, Any]:
+    """The content of ``feature_store.yaml`` for ``settings.env``."""
+    online = online_config(project, settings)
+    return {
+        **{key: online[key] for key in ("project", "provider", "registry", "online_store")},
+        "offline_store": {"type": "spark", "spark_conf": spark_conf(settings, session_conf, project)},
+        "entity_key_serialization_version": online["entity_key_serialization_version"],
     }
 
 
@@ -147,8 +158,7 @@ def local_paths(settings: Settings) -> list[Path]:
     registry = feast.registry if isinstance(feast.registry, str) else feast.registry.get("path")
     if isinstance(registry, str) and "://" not in registry and not str(registry).startswith(("postgresql", "mysql", "sqlite")):
         paths.append(Path(registry).parent)
-    if feast.online_store.get("type", "sqlite") == "sqlite" and isinstance(feast.online_store.get("path"), str):
-        paths.append(Path(str(feast.online_store["path"])).parent)
+    paths += local_folders({"online_store": feast.online_store}, str(repo_dir(settings)))
     return paths
 
 

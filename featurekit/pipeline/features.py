@@ -15,6 +15,7 @@ from featurekit.config import Project, Settings
 from featurekit.engine.session import session_conf
 from featurekit.errors import InfraError
 from featurekit.feast import store as feast_store
+from featurekit.feast.catalog import refresh_catalog
 from featurekit.feast.definitions import ServiceSpec, ViewSpec, service_specs, view_specs
 
 if TYPE_CHECKING:
@@ -77,8 +78,9 @@ def apply(project: Project, settings: Settings, *, plan_only: bool = False) -> P
 
     The store file is rendered first; the definitions are checked by featurekit (every table
     exists, every column typed), so Feast's own source validation, which would start Spark to
-    read each table, is skipped.
+    read each table, is skipped. After an apply, serving's catalog of the registry is written.
     """
+    from feast import FeatureStore
     from feast.repo_operations import apply_total, plan
 
     definitions(project, settings)  # featurekit's errors before Feast's
@@ -95,6 +97,10 @@ def apply(project: Project, settings: Settings, *, plan_only: bool = False) -> P
         except SystemExit as exc:  # raised by the definitions module or Feast's CLI helpers
             if exc.code not in (0, None):
                 raise InfraError(str(exc.code)) from None
+    if not plan_only:
+        repo = str(feast_store.repo_dir(settings))
+        refresh_catalog(project, settings, feast_store.online_config(project, settings), repo,
+                        FeatureStore(repo_path=repo, config=config))
     return path
 
 

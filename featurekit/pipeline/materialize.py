@@ -20,7 +20,7 @@ For each online feature view:
    with the numbers and the registry is not advanced;
 5. the window is recorded in Feast's registry (so plain ``feast materialize-incremental``
    continues from it) and the feature set goes to the lineage store; the online store keeps a
-   :class:`~featurekit.feast.online.Marker` of the Delta version and window end it now holds
+   :class:`~featurekit.online_store.Marker` of the Delta version and window end it now holds
    (written only after the verification; removed by a window that does not cover the view's
    whole ttl, which leaves older keys as they were).
 
@@ -37,7 +37,7 @@ For each online feature view:
 - with the rows newer than the marker's end (the window moved: rows of keys that did not
   change), the latest row per key is written, replacing what the store holds from within the
   window (an update at the same event time, or an older row after the newest was deleted,
-  must replace the stored value: :class:`~featurekit.feast.online.ReplacingRedisWriter`);
+  must replace the stored value: :class:`~featurekit.online_store.redis.ReplacingRedisWriter`);
 - those keys only are read back (Feast's key layout, as the writers) and each must hold a
   value at least as new as its row; then the marker, Feast's registry and lineage (with the
   version range) advance. Nothing new since the marker (same version, same end): nothing is
@@ -54,20 +54,22 @@ version fails the run (nothing written); a whole window (``--start``/``--end``) 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from featurekit.config import Project, Settings
 from featurekit.errors import ConfigError, DataError
 from featurekit.feast import store as feast_store
+from featurekit.feast.catalog import refresh_catalog, view_layout
 from featurekit.feast.definitions import ViewSpec, view_specs
-from featurekit.feast.online import KeyCount, Marker, OnlineState, OnlineWriter, ReplacingRedisWriter, count_keys, \
-    online_state, writer_layout
+from featurekit.feast.online import OnlineWriter
 from featurekit.lineage import FeatureSetRecord, LineageStore
+from featurekit.online_store import KeyCount, Marker, OnlineStore, open_online_store
 from featurekit.pipeline.core import new_run_id, session
 from featurekit.pipeline.features import feast_session_conf
 from featurekit.pipeline.lineage import lineage_store, lineage_warning
+from featurekit.sinks.spark_window import change_rows, latest_rows, window_frame, write_in_workers
 from featurekit.sinks.window import ADDED, VERSION, TableInfo, VersionGone, Window, latest_per_key, newest_present, \
     stack_rows, table_info, window_batches, window_changes, window_counts, window_rows
 
@@ -162,18 +164,17 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
     repo_path = str(feast_store.repo_dir(settings))
     registered = {v.name: v for v in store.list_feature_views()}
     _check_applied(chosen, registered, settings)
-    kind = str(store_config["online_store"].get("type", "sqlite"))
+    state = open_online_store(store_config, repo_path)
     engine = engine or settings.feast.materialize_engine
-    layouts = {v.name: writer_layout(store_config, repo_path, registered[v.name]) for v in chosen}
+    layouts = {v.name: state.writer_layout(view_layout(registered[v.name])) for v in chosen}
     if engine == "arrow":
-        _arrow_supported(kind, layouts)
+        _arrow_supported(state, layouts)
     elif engine == "spark":
         spark = spark or session(settings, "featurekit:materialize")
     else:
         raise ConfigError.single(f"unknown materialize engine {engine!r} (spark, arrow)", file="materialize", field="engine")
     lineage = lineage or lineage_store(project, settings)
-    state = online_state(store_config, repo_path)
-    result = MaterializeResult(new_run_id(), settings.env, kind, verify_only, engine)
+    result = MaterializeResult(new_run_id(), settings.env, state.kind, verify_only, engine)
     for view in chosen:
         fv = registered[view.name]
         began = time.perf_counter()
@@ -193,15 +194,15 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
                                      spark=spark, store_config=store_config, repo_path=repo_path,
                                      view_proto=fv.to_proto().SerializeToString())
         elif engine == "arrow":
-            expected = _arrow_view(outcome, view, settings, layouts[view.name], verify_only)
+            expected = _arrow_view(outcome, view, settings, state, layouts[view.name], verify_only)
         else:
             assert spark is not None
             writer = None if verify_only else OnlineWriter(store_config, repo_path, fv.to_proto().SerializeToString(),
                                                            layouts[view.name])
-            expected = _spark_view(outcome, view, spark, writer, single_writer=kind == "sqlite",
+            expected = _spark_view(outcome, view, spark, writer, single_writer=state.single_writer,
                                    batch_rows=settings.feast.write_batch_rows)
         if base is None:
-            outcome.online = count_keys(store_config, repo_path, view.name, window_start, end)
+            outcome.online = state.count_keys(view.name, window_start, end)
         outcome.seconds = round(time.perf_counter() - began, 3)
         if not verify_only and outcome.written != expected:
             unit = "rows in the window" if engine == "arrow" and base is None else "keys"
@@ -216,7 +217,17 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
             state.set_marker(view.name, Marker(view.version, end, table.id, view.job.fingerprint) if whole else None)
             outcome.lineage = lineage.record_feature_set(_record(result, view, outcome, store.project))
             result.warnings += lineage_warning(f"feature view {view.name}", outcome.lineage)
+    if not verify_only:   # the registry file changed: serving's catalog follows it
+        refresh_catalog(project, settings, store_config, repo_path, store)
     return result
+
+
+def _window(view: ViewSpec, start: datetime, end: datetime, settings: Settings | None = None) -> Window:
+    """The rows of ``view``'s pinned table version within ``[start, end]`` (``settings``: its
+    storage options, for delta-rs)."""
+    return Window(view.path, view.version, list(view.join_keys), view.timestamp,
+                  [*view.join_keys, *view.features, view.timestamp], start, end,
+                  (settings.storage_options or None) if settings is not None else None)
 
 
 def _ttl(view: ViewSpec) -> timedelta:
@@ -233,7 +244,7 @@ class _Base:
     change_data: bool
 
 
-def _base(view: ViewSpec, state: OnlineState, layout: Any, table: TableInfo, end: datetime, settings: Settings,
+def _base(view: ViewSpec, state: OnlineStore, layout: Any, table: TableInfo, end: datetime, settings: Settings,
           warnings: list[str]) -> _Base | None:
     """Where ``--incremental`` continues from for ``view``, or None: the whole window (where the
     store had a marker, a warning says why it cannot continue from it)."""
@@ -259,7 +270,7 @@ def _base(view: ViewSpec, state: OnlineState, layout: Any, table: TableInfo, end
     return _Base(marker, table.change_data and since.change_data)
 
 
-def _changed_view(outcome: ViewResult, view: ViewSpec, start: _Base, state: OnlineState, layout: Any,
+def _changed_view(outcome: ViewResult, view: ViewSpec, start: _Base, state: OnlineStore, layout: Any,
                   settings: Settings, result: MaterializeResult, *, spark: "SparkSession | None",
                   store_config: dict[str, Any], repo_path: str, view_proto: bytes) -> int:
     """``--incremental`` from ``start`` (see the module doc): fills ``outcome`` (the keys written
@@ -282,11 +293,11 @@ def _changed_view(outcome: ViewResult, view: ViewSpec, start: _Base, state: Onli
         assert spark is not None
         writer = OnlineWriter(store_config, repo_path, view_proto, layout, replace_until=until)
         expected = _spark_changes(outcome, view, base, change_data, state, layout, spark, writer,
-                                  single_writer=result.online_store == "sqlite", batch_rows=settings.feast.write_batch_rows)
+                                  single_writer=state.single_writer, batch_rows=settings.feast.write_batch_rows)
     return expected
 
 
-def _needs_lookup(state: OnlineState, layout: Any, probe: Any, keys: list[str], timestamp: str) -> Any:
+def _needs_lookup(state: OnlineStore, layout: Any, probe: Any, keys: list[str], timestamp: str) -> Any:
     """The changed keys (``probe``: keys and the newest held changed row's time, null if none)
     whose latest row may be an untouched one: no held changed row, or the store holds a newer
     value than that row (at the store's time resolution); a pyarrow Table of their keys."""
@@ -299,7 +310,7 @@ def _needs_lookup(state: OnlineState, layout: Any, probe: Any, keys: list[str], 
     return probe.select(keys).filter(pa.array(need, pa.bool_()))
 
 
-def _check_keys(state: OnlineState, layout: Any, expected: Any, keys: list[str], timestamp: str) -> KeyCount:
+def _check_keys(state: OnlineStore, layout: Any, expected: Any, keys: list[str], timestamp: str) -> KeyCount:
     """Read back the keys written: (keys present, holding the row's time, holding a newer one)."""
     stored = state.stored_times(layout, expected.select(keys))
     step = state.precision_ns
@@ -317,18 +328,15 @@ def _nanos(column: Any) -> list[int | None]:
     return column.cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_pylist()
 
 
-def _arrow_changes(outcome: ViewResult, view: ViewSpec, base: Marker, change_data: bool, state: OnlineState,
+def _arrow_changes(outcome: ViewResult, view: ViewSpec, base: Marker, change_data: bool, state: OnlineStore,
                    layout: Any, settings: Settings, until: int) -> int:
     """``--incremental`` with delta-rs, in memory that follows the changed rows: the changes'
     newest held rows, lookups, rows newer than the marker's end; the latest per key replaces
     the store's value."""
     import pyarrow as pa
 
-    from featurekit.feast.redis_writer import redis_client
-
     keys, ts = list(view.join_keys), view.timestamp
-    window = Window(view.path, view.version, keys, ts, [*keys, *view.features, ts], outcome.end - _ttl(view),
-                    outcome.end, settings.storage_options or None)
+    window = _window(view, outcome.end - _ttl(view), outcome.end, settings)
     parts = []
     if outcome.method != END_MOVED:
         per_key = newest_present(window_changes(window, base.delta_version, change_data), keys, ts)
@@ -341,14 +349,14 @@ def _arrow_changes(outcome: ViewResult, view: ViewSpec, base: Marker, change_dat
         parts.append(held)
     if outcome.end > base.window_end:
         newer = max(window.start, base.window_end + timedelta(microseconds=1))
-        parts.append(window_rows(Window(window.path, window.version, keys, ts, window.columns, newer, window.end,
-                                        window.storage_options)))
+        parts.append(window_rows(replace(window, start=newer)))
     rows = stack_rows([part.select(window.columns) for part in parts])
     latest = latest_per_key(rows, keys, ts)
     outcome.rows, outcome.keys = rows.num_rows, latest.num_rows
-    writer = ReplacingRedisWriter(redis_client(layout.connection_string), layout, until)
+    write = state.batch_writer(layout, replace_until=until)
+    assert write is not None   # the arrow engine runs on stores with featurekit's writer only
     for batch in latest.to_batches(max_chunksize=settings.feast.write_batch_rows):
-        writer.write(batch)
+        write(batch)
         outcome.written += batch.num_rows
     outcome.online = _check_keys(state, layout, latest, keys, ts)
     return outcome.keys
@@ -360,7 +368,7 @@ def _not_in(rows: Any, keys_table: Any, keys: list[str]) -> list[bool]:
     return [key not in drop for key in zip(*(rows.column(k).to_pylist() for k in keys))]
 
 
-def _spark_changes(outcome: ViewResult, view: ViewSpec, base: Marker, change_data: bool, state: OnlineState,
+def _spark_changes(outcome: ViewResult, view: ViewSpec, base: Marker, change_data: bool, state: OnlineStore,
                    layout: Any, spark: "SparkSession", writer: OnlineWriter, *, single_writer: bool,
                    batch_rows: int) -> int:
     """``--incremental`` in Spark: the change rows (Change Data Feed or version diff) reduced to
@@ -373,8 +381,9 @@ def _spark_changes(outcome: ViewResult, view: ViewSpec, base: Marker, change_dat
     keys, ts = list(view.join_keys), view.timestamp
     columns = [*keys, *view.features, ts]
     low = outcome.end - _ttl(view)
-    current = _window_frame(spark, view, view.version, low, outcome.end).select(*columns)
-    changes = _spark_change_rows(spark, view, base.delta_version, change_data, current, low, outcome.end)
+    window = _window(view, low, outcome.end)
+    current = window_frame(spark, window).select(*columns)
+    changes = change_rows(spark, window, base.delta_version, change_data, current)
     if outcome.method == END_MOVED:
         changes = changes.limit(0)
     held = F.col(ADDED) & (F.col(VERSION) == F.max(VERSION).over(Over.partitionBy(*keys, ts)))
@@ -391,7 +400,8 @@ def _spark_changes(outcome: ViewResult, view: ViewSpec, base: Marker, change_dat
             expected = probe.filter(probe.column(ts).is_valid())
             outcome.rows = outcome.keys = expected.num_rows
             if outcome.keys:
-                outcome.written = _write(spark, held, writer, single_writer=single_writer, batch_rows=batch_rows)
+                outcome.written = write_in_workers(spark, held, writer, single_writer=single_writer,
+                                                   batch_rows=batch_rows)
         else:
             expected = _write_latest(outcome, view, spark, writer, current, held, lookup, base, low,
                                      single_writer=single_writer, batch_rows=batch_rows)
@@ -419,7 +429,7 @@ def _write_latest(outcome: ViewResult, view: ViewSpec, spark: "SparkSession", wr
             current.join(found, keys, "left_semi").select(*columns))
     if outcome.end > base.window_end:
         newer = max(low, base.window_end + timedelta(microseconds=1))
-        union = union.unionByName(_window_frame(spark, view, view.version, newer, outcome.end).select(*columns))
+        union = union.unionByName(window_frame(spark, _window(view, newer, outcome.end)).select(*columns))
     latest = (union.groupBy(*keys)
               .agg(F.count(F.lit(1)).alias("__fk_rows"), F.max_by(F.struct(*view.features, ts), F.col(ts)).alias("__fk_latest"))
               .select(*keys, "__fk_rows", *(F.col(f"__fk_latest.`{c}`").alias(c) for c in [*view.features, ts]))
@@ -428,80 +438,57 @@ def _write_latest(outcome: ViewResult, view: ViewSpec, spark: "SparkSession", wr
         expected = latest.select(*keys, ts, "__fk_rows").toArrow()
         outcome.rows, outcome.keys = int(sum(expected.column("__fk_rows").to_pylist())), expected.num_rows
         if outcome.keys:
-            outcome.written = _write(spark, latest.drop("__fk_rows"), writer, single_writer=single_writer,
-                                     batch_rows=batch_rows)
+            outcome.written = write_in_workers(spark, latest.drop("__fk_rows"), writer, single_writer=single_writer,
+                                               batch_rows=batch_rows)
     finally:
         latest.unpersist()
     return expected
-
-
-def _spark_change_rows(spark: "SparkSession", view: ViewSpec, since: int, change_data: bool, current: "DataFrame",
-                       start: datetime, end: datetime) -> "DataFrame":
-    """The window's rows changed after version ``since``, with ``ADDED`` and ``VERSION`` (see
-    :func:`featurekit.sinks.window.window_changes`, the same for delta-rs)."""
-    from pyspark.sql import functions as F
-
-    columns = current.columns
-    if change_data and view.version > since:
-        feed = (spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", since + 1)
-                .option("endingVersion", view.version).load(view.path))
-        return (_in_window(feed, view, start, end)
-                .select(*columns, F.col("_change_type").isin("insert", "update_postimage").alias(ADDED),
-                        F.col("_commit_version").cast("long").alias(VERSION)))
-    old = _window_frame(spark, view, since, start, end).select(*columns)
-    version = F.lit(view.version).cast("long").alias(VERSION)
-    return (current.exceptAll(old).select(*columns, F.lit(True).alias(ADDED), version)
-            .unionByName(old.exceptAll(current).select(*columns, F.lit(False).alias(ADDED), version)))
 
 
 def _spark_view(outcome: ViewResult, view: ViewSpec, spark: "SparkSession", writer: OnlineWriter | None, *,
                 single_writer: bool, batch_rows: int) -> int:
     """Count (and with a ``writer``, write) the window in Spark; fills ``outcome``, returns the
     rows the writers must have been given (one per key)."""
-    latest, counts = _latest_rows(spark, view, outcome.start, outcome.end)
+    latest, counts = latest_rows(spark, _window(view, outcome.start, outcome.end), f"materialize_{view.name}")
     if writer is None:
         counted = latest.agg({"*": "count"}).collect()
         outcome.keys = int(counted[0][0])
         outcome.rows = int(counts.get.get("rows") or 0) if outcome.keys else 0
     else:
-        outcome.written = _write(spark, latest, writer, single_writer=single_writer, batch_rows=batch_rows)
+        outcome.written = write_in_workers(spark, latest, writer, single_writer=single_writer, batch_rows=batch_rows)
         observed = counts.get
         outcome.rows, outcome.keys = int(observed.get("rows") or 0), int(observed.get("keys") or 0)
     return outcome.keys
 
 
-def _arrow_view(outcome: ViewResult, view: ViewSpec, settings: Settings, layout: Any, verify_only: bool) -> int:
+def _arrow_view(outcome: ViewResult, view: ViewSpec, settings: Settings, state: OnlineStore, layout: Any,
+                verify_only: bool) -> int:
     """Count (and unless ``verify_only``, stream into Redis) the window with delta-rs; fills
     ``outcome``, returns the rows the writer must have been given (every row of the window)."""
-    window = Window(view.path, view.version, list(view.join_keys), view.timestamp,
-                    [*view.join_keys, *view.features, view.timestamp], outcome.start, outcome.end,
-                    settings.storage_options or None)
+    window = _window(view, outcome.start, outcome.end, settings)
     outcome.rows, outcome.keys = window_counts(window)
     if not verify_only:
-        outcome.written = _write_arrow(window, layout, settings.feast.write_batch_rows)
+        outcome.written = _write_arrow(window, state, layout, settings.feast.write_batch_rows)
     return outcome.rows
 
 
-def _arrow_supported(kind: str, layouts: dict[str, Any]) -> None:
-    """The arrow engine streams unsorted rows: only featurekit's Redis writer, which keeps the
-    newer value per key, makes the store end with each key's latest row."""
-    from featurekit.feast.redis_writer import RedisLayout
-
-    if not all(isinstance(layout, RedisLayout) for layout in layouts.values()):
+def _arrow_supported(state: OnlineStore, layouts: dict[str, Any]) -> None:
+    """The arrow engine streams unsorted rows: only a writer of featurekit's that keeps the
+    newer value per key makes the store end with each key's latest row."""
+    if not state.keeps_newer or any(layout is None for layout in layouts.values()):
         raise ConfigError.single(
-            f"materialize engine 'arrow' writes a plain Redis online store only (this env's is {kind}): it streams "
+            f"materialize engine 'arrow' writes a plain Redis online store only (this env's is {state.kind}): it streams "
             "the window's rows unsorted and relies on the writer keeping each key's newer value; use engine 'spark'",
             file="materialize", field="engine")
 
 
-def _write_arrow(window: Window, layout: Any, batch_rows: int) -> int:
-    """Stream the window's rows into Redis in this process; the rows given to the writer."""
-    from featurekit.feast.redis_writer import RedisBatchWriter, redis_client
-
-    writer = RedisBatchWriter(redis_client(layout.connection_string), layout)
+def _write_arrow(window: Window, state: OnlineStore, layout: Any, batch_rows: int) -> int:
+    """Stream the window's rows into the store in this process; the rows given to the writer."""
+    write = state.batch_writer(layout)
+    assert write is not None   # checked by _arrow_supported
     given = 0
     for batch in window_batches(window, batch_rows):
-        writer.write(batch)
+        write(batch)
         given += batch.num_rows
     return given
 
@@ -527,55 +514,6 @@ def _incremental_start(fv: Any, view: ViewSpec, end: datetime) -> datetime:
     if last is not None:
         return _aware(last)
     return end - _ttl(view)
-
-
-def _window_frame(spark: "SparkSession", view: ViewSpec, version: int, start: datetime, end: datetime) -> "DataFrame":
-    """The rows of a table version within ``[start, end]`` with every join key set."""
-    frame = spark.read.format("delta").option("versionAsOf", version).load(view.path)
-    return _in_window(frame, view, start, end)
-
-
-def _in_window(frame: "DataFrame", view: ViewSpec, start: datetime, end: datetime) -> "DataFrame":
-    from pyspark.sql import functions as F
-
-    return (frame.where(F.col(view.timestamp).between(F.lit(start), F.lit(end)))
-            .where(" AND ".join(f"`{k}` IS NOT NULL" for k in view.join_keys)))
-
-
-def _latest_rows(spark: "SparkSession", view: ViewSpec, start: datetime, end: datetime) -> tuple["DataFrame", Any]:
-    """The latest row per entity key in ``[start, end]`` of the pinned table version, counted."""
-    from pyspark.sql import Observation
-    from pyspark.sql import functions as F
-
-    keys = list(view.join_keys)
-    columns = [*view.features, view.timestamp]
-    frame = _window_frame(spark, view, view.version, start, end)
-    latest = (frame.groupBy(*keys)
-              .agg(F.count(F.lit(1)).alias("__fk_rows"),
-                   F.max_by(F.struct(*columns), F.col(view.timestamp)).alias("__fk_latest"))
-              .select(*keys, "__fk_rows", *(F.col(f"__fk_latest.`{c}`").alias(c) for c in columns)))
-    counts = Observation(f"materialize_{view.name}")
-    latest = latest.observe(counts, F.count(F.lit(1)).alias("keys"), F.sum("__fk_rows").alias("rows"))
-    return latest.drop("__fk_rows"), counts
-
-
-def _write(spark: "SparkSession", latest: "DataFrame", writer: OnlineWriter, *, single_writer: bool,
-           batch_rows: int) -> int:
-    """Run the writers in Spark's Python workers; the number of rows they wrote."""
-    from pyspark.sql import functions as F
-
-    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
-    before = spark.conf.get(key, None)
-    spark.conf.set(key, str(batch_rows))
-    try:
-        frame = latest.coalesce(1) if single_writer else latest
-        totals = frame.mapInArrow(writer, "written long, batches long").agg(F.sum("written")).collect()
-    finally:
-        if before is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, before)
-    return int(totals[0][0] or 0)
 
 
 def _failed(result: MaterializeResult, outcome: ViewResult, why: str) -> DataError:

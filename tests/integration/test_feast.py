@@ -334,7 +334,7 @@ def test_serve_answers_in_feasts_json(sqlite_lab: tuple[Lab, Project, Settings],
     from feast import proto_json
     from feast.feature_server import convert_response_to_dict
 
-    from featurekit.server import create_app
+    from featurekit.online.http import create_app
     from tests.conftest import _free_port
 
     lab, project, settings = sqlite_lab

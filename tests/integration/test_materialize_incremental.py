@@ -23,7 +23,7 @@ import pytest
 from featurekit import pipeline
 from featurekit.config import Project, Settings
 from featurekit.feast import store as feast_store
-from featurekit.feast.online import online_state
+from featurekit.online_store import open_online_store as online_state
 from featurekit.lineage import RunLogLineage
 from featurekit.pipeline import features
 from featurekit.pipeline.features import feast_session_conf

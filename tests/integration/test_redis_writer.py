@@ -59,7 +59,7 @@ def test_the_bytes_in_redis_equal_feasts(redis_server: str, tmp_path: Path) -> N
     from feast.repo_config import RepoConfig
     from feast.utils import _convert_arrow_to_proto
 
-    from featurekit.feast.redis_writer import RedisBatchWriter, RedisLayout, redis_client
+    from featurekit.online_store.redis import RedisBatchWriter, RedisLayout, redis_client
 
     host, port = redis_server.split(":")
     client = redis.Redis(host=host, port=int(port))
@@ -94,7 +94,7 @@ def test_the_writer_runs_without_importing_feast(redis_server: str) -> None:
 
     code = f"""
 import sys, pyarrow as pa
-from featurekit.feast.redis_writer import RedisBatchWriter, RedisLayout, redis_client
+from featurekit.online_store.redis import RedisBatchWriter, RedisLayout, redis_client
 layout = RedisLayout(project="nofeast", view="v", timestamp="ts", join_keys={{"id": "INT64"}},
                      features=[("x", "DOUBLE"), ("s", "STRING")], connection_string="{redis_server}")
 batch = pa.RecordBatch.from_pydict({{"id": pa.array([1, 2], pa.int64()), "x": [0.5, None], "s": ["a", None],
@@ -113,7 +113,7 @@ def test_the_rows_in_sqlite_equal_feasts(tmp_path: Path) -> None:
     from feast.repo_config import RepoConfig
     from feast.utils import _convert_arrow_to_proto
 
-    from featurekit.feast.sqlite_writer import SqliteBatchWriter, SqliteLayout
+    from featurekit.online_store.sqlite import SqliteBatchWriter, SqliteLayout
 
     fv, rows = view(), batch()
     join_keys = {"driver_id": fv.entity_columns[0].dtype.to_value_type()}
@@ -146,7 +146,8 @@ def test_the_reader_decodes_and_keys_like_feast() -> None:
     from feast.protos.feast.types.Value_pb2 import Value
     from feast.type_map import feast_value_type_to_python_type
 
-    from featurekit.feast.reader import decode, key_prefix, key_value
+    from featurekit.online_store.keys import key_prefix, key_value
+    from featurekit.online_store.values import decode
 
     samples = [Value(double_val=0.1), Value(double_val=-0.0), Value(int64_val=-5), Value(int64_val=2**40),
                Value(int32_val=-1), Value(string_val="Zürich"), Value(string_val=""), Value(bool_val=False),

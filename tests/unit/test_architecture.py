@@ -26,3 +26,17 @@ def test_the_cli_starts_without_spark() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert "HEAVY [] 0" in done.stdout, done.stdout + done.stderr
+
+
+def test_serving_imports_neither_spark_nor_feast_nor_the_batch_side() -> None:
+    """A serving image and a lookup stay light: the serving package and the online-store port."""
+    code = (
+        "import sys; import featurekit.online, featurekit.online.http, featurekit.online_store.redis, "
+        "featurekit.online_store.sqlite; "
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pyspark', 'pandas', 'feast', 'delta') "
+        "or m.startswith(('featurekit.pipeline', 'featurekit.engine', 'featurekit.sinks', 'featurekit.validation', "
+        "'featurekit.deploy', 'featurekit.demo'))); "
+        "print('HEAVY', heavy)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert "HEAVY []" in done.stdout, done.stdout + done.stderr

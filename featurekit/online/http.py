@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from featurekit.online import OnlineFeatures, UnknownFeature
+from featurekit.online.client import OnlineFeatures, UnknownFeature
 
 
 class OnlineRequest(BaseModel):

@@ -4,10 +4,12 @@
     get_features({"driver_id": [100001, 100002]}, service="driver_hourly_stats")
     # {"driver_id": [100001, 100002], "trips_24h": [32, 14], ...}   (columns, request order)
 
-The client reads the online store directly (``featurekit.feast.reader``) with the feature views
-as Feast's registry holds them (read once, when the client is made: re-create it, or restart
-``featurekit serve``, after ``feast apply``). Values are the ones the Feast SDK returns for the
-same store; :meth:`OnlineFeatures.response` gives Feast's HTTP response shape.
+The client reads the online store directly (``featurekit.online_store``) with the feature views
+as Feast's registry holds them, from the catalog kept beside the project
+(``featurekit.feast.catalog``), read once, when the client is made: re-create it, or restart
+``featurekit serve``, after ``feast apply``. Values are the ones the Feast SDK returns for the
+same store; :meth:`OnlineFeatures.response` gives Feast's HTTP response shape. Nothing here
+imports Spark or the batch side, nor Feast while the catalog is current.
 """
 
 from __future__ import annotations
@@ -17,8 +19,13 @@ from typing import Any
 
 from featurekit.config import Project, Settings, find_project, load_settings
 from featurekit.errors import ConfigError
-from featurekit.feast.reader import EPOCH, NOT_FOUND, PRESENT, OnlineReader, ViewLayout
+from featurekit.feast.catalog import load_catalog
+from featurekit.feast.store import online_config, repo_dir
+from featurekit.online_store import OnlineStore, ViewLayout, open_online_store
 from featurekit.yamlconf.names import did_you_mean
+
+EPOCH = "1970-01-01T00:00:00Z"
+PRESENT, NOT_FOUND = "PRESENT", "NOT_FOUND"
 
 
 class UnknownFeature(ConfigError):
@@ -35,20 +42,13 @@ class OnlineFeatures:
     """A reader of one environment's online store, with the registry's feature views."""
 
     def __init__(self, env: str = "local", project: Project | None = None, settings: Settings | None = None) -> None:
-        from featurekit.feast.store import repo_dir, store_config
-        from featurekit.pipeline.features import feast_session_conf, open_store
-
         project = project or find_project()
         settings = settings or load_settings(project, env)
-        store = open_store(project, settings)
-        self.layouts: dict[str, ViewLayout] = {}
-        for fv in store.list_feature_views():
-            keys = {c.name: c.dtype.to_value_type().name for c in fv.entity_columns}
-            self.layouts[fv.name] = ViewLayout(fv.name, keys, [f.name for f in fv.features])
-        self.services = {s.name: [(p.name, [f.name for f in p.features]) for p in s.feature_view_projections]
-                         for s in store.list_feature_services()}
-        config = store_config(project, settings, feast_session_conf(settings))
-        self.reader = OnlineReader(config, str(repo_dir(settings)), self.layouts)
+        config, repo_path = online_config(project, settings), str(repo_dir(settings))
+        catalog = load_catalog(project, settings, config, repo_path)
+        self.layouts: dict[str, ViewLayout] = catalog.views
+        self.services: dict[str, list[tuple[str, list[str]]]] = catalog.services
+        self.reader: OnlineStore = open_online_store(config, repo_path)
         self._plans: dict[tuple[Any, ...], _Plan] = {}
 
     # ----------------------------------------------------------------- requests
@@ -109,7 +109,7 @@ class OnlineFeatures:
         rows, count = self._rows(plan, entities)
         out: dict[str, list[Any]] = {k: list(entities[k]) for k in plan.join_keys}
         for view, names in plan.views:
-            stored = self.reader.read(view, rows)
+            stored = self.reader.read(self.layouts[view], rows)
             for name in names:
                 out[name] = [values.get(name) if values else None for values in stored.values]
         return out
@@ -126,7 +126,7 @@ class OnlineFeatures:
             results.append({"values": list(entities[key]), "statuses": [PRESENT] * count,
                             "event_timestamps": [EPOCH] * count})
         for view, wanted in plan.views:
-            stored = self.reader.read(view, rows)
+            stored = self.reader.read(self.layouts[view], rows)
             stamps = [ts.strftime("%Y-%m-%dT%H:%M:%SZ") if ts else EPOCH for ts in stored.timestamps]
             statuses = [PRESENT if values is not None else NOT_FOUND for values in stored.values]
             for name in wanted:
