@@ -40,6 +40,7 @@ from featurekit.pipeline.spark_errors import classify
 from featurekit.sinks.delta import ConcurrentRun, PreparedCommit, counts_rows, prepare
 from featurekit.sinks.quarantine import append_quarantine, quarantine_rows, undo_quarantine
 from featurekit.sinks.transaction import CommitMeta, describe_last_commit, undo_commit
+from featurekit.spec.keys import merge_keys_unique
 from featurekit.spec.loader import LoadedJob, load_job
 from featurekit.validation.gate import Gate, GateResult
 from featurekit.validation.model import contract_of, load_model
@@ -211,7 +212,8 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
             if observed or not counts_rows(spec.output):  # else Delta's count of the written rows serves
                 gated = ctx.observe(gated, "gate", **observed)
             prepared = prepare(spark, gate.good_rows(ctx.place(gated)), spec.output, meta,
-                               increment.replacement if increment else None, arrived.latest if arrived else None)
+                               increment.replacement if increment else None, arrived.latest if arrived else None,
+                               keys_unique=merge_keys_unique(spec))
             counts = ctx.counts()
             if "gate" not in counts:
                 counts["gate"] = {"rows": prepared.rows} if prepared.rows is not None else None

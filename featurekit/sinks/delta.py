@@ -147,6 +147,7 @@ class PreparedCommit:
     _staging: str | None = None
     replacement: Replacement | None = None
     latest: Latest | None = None
+    keys_unique: bool = False  # the steps guarantee one row per merge key: no check needed
 
     def data(self) -> "DataFrame":
         """The rows that the commit would add (for checks that need the data itself)."""
@@ -165,7 +166,8 @@ class PreparedCommit:
             frame.write.mode("append").parquet(self._staging)
             return
         assert self._held is not None
-        if self._held.add(frame.select(*self.schema.fieldNames())) and self.out.mode == "merge":
+        if self._held.add(frame.select(*self.schema.fieldNames())) and self.out.mode == "merge" \
+                and not self.keys_unique:
             check_unique_keys(self.data(), self.out.keys)  # as :func:`prepare` did before these rows
         self.rows = self._held.rows
 
@@ -196,7 +198,8 @@ class PreparedCommit:
     def _merge_staged(self) -> CommitResult:
         staged = self.spark.read.parquet(self._staging)
         try:
-            check_unique_keys(staged, self.out.keys)
+            if not self.keys_unique:
+                check_unique_keys(staged, self.out.keys)
             latest = self.latest
             if latest is not None:
                 now = app_versions(self.spark, self.out.path, [latest.mark[0]])[latest.mark[0]]
@@ -216,7 +219,8 @@ class PreparedCommit:
 
 
 def prepare(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: CommitMeta,
-            replacement: Replacement | None = None, latest: Latest | None = None) -> PreparedCommit:
+            replacement: Replacement | None = None, latest: Latest | None = None,
+            keys_unique: bool = False) -> PreparedCommit:
     """Compute ``frame`` and write its data files for one commit to ``out.path``, without
     committing: this is the job's one pass over its data. Nothing is visible until
     :meth:`PreparedCommit.commit`.
@@ -227,6 +231,9 @@ def prepare(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: Co
     instead (Delta's replaceWhere: files holding such rows are rewritten without them), and
     the application transactions go into the same commit. They are read through the open
     transaction, so Delta's conflict check fails this commit if another one sets them first.
+
+    A merge's keys are checked unique by reading the written rows back, unless the caller
+    knows the steps guarantee it (``keys_unique``, see :mod:`featurekit.spec.keys`).
     """
     log, txn, exists = _target(spark, out, meta.job)
     before = int(txn.readVersion()) if exists else None
@@ -245,7 +252,8 @@ def prepare(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: Co
         except Exception:
             _drop_staging(spark, staging)
             raise
-        return PreparedCommit(spark, out, meta, False, before, None, frame.schema, _staging=staging, latest=latest)
+        return PreparedCommit(spark, out, meta, False, before, None, frame.schema, _staging=staging, latest=latest,
+                              keys_unique=keys_unique)
     # A frame straight from spark.sql() keeps its unresolved SQL as its logical plan, where
     # Spark's observation manager would not find the observations inside the views it uses.
     frame = frame.alias("__fk_result")
@@ -265,8 +273,8 @@ def prepare(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, meta: Co
     if marks:
         held.actions = held.actions.appendedAll(set_transactions(spark, marks))
     prepared = PreparedCommit(spark, out, meta, not exists, before, held.rows, frame.schema, held,
-                              replacement=replacement)
-    if out.mode == "merge":  # the keys of rows written straight into the table must be unique too
+                              replacement=replacement, keys_unique=keys_unique)
+    if out.mode == "merge" and not keys_unique:  # rows written straight into the table need unique keys too
         try:
             check_unique_keys(prepared.data(), out.keys)
         except Exception:
