@@ -79,8 +79,8 @@ class FeastSettings(_Strict):
         default_factory=lambda: {"type": "sqlite", "path": "${project_root}/feature_repo/data/online.db"})
     entity_key_serialization_version: int = 3
     # Rows per batch written to the online store by `featurekit materialize`. A writer holds
-    # ~7 KB per row of 50 features while it encodes and sends a batch; 2,500 rows wrote as fast
-    # as 10,000 into Redis with 100 MB less (docs/benchmarks.md).
+    # every row of a batch while it encodes and sends it: batches of this size bound that memory
+    # without costing speed (docs/benchmarks.md).
     write_batch_rows: int = Field(default=2_500, gt=0)
     # How `featurekit materialize` reads the tables: `spark` (reduced to the latest row per key
     # in Spark, written by its Python workers; any store) or `arrow` (streamed from delta-rs in
