@@ -31,7 +31,7 @@ from featurekit.engine.jars import ensure_jars, spark_submit
 from featurekit.engine.session import get_session, session_conf, under_spark_submit
 from featurekit.engine.sources import MissingTable
 from featurekit.engine.transform import MALFORMED_ROWS, MALFORMED_SCHEMA, apply_steps, read_sources
-from featurekit.errors import ConfigError, DataError, FeaturekitError, SpecError
+from featurekit.errors import ConfigError, DataError, FeaturekitError, SpecError, arg
 from featurekit.pipeline import accounting
 from featurekit.pipeline.accounting import source_counts, step_counts
 from featurekit.pipeline.incremental import Chunk, plan_arrivals, plan_increment
@@ -125,7 +125,7 @@ def run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSessi
     now): from its watermark minus the lookback, or everything with ``full``, or a backfill's
     ``chunk``. ``end`` also bounds ``aggregate.expire`` in any job."""
     if job.spec.incremental is None and (full or chunk is not None):
-        raise ConfigError.single(f"job {job.name!r} has no incremental: block; --full and backfills need one",
+        raise ConfigError.single(f"job {job.name!r} has no incremental: block; {arg('full')} and backfills need one",
                                  file=job.shown_path, field="incremental")
     result = RunResult(
         run_id=new_run_id(), job=job.name, fingerprint=job.fingerprint, env=settings.env,
