@@ -136,6 +136,21 @@ class NotFound(UsageError):
         super().__init__(param or kind, message, where=where)
 
 
+class OutputError(ConfigError):
+    """What a job's output spec asks does not fit what is there (a table another job owns, a
+    folder that is not a Delta table, a schema the mode cannot change): ``field`` names the key of
+    the output spec at fault. A sink knows no file; the pipeline, which knows the job's, places the
+    problem there (:meth:`located`) as the spec checks do."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field, self.message = field, message
+        super().__init__([Problem("output", None, None, field, message)])
+
+    def located(self, place: Callable[[tuple[str, ...], str], Problem]) -> ConfigError:
+        """The same problem at the position ``place`` gives ``("output", field)`` in the job's file."""
+        return ConfigError([place(("output", self.field), self.message)])
+
+
 class DataError(FeaturekitError):
     """The data broke a promise (e.g. duplicate merge keys); the tables are untouched."""
 

@@ -31,7 +31,7 @@ from featurekit.engine.jars import ensure_jars, spark_submit
 from featurekit.engine.session import get_session, session_conf, under_spark_submit
 from featurekit.engine.sources import MissingTable
 from featurekit.engine.transform import MALFORMED_ROWS, MALFORMED_SCHEMA, apply_steps, read_sources
-from featurekit.errors import ConfigError, DataError, FeaturekitError, SpecError, arg
+from featurekit.errors import ConfigError, DataError, FeaturekitError, OutputError, SpecError, arg
 from featurekit.pipeline import accounting
 from featurekit.pipeline.accounting import source_counts, step_counts
 from featurekit.pipeline.incremental import Chunk, plan_arrivals, plan_increment
@@ -211,9 +211,12 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
             observed = gate.observed()  # nothing without a rule to check
             if observed or not counts_rows(spec.output):  # else Delta's count of the written rows serves
                 gated = ctx.observe(gated, "gate", **observed)
-            prepared = prepare(spark, gate.good_rows(ctx.place(gated)), spec.output, meta,
-                               increment.replacement if increment else None, arrived.latest if arrived else None,
-                               keys_unique=merge_keys_unique(spec))
+            try:
+                prepared = prepare(spark, gate.good_rows(ctx.place(gated)), spec.output, meta,
+                                   increment.replacement if increment else None, arrived.latest if arrived else None,
+                                   keys_unique=merge_keys_unique(spec))
+            except OutputError as exc:   # point at the job's output spec, as the spec checks do
+                raise exc.located(job.positions.problem) from exc
             counts = ctx.counts()
             if "gate" not in counts:
                 counts["gate"] = {"rows": prepared.rows} if prepared.rows is not None else None

@@ -1,11 +1,13 @@
 """Domain errors name the library's parameters and the job's spec; each face renders them.
 
-The CLI shows a parameter as its flag, the REST API answers a NotFound with 404.
+The CLI shows a parameter as its flag, the REST API answers a NotFound with 404, and an error a
+sink raises while writing points at the job file's ``output`` key like the spec checks do.
 """
 
 from __future__ import annotations
 
 import shutil
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,8 @@ from featurekit.cli import main
 from featurekit.cli.present import flag, flagged
 from featurekit.config import find_project, load_settings
 from featurekit.config.project import PROJECT_ENV
-from featurekit.errors import ConfigError, NotFound, UsageError, arg
+from featurekit.errors import ConfigError, NotFound, OutputError, UsageError, arg
+from featurekit.spec.loader import load_job
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,3 +87,23 @@ def test_the_api_answers_a_not_found_with_404_and_its_message(project: Path, mon
     assert (answer.status_code, answer.json()) == (
         404, {"detail": "no registered model 'fraud' in the Model Registry at http://registry:8080"})
 
+
+def test_an_output_error_points_at_the_output_key_of_the_job_file(tmp_path: Path) -> None:
+    path = tmp_path / "jobs" / "trips.yaml"
+    path.parent.mkdir()
+    path.write_text(textwrap.dedent("""\
+        name: trips
+        sources:
+          raw: {format: csv, path: /raw/trips, schema: {id: long}}
+        output:
+          mode: append
+          path: /lake/trips
+    """))
+    job = load_job(path, {}, shown_as="jobs/trips.yaml")
+    refused = OutputError("path", "/lake/trips exists and is not a Delta table; refusing to write into it")
+
+    assert str(refused) == "output path: /lake/trips exists and is not a Delta table; refusing to write into it"
+    located = refused.located(job.positions.problem)
+    assert type(located) is ConfigError and located.exit_code == 2   # what a spec check raises
+    assert str(located) == ("jobs/trips.yaml:6:3 output.path: /lake/trips exists and is not a Delta table; "
+                            "refusing to write into it")
