@@ -3,6 +3,11 @@
 2 = the spec or the configuration is wrong (the user fixes a file),
 3 = the data is wrong (the user fixes or quarantines data),
 1 = infrastructure failed (Java, Spark, the network, the disk).
+
+The library speaks in its own terms: a wrong argument is a :class:`UsageError` naming the
+parameter (``NotFound`` when it names nothing that exists), a write the output spec cannot
+make is an :class:`OutputError` naming the spec's key. Each face maps them: the CLI to its
+flags and exit codes, the REST API to HTTP statuses.
 """
 
 from __future__ import annotations
@@ -120,7 +125,7 @@ class UsageError(ConfigError):
         self.param = param
         super().__init__([Problem(where, None, None, arg(param), message)])
 
-    def message(self, namer: Namer = str) -> str:
+    def text(self, namer: Namer = str) -> str:
         """The message alone, its parameters rendered by ``namer``."""
         return named(self.problems[0].message, namer)
 

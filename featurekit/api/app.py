@@ -53,11 +53,11 @@ def create_api(project: Project, settings: Settings) -> FastAPI:
     # The library names its parameters as the API does (model, version, job), so a message reads as is.
     @api.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return error_response({"detail": redact_text(exc.message())}, 404)
+        return error_response({"detail": redact_text(exc.text())}, 404)
 
     @api.exception_handler(UsageError)
     async def _usage_error(_: Request, exc: UsageError) -> JSONResponse:
-        return error_response({"detail": redact_text(exc.message())}, 422)
+        return error_response({"detail": redact_text(exc.text())}, 422)
 
     @api.exception_handler(FeaturekitError)
     async def _featurekit_error(_: Request, exc: FeaturekitError) -> JSONResponse:

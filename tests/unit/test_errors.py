@@ -39,7 +39,7 @@ def test_a_usage_error_names_parameters_and_the_cli_shows_them_as_flags() -> Non
 
     assert isinstance(error, ConfigError) and error.exit_code == 2 and error.param == "training_set"
     assert str(error) == "command line training_set: give training_set or service"
-    assert error.message() == "give training_set or service"
+    assert error.text() == "give training_set or service"
     assert [str(p) for p in error.named(flag)] == ["command line --training-set: give --training-set or --service"]
     assert flagged(f"{arg('feature_view')} is not {arg('end')}") == "--feature-view is not --end"
 
