@@ -247,7 +247,7 @@ def _service_artifacts(project: Project, settings: Settings, store: RegistryLine
     if missing:
         hint = (f"run `featurekit materialize --env {settings.env}` first" if not offline & set(missing)
                 else "views with `online: false` are never materialized: link a training set instead")
-        raise NotFound("feature set", service, f"feature service {service!r}: no materialized feature set of "
+        raise NotFound("feature set", ", ".join(missing), f"feature service {service!r}: no materialized feature set of "
                        f"{', '.join(missing)} ({hint})", param="service")
     return artifacts
 
