@@ -68,7 +68,8 @@ class Problem:
 
     def named(self, namer: Namer) -> "Problem":
         """This problem with its parameters (:func:`arg`) rendered by ``namer``."""
-        return Problem(named(self.file, namer), self.line, self.col, named(self.field, namer), named(self.message, namer))
+        return Problem(named(self.file, namer), self.line, self.col, named(self.field, namer),
+                       named(self.message, namer))
 
     def __str__(self) -> str:
         where = named(self.file)

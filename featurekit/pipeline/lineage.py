@@ -227,8 +227,8 @@ def _service_artifacts(project: Project, settings: Settings, store: RegistryLine
     by_name = {s.name: s for s in services}
     offline = {v.name for v in views if not v.online}
     if service not in by_name:
-        raise NotFound("feature service", service, f"unknown feature service {service!r}" + did_you_mean(service, by_name)
-                       + f" (services: {', '.join(by_name) or 'none'})", param="service")
+        raise NotFound("feature service", service, f"unknown feature service {service!r}"
+                       + did_you_mean(service, by_name) + f" (services: {', '.join(by_name) or 'none'})", param="service")
     feast_project = settings.feast.project
     logged = [r for r in RunLogLineage(settings.runs_dir).records()
               if r.get("kind") == FEATURE_SET and r.get("feast_project") == feast_project]

@@ -127,9 +127,11 @@ def range_problems(spec: JobSpec, start: datetime, end: datetime, batch: str) ->
         problems.append(("batch", str(exc)))
     else:
         if size % step:
-            problems.append(("batch", f"{arg('batch')} {batch} must be a whole multiple of the job's bucket ({_shown(step)})"))
+            problems.append(("batch", f"{arg('batch')} {batch} must be a whole multiple of the job's bucket "
+                                      f"({_shown(step)})"))
     if align_down(end, step) <= align_down(start, step):
-        problems.append(("end", f"{arg('end')} {iso(end)} must be after {arg('start')} {iso(start)} (aligned to {_shown(step)})"))
+        problems.append(("end", f"{arg('end')} {iso(end)} must be after {arg('start')} {iso(start)} "
+                                f"(aligned to {_shown(step)})"))
     return problems
 
 
