@@ -26,12 +26,11 @@ from featurekit.api.models import (
 )
 from featurekit.api.reads import ApiError, redact, redact_text
 from featurekit.config import Project, Settings
-from featurekit.errors import ConfigError, FeaturekitError
+from featurekit.errors import ConfigError, FeaturekitError, NotFound, UsageError
 from featurekit.lineage.tree import Node
 from featurekit.web import error_response
 
 PREFIX = "/api/v1"
-_MODEL_FIELDS = ("--model", "--version")
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -50,6 +49,15 @@ def create_api(project: Project, settings: Settings) -> FastAPI:
     @api.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response({"detail": redact_text(exc.detail)}, exc.status)
+
+    # The library names its parameters as the API does (model, version, job), so a message reads as is.
+    @api.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return error_response({"detail": redact_text(exc.text())}, 404)
+
+    @api.exception_handler(UsageError)
+    async def _usage_error(_: Request, exc: UsageError) -> JSONResponse:
+        return error_response({"detail": redact_text(exc.text())}, 422)
 
     @api.exception_handler(FeaturekitError)
     async def _featurekit_error(_: Request, exc: FeaturekitError) -> JSONResponse:
@@ -108,7 +116,8 @@ def create_api(project: Project, settings: Settings) -> FastAPI:
 
 
 def lineage_tree(project: Project, settings: Settings, model: str, version: str) -> LineageNode:
-    """The tree of :func:`featurekit.pipeline.lineage.show`, with the registry's failures as HTTP answers."""
+    """The tree of :func:`featurekit.pipeline.lineage.show`, with the registry's failures as HTTP answers
+    (an unknown model or version is a :class:`NotFound`, which the app answers with 404)."""
     from featurekit.lineage.client import RegistryError, RegistryUnavailable
     from featurekit.pipeline import lineage
 
@@ -118,10 +127,10 @@ def lineage_tree(project: Project, settings: Settings, model: str, version: str)
         raise ApiError(503, str(exc)) from None
     except RegistryError as exc:   # refused (4xx) or an answer that is not the API's
         raise ApiError(502, str(exc)) from None
-    except ConfigError as exc:
-        problem = exc.problems[0]
-        if problem.field in _MODEL_FIELDS:
-            raise ApiError(404, problem.message) from None
+    except UsageError:
+        raise
+    except ConfigError as exc:   # the registry cannot be asked as configured
+        problem = exc.problems[0].named(str)
         raise ApiError(503, f"the Model Registry cannot be asked: {problem.field}: {problem.message}") from None
     return node(tree)
 

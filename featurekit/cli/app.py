@@ -12,8 +12,8 @@ import typer
 
 from featurekit.cli import data, deploy, feast, jobs, lineage, serving
 from featurekit.cli.options import Options
-from featurekit.cli.present import err
-from featurekit.errors import FeaturekitError, SpecError
+from featurekit.cli.present import err, flag, flagged
+from featurekit.errors import FeaturekitError, SpecError, face
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Declarative PySpark prep jobs into Delta Lake tables.")
@@ -53,16 +53,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     """
     given = Options()
     try:
-        app(args=argv if argv is not None else sys.argv[1:], prog_name="featurekit", obj=given)
+        with face(flag):
+            app(args=argv if argv is not None else sys.argv[1:], prog_name="featurekit", obj=given)
     except SystemExit as exc:  # typer ends every invocation this way, success included
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except SpecError as exc:
-        for problem in exc.problems:
+    except SpecError as exc:   # the library names parameters; the CLI shows them as its flags
+        for problem in exc.named(flag):
             err.print(str(problem), markup=False)
         err.print(f"{len(exc.problems)} problem(s)", style="red")
         return exc.exit_code
     except FeaturekitError as exc:
-        err.print(f"error: {exc}", markup=False, style="red")
+        err.print(f"error: {flagged(str(exc))}", markup=False, style="red")
         if given.debug:
             traceback.print_exc()
         return exc.exit_code

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from featurekit.cli.options import Env, options, when
-from featurekit.cli.present import err
+from featurekit.cli.present import err, flagged
 from featurekit.config import load_settings
 from featurekit.errors import ConfigError, SpecError
 
@@ -59,7 +59,7 @@ def render_sparkapp(
     rendered = render_jobs(project, settings, jobs, schedule, materialize=materialize, backfill=backfill)
     for item in rendered:
         for warning in item.warnings:
-            err.print(f"[yellow]warning[/] {warning}", markup=True)
+            err.print(f"[yellow]warning[/] {flagged(warning)}", markup=True)
     if output is None:
         sys.stdout.write(to_yaml(rendered))
         return

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Optional
 from rich.console import Console
 from rich.table import Table
 
+from featurekit.errors import named
+
 if TYPE_CHECKING:
     from featurekit.lineage.tree import Node
     from featurekit.pipeline import RunResult
@@ -41,9 +43,19 @@ def cell(value: object) -> str:
     return str(value)
 
 
+def flag(param: str) -> str:
+    """A parameter of the library as the CLI spells it: ``training_set`` -> ``--training-set``."""
+    return "--" + param.replace("_", "-")
+
+
+def flagged(text: str) -> str:
+    """A message of the library with the parameters it names (:func:`featurekit.errors.arg`) as flags."""
+    return named(text, flag)
+
+
 def warn(messages: list[str]) -> None:
     for warning in messages:
-        err.print(f"warning: {warning}", markup=False, style="yellow")
+        err.print(f"warning: {flagged(warning)}", markup=False, style="yellow")
 
 
 def plan(loaded: LoadedJob, shown_path: str, env: str, submit: str) -> None:

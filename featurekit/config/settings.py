@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from featurekit.config.kubernetes import CREDENTIAL_SETTING, KubernetesSettings, refuse_credentials
 from featurekit.config.project import Project
 from featurekit.config.storage import delta_rs_options
-from featurekit.errors import ConfigError, Problem
+from featurekit.errors import ConfigError, NotFound, Problem
 from featurekit.yamlconf.names import did_you_mean
 from featurekit.yamlconf.positions import KeyPath, Positions, load_yaml_file
 from featurekit.yamlconf.pydantic_errors import problems_from
@@ -201,10 +201,8 @@ def load_settings(project: Project, env: str = "local") -> Settings:
     """The settings of ``env`` or a :class:`ConfigError` with every problem found."""
     known = project.environments()
     if env not in known:
-        raise ConfigError.single(
-            f"unknown environment {env!r}" + did_you_mean(env, known) + f" (environments: {', '.join(known)})",
-            file=project.shown(project.conf_dir), field="--env",
-        )
+        raise NotFound("environment", env, f"unknown environment {env!r}" + did_you_mean(env, known)
+                       + f" (environments: {', '.join(known)})", param="env", where=project.shown(project.conf_dir))
     merged, problems = _Merged(), []
     for folder in (project.conf_dir / "base", project.conf_dir / env):
         for path in _conf_files(folder) if folder.is_dir() else []:

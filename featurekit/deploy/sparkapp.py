@@ -25,7 +25,7 @@ from featurekit.config import Project, Settings
 from featurekit.config.kubernetes import KubernetesSettings
 from featurekit.config.versions import DELTA_CONF, SPARK_VERSION, packages_of
 from featurekit.deploy.cron import schedule_problem
-from featurekit.errors import ConfigError, Problem
+from featurekit.errors import ARGUMENTS, ConfigError, Problem, arg
 from featurekit.spec.durations import format_duration
 from featurekit.spec.intervals import align_down, grain, iso, range_problems
 from featurekit.spec.loader import LoadedJob
@@ -279,7 +279,7 @@ def _problems(project: Project, settings: Settings, k8s: KubernetesSettings, nam
     if schedule is not None:
         problem = schedule_problem(schedule)
         if problem:
-            problems.append(Problem("--schedule", None, None, "", problem))
+            problems.append(Problem(arg("schedule"), None, None, "", problem))
     return problems
 
 
@@ -287,16 +287,16 @@ def _backfill_problems(job: LoadedJob, backfill: Backfill, schedule: str | None,
     """What ``featurekit backfill`` would refuse, and what a one-off run cannot be."""
     problems = []
     if schedule is not None:
-        problems.append(Problem("render sparkapp", None, None, "--schedule", "a backfill runs once, never on a schedule "
-                                "(a scheduled incremental job already runs incremental runs); drop --schedule"))
+        problems.append(Problem("render sparkapp", None, None, arg("schedule"), "a backfill runs once, never on a "
+                                f"schedule (a scheduled incremental job already runs incremental runs); drop {arg('schedule')}"))
     if materialize:
-        problems.append(Problem("render sparkapp", None, None, "--materialize", "a backfill does not materialize; "
+        problems.append(Problem("render sparkapp", None, None, arg("materialize"), "a backfill does not materialize; "
                                 "run `featurekit materialize --start .. --end ..` after it"))
     if job.spec.incremental is None:
         problems.append(Problem(job.shown_path, None, None, "incremental",
                                 f"job {job.name!r} has no incremental: block; a backfill needs one"))
-    problems += [Problem("command line", None, None, option, message)
-                 for option, message in range_problems(job.spec, backfill.start, backfill.end, backfill.batch)]
+    problems += [Problem(ARGUMENTS, None, None, arg(param), message)
+                 for param, message in range_problems(job.spec, backfill.start, backfill.end, backfill.batch)]
     return problems
 
 
@@ -304,9 +304,9 @@ def _aligned(job: LoadedJob, backfill: Backfill, warnings: list[str]) -> Backfil
     """The range on the job's bucket bounds, as the backfill will run it (a warning where that moved it)."""
     step = grain(job.spec)
     start, end = align_down(backfill.start, step), align_down(backfill.end, step)
-    for option, given, moved in (("--start", backfill.start, start), ("--end", backfill.end, end)):
+    for param, given, moved in (("start", backfill.start, start), ("end", backfill.end, end)):
         if moved != given:
-            warnings.append(f"command line {option}: {iso(given)} is not on a bucket bound ({format_duration(int(step.total_seconds()))}); "
+            warnings.append(f"{ARGUMENTS} {arg(param)}: {iso(given)} is not on a bucket bound ({format_duration(int(step.total_seconds()))}); "
                             f"the backfill runs with {iso(moved)}, as `featurekit backfill` aligns it")
     return replace(backfill, start=start, end=end, batch=backfill.batch.strip())
 

@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featurekit.engine.sources import delta_version
-from featurekit.errors import ConfigError
+from featurekit.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-CLI = "command line"
 
 
 def spine_format(spark: "SparkSession", path: str) -> str:
@@ -21,7 +20,7 @@ def spine_format(spark: "SparkSession", path: str) -> str:
     target = jvm.org.apache.hadoop.fs.Path(path)
     fs = target.getFileSystem(spark._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
     if not fs.exists(target):
-        raise ConfigError.single(f"no spine at {path}", file=CLI, field="--spine")
+        raise NotFound("spine", path, f"no spine at {path}")
     if fs.getFileStatus(target).isDirectory():
         if fs.exists(jvm.org.apache.hadoop.fs.Path(target, "_delta_log")):
             return "delta"
@@ -34,8 +33,7 @@ def spine_format(spark: "SparkSession", path: str) -> str:
         if suffixes and suffixes <= endings:
             return kind
     found = ", ".join(sorted(suffixes)) or "no data files"
-    raise ConfigError.single(f"the spine {path} is not a Delta table, Parquet or CSV files ({found})",
-                             file=CLI, field="--spine")
+    raise UsageError("spine", f"the spine {path} is not a Delta table, Parquet or CSV files ({found})")
 
 
 def read_spine(spark: "SparkSession", path: str) -> tuple["DataFrame", str, int | None]:

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from featurekit.errors import ConfigError
+from featurekit.errors import ConfigError, arg
 from featurekit.feast.definitions import FINGERPRINT_TAG, ServiceSpec, ViewSpec
 from featurekit.yamlconf.names import did_you_mean
 
@@ -163,12 +163,12 @@ def check_spine(frame: "DataFrame", views: list[ViewSpec], features: list[str],
             keys.setdefault(key, SPARK_TYPES[feast_type])
     if timestamp not in types:
         problems.append(f"no event timestamp column {timestamp!r}" + did_you_mean(timestamp, types)
-                        + (" (give its name with --timestamp)" if timestamp == EVENT_TIMESTAMP else ""))
+                        + (f" (give its name with {arg('timestamp')})" if timestamp == EVENT_TIMESTAMP else ""))
     elif types[timestamp] not in TIMESTAMP_TYPES:
         problems.append(f"the event timestamp {timestamp!r} is {types[timestamp]}; expected a timestamp "
                         "(CSV: values like 2024-01-15 10:00:00)")
     if timestamp != EVENT_TIMESTAMP and EVENT_TIMESTAMP in types:
-        problems.append(f"{EVENT_TIMESTAMP!r} is a column too, but --timestamp is {timestamp!r}; rename one")
+        problems.append(f"{EVENT_TIMESTAMP!r} is a column too, but {arg('timestamp')} is {timestamp!r}; rename one")
     missing = [k for k in keys if k not in types]
     if missing:
         problems.append(f"missing join key(s) {', '.join(map(repr, missing))} of feature view(s) "

@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from featurekit.errors import ConfigError, InfraError
+from featurekit.errors import InfraError, UsageError, arg
 
 if TYPE_CHECKING:
     from rich.tree import Tree
@@ -48,8 +48,7 @@ def render(root: Node, fmt: str) -> str | bytes:
         return dot(root)
     if fmt == "png":
         return png(root)
-    raise ConfigError.single(f"--format: expected one of {', '.join(FORMATS)}; got {fmt!r}",
-                             file="command line", field="--format")
+    raise UsageError("format", f"{arg('format')}: expected one of {', '.join(FORMATS)}; got {fmt!r}")
 
 
 def rich_tree(root: Node) -> "Tree":

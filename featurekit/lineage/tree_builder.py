@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from featurekit.errors import ConfigError
+from featurekit.errors import NotFound
 from featurekit.lineage.client import DATASET, RegistryClient, untagged
 from featurekit.lineage.registry_lineage import FEATURE_SET, KIND, TRAINING_SET, feature_set_query
 from featurekit.lineage.tree import Node
 
-CLI = "command line"
 # (job, run id) -> the run's report, or None when the run log does not hold it
 ReportLookup = Callable[[str, str], "dict[str, Any] | None"]
 
@@ -32,12 +31,11 @@ class TreeBuilder:
         client = self.client
         registered = client.find_registered_model(model)
         if registered is None:
-            raise ConfigError.single(f"no registered model {model!r} in the Model Registry at {client.url}",
-                                     file=CLI, field="--model")
+            raise NotFound("model", model, f"no registered model {model!r} in the Model Registry at {client.url}")
         mv = client.find_model_version(registered["id"], version)
         if mv is None:
-            raise ConfigError.single(f"registered model {model!r} has no version {version!r} (Model Registry at "
-                                     f"{client.url})", file=CLI, field="--version")
+            raise NotFound("version", version, f"registered model {model!r} has no version {version!r} (Model "
+                           f"Registry at {client.url})")
         root = Node("model_version", f"model {model} version {version}", key=f"mv:{mv['id']}",
                     details=[f"registered model {registered['id']}, model version {mv['id']}"
                              + (f", author {mv['author']}" if mv.get("author") else "")])

@@ -31,7 +31,7 @@ from featurekit.engine.jars import ensure_jars, spark_submit
 from featurekit.engine.session import get_session, session_conf, under_spark_submit
 from featurekit.engine.sources import MissingTable
 from featurekit.engine.transform import MALFORMED_ROWS, MALFORMED_SCHEMA, apply_steps, read_sources
-from featurekit.errors import ConfigError, DataError, FeaturekitError, SpecError
+from featurekit.errors import ConfigError, DataError, FeaturekitError, OutputError, SpecError, arg
 from featurekit.pipeline import accounting
 from featurekit.pipeline.accounting import source_counts, step_counts
 from featurekit.pipeline.incremental import Chunk, plan_arrivals, plan_increment
@@ -125,7 +125,7 @@ def run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSessi
     now): from its watermark minus the lookback, or everything with ``full``, or a backfill's
     ``chunk``. ``end`` also bounds ``aggregate.expire`` in any job."""
     if job.spec.incremental is None and (full or chunk is not None):
-        raise ConfigError.single(f"job {job.name!r} has no incremental: block; --full and backfills need one",
+        raise ConfigError.single(f"job {job.name!r} has no incremental: block; {arg('full')} and backfills need one",
                                  file=job.shown_path, field="incremental")
     result = RunResult(
         run_id=new_run_id(), job=job.name, fingerprint=job.fingerprint, env=settings.env,
@@ -211,9 +211,12 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
             observed = gate.observed()  # nothing without a rule to check
             if observed or not counts_rows(spec.output):  # else Delta's count of the written rows serves
                 gated = ctx.observe(gated, "gate", **observed)
-            prepared = prepare(spark, gate.good_rows(ctx.place(gated)), spec.output, meta,
-                               increment.replacement if increment else None, arrived.latest if arrived else None,
-                               keys_unique=merge_keys_unique(spec))
+            try:
+                prepared = prepare(spark, gate.good_rows(ctx.place(gated)), spec.output, meta,
+                                   increment.replacement if increment else None, arrived.latest if arrived else None,
+                                   keys_unique=merge_keys_unique(spec))
+            except OutputError as exc:   # point at the job's output spec, as the spec checks do
+                raise exc.located(job.positions.problem) from exc
             counts = ctx.counts()
             if "gate" not in counts:
                 counts["gate"] = {"rows": prepared.rows} if prepared.rows is not None else None

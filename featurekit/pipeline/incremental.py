@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from featurekit.config import Project, Settings
 from featurekit.engine.transform import interval_rows
-from featurekit.errors import ConfigError, Problem
+from featurekit.errors import ARGUMENTS, ConfigError, Problem, arg
 from featurekit.sinks.delta import Latest, Replacement
 from featurekit.sinks.transaction import app_versions
 from featurekit.spec.intervals import Arrivals, Interval, align_down, iso, backfill_chunks as chunks, between, from_epoch, grain, \
@@ -93,8 +93,8 @@ def plan_increment(spark: "SparkSession", job: LoadedJob, end: datetime | None, 
     if interval.start is not None and interval.end <= interval.start:
         raise ConfigError.single(
             f"job {job.name!r}: the run's end {iso(interval.end)} is not after its interval's start {iso(interval.start)} "
-            f"(watermark {iso(previous)}); give a later --end, or use `featurekit backfill` for an earlier range",
-            file="command line", field="--end")
+            f"(watermark {iso(previous)}); give a later {arg('end')}, or use `featurekit backfill` for an earlier range",
+            file=ARGUMENTS, field=arg("end"))
     # a full rebuild sets the watermark where it ends; a run or chunk never moves it back
     after = interval.end if kind == "full" else max(interval.end, previous or interval.end)
     marks = {watermark: to_epoch(after)}
@@ -179,7 +179,7 @@ def backfill_chunks(job: LoadedJob, start: datetime, end: datetime, batch: str) 
                                  file=job.shown_path, field="incremental")
     problems = range_problems(job.spec, start, end, batch)
     if problems:
-        raise ConfigError([Problem("command line", None, None, option, message) for option, message in problems])
+        raise ConfigError([Problem(ARGUMENTS, None, None, arg(param), message) for param, message in problems])
     return chunks(job.spec, start, end, batch)
 
 

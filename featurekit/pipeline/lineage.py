@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from featurekit.config import Project, Settings
-from featurekit.errors import ConfigError
+from featurekit.errors import ConfigError, NotFound, UsageError, arg
 from featurekit.lineage import (
     BothLineage,
     FeatureSetRecord,
@@ -53,7 +53,6 @@ from featurekit.lineage.tree_builder import TreeBuilder
 from featurekit.pipeline.report import read_report
 from featurekit.yamlconf.names import did_you_mean
 
-CLI = "command line"
 # Operations that change no row: the producer of the version is the one before.
 _NO_DATA_CHANGE = ("OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES", "UNSET TBLPROPERTIES",
                    "ADD CONSTRAINT", "DROP CONSTRAINT", "UPGRADE PROTOCOL", "REORG", "CHANGE COLUMN",
@@ -168,7 +167,7 @@ def link(project: Project, settings: Settings, model: str, version: str, trainin
     feature set of a view with the run log's by the time they were recorded.
     """
     if (training_set is None) == (service is None):
-        raise ConfigError.single("give --training-set or --service", file=CLI, field="--training-set")
+        raise UsageError("training_set", f"give {arg('training_set')} or {arg('service')}")
     own = client is None
     client = client or registry_client(settings)
     try:
@@ -200,8 +199,8 @@ def _training_set_artifact(settings: Settings, store: RegistryLineage, ident: st
     if ident.isdigit():
         found = client.get_artifact(ident)
         if found is None or untagged(found.get("customProperties")).get(KIND) != TRAINING_SET:
-            raise ConfigError.single(f"artifact {ident} of the Model Registry at {client.url} is not a featurekit "
-                                     "training set", file=CLI, field="--training-set")
+            raise NotFound("training set", ident, f"artifact {ident} of the Model Registry at {client.url} is not a "
+                           "featurekit training set", param="training_set")
         return found
     log = RunLogLineage(settings.runs_dir)
     records = [r for r in log.records() if r.get("kind") == TRAINING_SET and str(r["run_id"]).startswith(ident)]
@@ -215,10 +214,10 @@ def _training_set_artifact(settings: Settings, store: RegistryLineage, ident: st
     if found is not None:
         return found
     if records:
-        raise ConfigError.single(f"{len(records)} training sets have a run id starting with {ident!r}: give more of it "
-                                 f"({', '.join(r['run_id'] for r in records[:5])})", file=CLI, field="--training-set")
-    raise ConfigError.single(f"no training set with run id {ident!r} in the Model Registry at {client.url} or the run "
-                             f"log ({settings.runs_dir})", file=CLI, field="--training-set")
+        raise UsageError("training_set", f"{len(records)} training sets have a run id starting with {ident!r}: give "
+                         f"more of it ({', '.join(r['run_id'] for r in records[:5])})")
+    raise NotFound("training set", ident, f"no training set with run id {ident!r} in the Model Registry at {client.url} "
+                   f"or the run log ({settings.runs_dir})", param="training_set")
 
 
 def _service_artifacts(project: Project, settings: Settings, store: RegistryLineage, service: str) -> list[dict[str, Any]]:
@@ -228,8 +227,8 @@ def _service_artifacts(project: Project, settings: Settings, store: RegistryLine
     by_name = {s.name: s for s in services}
     offline = {v.name for v in views if not v.online}
     if service not in by_name:
-        raise ConfigError.single(f"unknown feature service {service!r}" + did_you_mean(service, by_name)
-                                 + f" (services: {', '.join(by_name) or 'none'})", file=CLI, field="--service")
+        raise NotFound("feature service", service, f"unknown feature service {service!r}"
+                       + did_you_mean(service, by_name) + f" (services: {', '.join(by_name) or 'none'})", param="service")
     feast_project = settings.feast.project
     logged = [r for r in RunLogLineage(settings.runs_dir).records()
               if r.get("kind") == FEATURE_SET and r.get("feast_project") == feast_project]
@@ -248,8 +247,8 @@ def _service_artifacts(project: Project, settings: Settings, store: RegistryLine
     if missing:
         hint = (f"run `featurekit materialize --env {settings.env}` first" if not offline & set(missing)
                 else "views with `online: false` are never materialized: link a training set instead")
-        raise ConfigError.single(f"feature service {service!r}: no materialized feature set of "
-                                 f"{', '.join(missing)} ({hint})", file=CLI, field="--service")
+        raise NotFound("feature set", ", ".join(missing), f"feature service {service!r}: no materialized feature set of "
+                       f"{', '.join(missing)} ({hint})", param="service")
     return artifacts
 
 
@@ -276,7 +275,7 @@ def show(project: Project, settings: Settings, *, model: str | None = None, vers
     """The lineage tree of a model version, or of a feature view's latest ``limit`` feature sets."""
     del project
     if (feature_view is None) == (model is None) or (model is not None and version is None):
-        raise ConfigError.single("give --model with --version, or --feature-view", file=CLI, field="--model")
+        raise UsageError("model", f"give {arg('model')} with {arg('version')}, or {arg('feature_view')}")
     own = client is None
     client = client or registry_client(settings)
     try:

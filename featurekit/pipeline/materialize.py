@@ -59,7 +59,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from featurekit.config import Project, Settings
-from featurekit.errors import ConfigError, DataError
+from featurekit.errors import ConfigError, DataError, UsageError, arg
 from featurekit.feast import store as feast_store
 from featurekit.feast.catalog import refresh_catalog, view_layout
 from featurekit.feast.definitions import ViewSpec, view_specs
@@ -141,7 +141,7 @@ def select_views(project: Project, settings: Settings, names: list[str] | None) 
                       else "is not a feature view" + did_you_mean(name, online))
             problems.append(f"{name!r} {reason} (online views: {', '.join(online) or 'none'})")
     if problems:
-        raise ConfigError.single("; ".join(problems), file="--views", field="views")
+        raise ConfigError.single("; ".join(problems), file=arg("views"), field="views")
     return [online[n] for n in names]
 
 
@@ -152,11 +152,11 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
     """Materialize (or with ``verify_only`` only check) the online views; see the module doc.
     ``engine``: ``spark`` or ``arrow`` (default: the env's ``feast.materialize_engine``)."""
     if not incremental and start is None:
-        raise ConfigError.single("give --start and --end, or --incremental", file="materialize", field="--start")
+        raise UsageError("start", f"give {arg('start')} and {arg('end')}, or {arg('incremental')}", where="materialize")
     end = _aware(end) if end else _now()
     if start is not None and _aware(start) >= end:
-        raise ConfigError.single(f"--start {start.isoformat()} is not before --end {end.isoformat()}",
-                                 file="materialize", field="--start")
+        raise UsageError("start", f"{arg('start')} {start.isoformat()} is not before {arg('end')} {end.isoformat()}",
+                         where="materialize")
     chosen = select_views(project, settings, views)
     conf = feast_session_conf(settings)
     store = feast_store.open_store(project, settings, conf)
@@ -256,7 +256,7 @@ def _base(view: ViewSpec, state: OnlineStore, layout: Any, table: TableInfo, end
            else f"the table at {view.path} was made again since" if marker.table_id != table.id
            else f"the table is at version {view.version}, before the one the store holds ({marker.delta_version})"
            if view.version < marker.delta_version
-           else f"--end is before the end the store holds ({marker.window_end.isoformat()})"
+           else f"{arg('end')} is before the end the store holds ({marker.window_end.isoformat()})"
            if end < marker.window_end else "")
     since = table
     if not why and marker.delta_version != view.version:

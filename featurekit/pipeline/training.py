@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from featurekit.config import Project, Settings
 from featurekit.engine.spine import read_spine
-from featurekit.errors import ConfigError, DataError, FeaturekitError
+from featurekit.errors import DataError, FeaturekitError, NotFound, UsageError, arg
 from featurekit.feast import retrieval
 from featurekit.feast import store as feast_store
 from featurekit.feast.definitions import ServiceSpec, ViewSpec, service_specs, view_specs
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 OWNER_PREFIX = "training-set:"               # the output table's featurekit.job property
-CLI = "command line"
 
 
 @dataclass
@@ -136,8 +135,8 @@ def select_service(project: Project, settings: Settings, name: str) -> tuple[Ser
     views = view_specs(project, settings)
     services = {s.name: s for s in service_specs(views)}
     if name not in services:
-        raise ConfigError.single(f"unknown feature service {name!r}" + did_you_mean(name, services)
-                                 + f" (services: {', '.join(services) or 'none'})", file=CLI, field="--service")
+        raise NotFound("feature service", name, f"unknown feature service {name!r}" + did_you_mean(name, services)
+                       + f" (services: {', '.join(services) or 'none'})", param="service")
     chosen = services[name]
     by_name = {v.name: v for v in views}
     return chosen, [by_name[v] for v in chosen.features]
@@ -145,8 +144,7 @@ def select_service(project: Project, settings: Settings, name: str) -> tuple[Ser
 
 def _check_out(out: str, spine: str, views: list[ViewSpec]) -> None:
     if out.rstrip("/") == spine.rstrip("/"):
-        raise ConfigError.single(f"--out is the spine ({spine}); write the training set elsewhere", file=CLI, field="--out")
+        raise UsageError("out", f"{arg('out')} is the spine ({spine}); write the training set elsewhere")
     for view in views:
         if out.rstrip("/") == absolute(view.path).rstrip("/"):
-            raise ConfigError.single(f"--out is the table of feature view {view.name!r} ({view.path})",
-                                     file=CLI, field="--out")
+            raise UsageError("out", f"{arg('out')} is the table of feature view {view.name!r} ({view.path})")

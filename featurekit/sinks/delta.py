@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from featurekit.errors import ConfigError, DataError
+from featurekit.errors import DataError, OutputError
 from featurekit.sinks.jvm import Scala
 from featurekit.sinks.transaction import (
     JOB_PROPERTY,
@@ -116,13 +116,11 @@ def _target(spark: "SparkSession", out: OutputSpec, job: str) -> tuple[Any, Any,
     if txn.readVersion() >= 0:
         owner = scala.unwrap(txn.metadata().configuration().get(JOB_PROPERTY))
         if owner and owner != job:
-            raise ConfigError.single(f"{out.path} belongs to job {owner!r}; two jobs cannot write one table",
-                                     file="output", field="path")
+            raise OutputError("path", f"{out.path} belongs to job {owner!r}; two jobs cannot write one table")
         return log, txn, True
     local = Path(out.path.removeprefix("file:"))
     if is_local(out.path) and local.exists() and any(p.name != "_delta_log" for p in local.iterdir()):
-        raise ConfigError.single(f"{out.path} exists and is not a Delta table; refusing to write into it",
-                                 file="output", field="path")
+        raise OutputError("path", f"{out.path} exists and is not a Delta table; refusing to write into it")
     return log, txn, False
 
 
@@ -371,11 +369,8 @@ def check_schema(schema: "StructType", frame: "DataFrame", out: OutputSpec) -> N
                 f"but the table has {table[name].dataType.simpleString()}"
             )
     if problems:
-        raise ConfigError.single(
-            f"the result does not fit the table at {out.path} ({'; '.join(problems)}); mode {out.mode!r} keeps "
-            "the table's schema — use mode 'overwrite' to replace it",
-            file="output", field="path",
-        )
+        raise OutputError("path", f"the result does not fit the table at {out.path} ({'; '.join(problems)}); "
+                          f"mode {out.mode!r} keeps the table's schema — use mode 'overwrite' to replace it")
 
 
 def _merge(spark: "SparkSession", frame: "DataFrame", out: OutputSpec, newer: str | None = None) -> None:

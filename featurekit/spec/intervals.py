@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from featurekit.errors import arg
 from featurekit.spec.durations import format_duration, parse_duration
 from featurekit.spec.models import AggregateStep, JobSpec
 
@@ -116,19 +117,21 @@ def _shown(span: timedelta) -> str:
 
 
 def range_problems(spec: JobSpec, start: datetime, end: datetime, batch: str) -> list[tuple[str, str]]:
-    """(option, message) for each reason a backfill of ``(start, end]`` in ``batch`` chunks
+    """(parameter, message) for each reason a backfill of ``(start, end]`` in ``batch`` chunks
     cannot run: the chunk length and the range, both on the job's buckets."""
     problems = []
     step = grain(spec)
     try:
         size = timedelta(seconds=parse_duration(batch))
     except ValueError as exc:
-        problems.append(("--batch", str(exc)))
+        problems.append(("batch", str(exc)))
     else:
         if size % step:
-            problems.append(("--batch", f"--batch {batch} must be a whole multiple of the job's bucket ({_shown(step)})"))
+            problems.append(("batch", f"{arg('batch')} {batch} must be a whole multiple of the job's bucket "
+                                      f"({_shown(step)})"))
     if align_down(end, step) <= align_down(start, step):
-        problems.append(("--end", f"--end {iso(end)} must be after --start {iso(start)} (aligned to {_shown(step)})"))
+        problems.append(("end", f"{arg('end')} {iso(end)} must be after {arg('start')} {iso(start)} "
+                                f"(aligned to {_shown(step)})"))
     return problems
 
 

@@ -19,7 +19,8 @@ import pytest
 
 from featurekit import pipeline
 from featurekit.config import Project
-from featurekit.errors import FeaturekitError, InfraError
+from featurekit.cli.present import flag
+from featurekit.errors import FeaturekitError, InfraError, face
 from featurekit.pipeline.incremental import Chunk, arrivals_app, backfill, plan_increment, watermark_app
 from featurekit.sinks.delta import ConcurrentRun, prepare
 from featurekit.sinks.transaction import CommitMeta, app_versions
@@ -310,9 +311,9 @@ def test_backfill_chunks_align_and_refuse_bad_ranges(lab: Lab) -> None:
         ("2026-03-02T00:00:00+00:00", "2026-03-02T06:00:00+00:00"),
     ]
     assert (plan.done_before, plan.runs) == (0, [])
-    with pytest.raises(FeaturekitError, match=r"--batch 90m must be a whole multiple of the job's bucket \(1h\)"):
+    with pytest.raises(FeaturekitError, match=r"--batch 90m must be a whole multiple of the job's bucket \(1h\)"), face(flag):
         backfill(project, loaded, settings, START, START + hours(30), "90m", spark=lab.spark)
-    with pytest.raises(FeaturekitError, match="--end 2026-03-01T00:30:00Z must be after --start"):
+    with pytest.raises(FeaturekitError, match="--end 2026-03-01T00:30:00Z must be after --start"), face(flag):
         backfill(project, loaded, settings, START, START + timedelta(minutes=30), "1h", spark=lab.spark)
     chunk = Chunk(between(loaded.spec, START, START + hours(1)), "x")
     assert chunk.interval.read_from == START - timedelta(days=1)

@@ -19,7 +19,8 @@ from deltalake import DeltaTable, write_deltalake
 
 from featurekit import pipeline
 from featurekit.config import Project, Settings
-from featurekit.errors import ConfigError, DataError
+from featurekit.cli.present import flag
+from featurekit.errors import ConfigError, DataError, face
 from featurekit.lineage import RunLogLineage
 from featurekit.pipeline import features, training
 from featurekit.pipeline.training import TrainingSetResult, training_set
@@ -256,7 +257,7 @@ def test_duplicate_feature_rows_refuse_the_set_and_keep_the_previous_version(pit
 
 
 def test_unknown_service_suggests_a_close_name(pit: PitLab) -> None:
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ConfigError) as info, face(flag):   # the parameters as the CLI names them
         pit.build(pit.lab.root / "nowhere", "never", service="pit_stat")
     assert str(info.value) == ("command line --service: unknown feature service 'pit_stat' — "
                                "did you mean 'pit_stats'? (services: pit_stats)")
@@ -277,7 +278,7 @@ def test_spine_without_a_timestamp_says_how_to_name_it(pit: PitLab) -> None:
     path = pit.lab.root / "spines" / "no_ts.parquet"
     pq.write_table(pa.table({"driver_id": pa.array([1], pa.int64()),
                              "ts": pa.array([T1], pa.timestamp("us", tz="UTC"))}), path)
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ConfigError) as info, face(flag):
         pit.build(path, "no_ts")
     assert str(info.value) == ("spine columns: no event timestamp column 'event_timestamp' (give its name with "
                                "--timestamp) — the spine has: driver_id (bigint), ts (timestamp)")

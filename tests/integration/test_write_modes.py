@@ -257,7 +257,8 @@ def test_a_second_job_cannot_write_another_jobs_table(lab: Lab) -> None:  # noqa
     lab.run("wm_owner", job("wm_owner", "thief_in", "{id: long, v: string}", 'path: "${lake_root}/wm_owned", mode: append'))
     error = lab.run_fails("wm_thief", job("wm_thief", "thief_in", "{id: long, v: string}",
                                           'path: "${lake_root}/wm_owned", mode: append'), ConfigError)
-    assert str(error) == f"output path: {owner_path} belongs to job 'wm_owner'; two jobs cannot write one table"
+    assert str(error) == (f"jobs/wm_thief.yaml:4:10 output.path: {owner_path} belongs to job 'wm_owner'; "
+                          "two jobs cannot write one table")
     assert error.exit_code == 2
     assert lab.table("wm_owned").version() == 0 and lab.rows("wm_owned") == [{"id": 9, "v": "z"}]
 
@@ -271,7 +272,8 @@ def test_refuses_to_write_into_a_non_delta_folder(lab: Lab) -> None:  # noqa: F8
     folder.mkdir(parents=True)
     (folder / "notes.txt").write_text("not a table\n")
     error = lab.run_fails("wm_plain", job("wm_plain", "plain_in", "{id: long}", 'path: "${lake_root}/wm_plain"'), ConfigError)
-    assert str(error) == f"output path: {folder} exists and is not a Delta table; refusing to write into it"
+    assert str(error) == (f"jobs/wm_plain.yaml:4:10 output.path: {folder} exists and is not a Delta table; "
+                          "refusing to write into it")
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
 
 

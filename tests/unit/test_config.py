@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from featurekit.cli.present import flag
 from featurekit.config import Project, find_project, load_settings
 from featurekit.config.project import PROJECT_ENV
 from featurekit.config.settings import REGISTRY_URL_ENV
@@ -37,7 +38,7 @@ def problems_of(project: Project, env: str = "local") -> list[str]:
     with pytest.raises(ConfigError) as caught:
         load_settings(project, env)
     assert caught.value.exit_code == 2
-    return [str(p) for p in caught.value.problems]
+    return [str(p) for p in caught.value.named(flag)]   # as the CLI shows them
 
 
 # --------------------------------------------------------------------------- merging
