@@ -81,7 +81,7 @@ from common import (  # noqa: E402  (benchmarks/ is a folder of scripts, not a p
 
 from featurekit import pipeline  # noqa: E402
 from featurekit.config import Project, Settings, load_settings  # noqa: E402
-from featurekit.feast.online import OnlineWriter  # noqa: E402
+from featurekit.materialization.writer import OnlineWriter  # noqa: E402
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -302,7 +302,7 @@ def instrumented(project: Project, settings: Settings, spark: "SparkSession", st
     from featurekit.online_store.redis import RedisStore
     from featurekit.online_store.sqlite import SqliteStore
     from featurekit.pipeline import materialize as module
-    from featurekit.sinks.spark_window import latest_rows
+    from featurekit.materialization.spark_window import latest_rows
 
     verify = {"verify_s": 0.0}
     counters = {kind: kind.count_keys for kind in (SqliteStore, RedisStore)}

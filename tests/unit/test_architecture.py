@@ -35,7 +35,7 @@ def test_serving_imports_neither_spark_nor_feast_nor_the_batch_side() -> None:
         "featurekit.online_store.sqlite; "
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pyspark', 'pandas', 'feast', 'delta') "
         "or m.startswith(('featurekit.pipeline', 'featurekit.engine', 'featurekit.sinks', 'featurekit.validation', "
-        "'featurekit.deploy', 'featurekit.demo'))); "
+        "'featurekit.deploy', 'featurekit.demo', 'featurekit.materialization'))); "
         "print('HEAVY', heavy)"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from featurekit.sinks.window import DistinctKeys, Window, window_batches, window_counts
+from featurekit.materialization.window import DistinctKeys, Window, window_batches, window_counts
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 

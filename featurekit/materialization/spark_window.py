@@ -2,7 +2,7 @@
 the ``spark`` engine, the twin of ``window.py`` (delta-rs, the ``arrow`` engine).
 
 The window is a pinned table version's rows with ``start <= timestamp <= end`` and every key
-set (:class:`~featurekit.sinks.window.Window`); the latest row per key is found with one
+set (:class:`~featurekit.materialization.window.Window`); the latest row per key is found with one
 ``max_by`` per key, counted on the way; the rows go to a writer running in Spark's Python
 workers (``mapInArrow``), one Arrow batch at a time.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from featurekit.sinks.window import ADDED, VERSION, Window
+from featurekit.materialization.window import ADDED, VERSION, Window
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -34,7 +34,7 @@ def in_window(frame: "DataFrame", window: Window) -> "DataFrame":
 def change_rows(spark: "SparkSession", window: Window, since: int, change_data: bool,
                 current: "DataFrame") -> "DataFrame":
     """The window's rows changed after version ``since``, with ``ADDED`` and ``VERSION`` (see
-    :func:`featurekit.sinks.window.window_changes`, the same for delta-rs); ``current`` is the
+    :func:`featurekit.materialization.window.window_changes`, the same for delta-rs); ``current`` is the
     window's frame, with the columns wanted."""
     from pyspark.sql import functions as F
 
