@@ -69,7 +69,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 class Faults:
     """ASGI wrapper: ``mode`` "error" answers 500 (not JSON), "forbidden" 403, "unauthorized" 401
-    (plain text, as an auth proxy does), "malformed" 200 with HTML, "slow" waits ``delay`` seconds
+    (plain text, as an auth proxy does), "missing" 404 (plain text), "malformed" 200 with HTML, "slow" waits ``delay`` seconds
     and then passes the request on; for the next ``times`` requests (all when None) whose method is
     in ``methods``. ``no_v1`` (a status, with its plain-text body) answers every request under /v1
     so, counting them in ``v1_hits``: a server of the v0.3 line or a proxy in front of it."""
@@ -109,6 +109,8 @@ class Faults:
             await self._answer(send, 500, b"upstream exploded", "text/plain")
         elif mode == "forbidden":
             await self._answer(send, 403, b'{"code": "403", "message": "token not allowed"}', "application/json")
+        elif mode == "missing":
+            await self._answer(send, 404, b"404 page not found\n", "text/plain; charset=utf-8")
         elif mode == "unauthorized":
             await self._answer(send, 401, b"Unauthorized\n", "text/plain; charset=utf-8")
         elif mode == "malformed":
@@ -494,6 +496,11 @@ def test_malformed_and_refused_answers_are_clear_errors(registry: Registry, sett
         client.request("POST", "/registered_models", body={"name": "eta"})
     assert refused.value.status == 409 and refused.value.exit_code == 1 and str(refused.value).startswith(
         f"the Model Registry at {registry.url} refused POST {V1}/registered_models: 409 ")
+    registry.faults.set("missing")                         # not a registry: every path is 404
+    with pytest.raises(RegistryRefused) as nowhere:
+        store(settings).client.prefix
+    assert str(nowhere.value) == (f"no Model Registry API at {registry.url}: GET {V1} and {ALPHA}"
+                                  "/registered_models answered 404 and 404 (is the URL the registry's root?)")
 
 
 # What answers /api/model_registry/v1 on a registry without it: Go's router of a v0.3 Kubeflow
