@@ -26,6 +26,7 @@ from featurekit.yamlconf.variables import substitute
 
 JARS_ENV = "FEATUREKIT_JARS_DIR"
 REGISTRY_URL_ENV = "FEATUREKIT_REGISTRY_URL"
+REGISTRY_TOKEN_ENV = "FEATUREKIT_REGISTRY_TOKEN"
 _MAVEN = re.compile(r"^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+:[A-Za-z0-9_.+-]+$")
 
 
@@ -104,8 +105,9 @@ class RegistrySettings(_Strict):
     """The Kubeflow Model Registry that lineage goes to (``featurekit registry serve`` by default).
 
     ``token_env`` names the environment variable holding a bearer token (the token itself never
-    sits in conf). Requests failing to connect, timing out or answered 5xx are retried
-    ``retries`` times, waiting ``backoff_s``, then twice that, and so on; a record that still
+    sits in conf); it must then be set. Without ``token_env`` the token is read from
+    ``FEATUREKIT_REGISTRY_TOKEN`` when that is set, and none is sent otherwise. Requests
+    failing to connect, timing out or answered 5xx are retried ``retries`` times, waiting ``backoff_s``, then twice that, and so on; a record that still
     cannot be sent waits in ``outbox`` for ``featurekit lineage flush``. With ``enabled: false``
     materializations and training sets are recorded in the run log only.
     """
@@ -129,6 +131,12 @@ class RegistrySettings(_Strict):
     def effective_url(self) -> str:
         """The URL to use: ``FEATUREKIT_REGISTRY_URL`` when set, else ``url``."""
         return (os.environ.get(REGISTRY_URL_ENV) or self.url).rstrip("/")
+
+    @property
+    def token_variable(self) -> str:
+        """The environment variable the bearer token is read from: ``token_env``, else
+        ``FEATUREKIT_REGISTRY_TOKEN``."""
+        return self.token_env or REGISTRY_TOKEN_ENV
 
 
 class Settings(_Strict):

@@ -5,11 +5,12 @@ from featurekit.lineage.records import (
     BothLineage,
     FeatureSetRecord,
     LineageStore,
+    OfflineFeatureSetRecord,
     Producer,
     RunLogLineage,
     TrainingSetRecord,
     is_queued,
 )
 
-__all__ = ["QUEUED", "BothLineage", "FeatureSetRecord", "LineageStore", "Producer", "RunLogLineage",
-           "TrainingSetRecord", "is_queued"]
+__all__ = ["QUEUED", "BothLineage", "FeatureSetRecord", "LineageStore", "OfflineFeatureSetRecord", "Producer",
+           "RunLogLineage", "TrainingSetRecord", "is_queued"]

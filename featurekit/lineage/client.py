@@ -1,13 +1,18 @@
 """A small client of the Kubeflow Model Registry REST API (httpx), for what lineage needs.
 
-- The API version is found once per client: ``/api/model_registry/v1`` if the server answers
-  there, else ``/api/model_registry/v1alpha3`` (older servers); the bodies are the same.
+- The API version is found once per client and kept for its life: ``/api/model_registry/v1``
+  if the server answers there, else ``/api/model_registry/v1alpha3`` when ``/v1`` is answered
+  404, 405 or 501 (a Kubeflow Model Registry of the v0.3 line has no ``/v1``: Go's router answers
+  it with a plain-text 404; a proxy in front may say 405 or 501); the bodies are the same.
 - Connection failures, timeouts and 5xx answers are retried ``retries`` times with exponential
   backoff; if the registry still cannot be reached the error is :class:`RegistryUnavailable`
   (the lineage store then queues the record in its outbox). A 4xx answer is
   :class:`RegistryRefused` with the registry's own message; a body that is not what the API
   promises is :class:`RegistryBadResponse`. All three are ``InfraError`` (exit code 1) with one
   readable line, never a traceback.
+- 401 and 403 are :class:`RegistryAuthError`, a ``ConfigError`` (exit code 2: the user fixes the
+  token, as when ``registry.token_env`` names a variable that is not set): it names the
+  environment variable the bearer token is read from, and says whether one was sent.
 - Creating is idempotent through ``externalId`` (unique across the registry): a create answered
   409 is followed by a find, so a retry after a lost answer never makes a second resource.
 - ``customProperties`` are tagged values (:func:`tagged`, :func:`untagged`); numbers that may
@@ -23,9 +28,12 @@ from typing import Any
 
 import httpx
 
-from featurekit.errors import InfraError
+from featurekit.errors import ConfigError, InfraError, Problem
 
 PREFIXES = ("/api/model_registry/v1", "/api/model_registry/v1alpha3")
+# Answers to the probe of ``/v1`` meaning "no such API version here": try the next prefix.
+_NOT_THIS_VERSION = frozenset({404, 405, 501})
+_AUTH_STATUS = frozenset({401, 403})
 DATASET = "dataset-artifact"
 _INT32 = (-(2**31), 2**31 - 1)
 _RETRIED_STATUS = frozenset({500, 502, 503, 504})
@@ -49,6 +57,16 @@ class RegistryRefused(RegistryError):
 
 class RegistryBadResponse(RegistryError):
     """An answer that is not the API's (not JSON, or not the expected shape)."""
+
+
+class RegistryAuthError(ConfigError):
+    """A 401 or 403: the bearer token (from the environment variable ``token_env``) is missing,
+    wrong, expired or not allowed. A configuration problem of the environment, not of the
+    registry: the same exit code as a ``registry.token_env`` naming a variable that is not set."""
+
+    def __init__(self, message: str, status: int, token_env: str) -> None:
+        self.message, self.status, self.token_env = message, status, token_env
+        super().__init__([Problem(file="conf", line=None, col=None, field="registry.token_env", message=message)])
 
 
 def tagged(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -104,10 +122,13 @@ def untagged(properties: dict[str, Any] | None) -> dict[str, Any]:
 class RegistryClient:
     """The Model Registry at ``url`` (its root; the API prefix is found on first use)."""
 
-    def __init__(self, url: str, *, token: str | None = None, timeout_s: float = 5.0, retries: int = 3,
-                 backoff_s: float = 0.5, transport: httpx.BaseTransport | None = None,
+    def __init__(self, url: str, *, token: str | None = None, token_env: str = "", timeout_s: float = 5.0,
+                 retries: int = 3, backoff_s: float = 0.5, transport: httpx.BaseTransport | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
+        """``token_env``: the environment variable ``token`` was read from (named, never the token,
+        when the registry refuses it)."""
         self.url = url.rstrip("/")
+        self.token_env, self._has_token = token_env, bool(token)
         self.retries, self.backoff_s, self._sleep = retries, backoff_s, sleep
         headers = {"Accept": "application/json"}
         if token:
@@ -130,17 +151,20 @@ class RegistryClient:
     def prefix(self) -> str:
         """``/api/model_registry/v1`` or, on a server without it, ``.../v1alpha3`` (asked once)."""
         if self._prefix is None:
+            said = []
             for prefix in PREFIXES:
                 response = self._send("GET", f"{prefix}/registered_models", params={"pageSize": "1"})
                 if response.status_code == 200:
                     self._json(response, "GET", f"{prefix}/registered_models")
                     self._prefix = prefix
                     break
-                if response.status_code != 404:
+                if response.status_code not in _NOT_THIS_VERSION:
                     self._raise(response, "GET", f"{prefix}/registered_models")
+                said.append(str(response.status_code))
             else:
                 raise RegistryRefused(f"no Model Registry API at {self.url}: GET {' and '.join(PREFIXES)}"
-                                      "/registered_models are both 404 (is the URL the registry's root?)", 404)
+                                      f"/registered_models answered {' and '.join(said)} (is the URL the "
+                                      "registry's root?)", int(said[-1]))
         return self._prefix
 
     def api_url(self, path: str) -> str:
@@ -172,9 +196,19 @@ class RegistryClient:
         except ValueError:
             message = None
         said = message or _snippet(response.text) or response.reason_phrase
-        hint = " (check the token: registry.token_env in conf)" if response.status_code in (401, 403) else ""
-        raise RegistryRefused(f"the Model Registry at {self.url} refused {method} {path}: "
-                              f"{response.status_code} {said}{hint}", response.status_code)
+        refused = f"the Model Registry at {self.url} refused {method} {path}: {response.status_code} {said}"
+        if response.status_code in _AUTH_STATUS:
+            raise RegistryAuthError(f"{refused}; {self._token_hint()}", response.status_code, self.token_env)
+        raise RegistryRefused(refused, response.status_code)
+
+    def _token_hint(self) -> str:
+        if not self.token_env:
+            return "no bearer token was sent (give one in an environment variable named by registry.token_env)"
+        if not self._has_token:
+            return (f"no bearer token was sent: featurekit reads it from the environment variable "
+                    f"{self.token_env}, which is not set")
+        return (f"the bearer token featurekit sent, from the environment variable {self.token_env}, was "
+                "refused (expired, or without access to the registry?)")
 
     def _json(self, response: httpx.Response, method: str, path: str) -> dict[str, Any]:
         try:

@@ -1,8 +1,9 @@
 """What lineage is recorded, and the small interface that records it.
 
 A materialization records one :class:`FeatureSetRecord` per feature view; a training set one
-:class:`TrainingSetRecord`. :class:`RunLogLineage` keeps them as JSON files in the run log
-(``<runs>/lineage/``); :class:`~featurekit.lineage.registry_lineage.RegistryLineage` makes them
+:class:`TrainingSetRecord`, which holds an :class:`OfflineFeatureSetRecord` per view it read: the
+view's Delta table at the version read, whether or not it was ever materialized.
+:class:`RunLogLineage` keeps them as JSON files in the run log (``<runs>/lineage/``); :class:`~featurekit.lineage.registry_lineage.RegistryLineage` makes them
 DataSet artifacts in the Kubeflow Model Registry; :class:`BothLineage` does both.
 
 What a store returns identifies what it recorded; a record that could not be sent yet (the
@@ -45,6 +46,23 @@ class FeatureSetRecord:
 
 
 @dataclass(frozen=True)
+class OfflineFeatureSetRecord:
+    """A feature view's Delta table at the version a training set read: the feature data itself,
+    with no window and no online store (its identity is the table and the version)."""
+
+    feast_project: str
+    feature_view: str
+    job: str
+    spec_fingerprint: str
+    delta_path: str
+    delta_version: int
+    recorded_at: str            # when a training set first read it
+    # the view's fields: {"join_keys": {col: Feast type}, "timestamp": col, "features": {col: Feast type}}
+    view_schema: dict[str, Any] = field(default_factory=dict)
+    kind: str = field(default="offline_feature_set", init=False)
+
+
+@dataclass(frozen=True)
 class TrainingSetRecord:
     """A point-in-time correct training set built from feature views over Delta table versions."""
 
@@ -59,7 +77,17 @@ class TrainingSetRecord:
     rows: int
     recorded_at: str
     spine_version: int | None = None   # when the spine is a Delta table
+    # one per view read (same views and versions as ``feature_views``); empty in records made
+    # before training sets recorded them
+    offline_feature_sets: list[OfflineFeatureSetRecord] = field(default_factory=list)
     kind: str = field(default="training_set", init=False)
+
+    def __post_init__(self) -> None:
+        # read back from JSON (the run log, the outbox) they are mappings
+        sets = [s if isinstance(s, OfflineFeatureSetRecord)
+                else OfflineFeatureSetRecord(**{k: v for k, v in s.items() if k != "kind"})
+                for s in self.offline_feature_sets]
+        object.__setattr__(self, "offline_feature_sets", sets)
 
 
 @dataclass(frozen=True)

@@ -13,18 +13,27 @@ A feature set (one view materialized from one Delta table version for one window
   --incremental``, ``delta_version_from``: the keys written are those changed in versions
   ``delta_version_from``..``delta_version``.
 
-A training set becomes one too, naming the feature-set artifacts it read (the newest one of
-each view at the Delta version read) in ``feature_sets``.
+A training set becomes one too, naming the feature data it read in ``feature_sets``: for each
+view, an offline feature set (:func:`offline_feature_set_artifact`), the view's Delta table at
+the version read (``uri`` ``<Delta path>@v<version>``, the producing job run as for a feature
+set, no window, no online store), made with the training set or found when another training
+set read the same version. A materialization of that version, if any, is a record of what went
+online, not of what the training set read, and is not named. (A training-set record made before
+offline feature sets existed, replayed from the outbox or the run log, names the newest
+materialized feature set of each view at the version read, as it did then.)
 
 Every artifact has a deterministic ``externalId`` (:func:`feature_set_external_id`,
-:func:`training_set_external_id`), unique in the registry: recording twice, or replaying the
-outbox after a half-finished attempt, finds the first artifact instead of making a second.
+:func:`offline_feature_set_external_id`, :func:`training_set_external_id`), unique in the
+registry: recording twice, or replaying the outbox after a half-finished attempt, finds the
+first artifact instead of making a second.
 
 Outbox: when the registry is unreachable or answers 5xx after the client's retries, the record
 (with the producer already resolved, so a replay says what was true when it was recorded) is
 written as one JSON file to the outbox folder and the caller gets a marker (:func:`is_queued`);
-later records of the same store go straight to the outbox. :meth:`RegistryLineage.flush`
-replays the files, feature sets first, deleting each one only after the registry holds it.
+later records of the same store go straight to the outbox. A record the registry refuses for
+want of a valid token (401/403) is queued too before the error is raised, so that fixing the
+token and flushing sends it. :meth:`RegistryLineage.flush` replays the files, feature sets
+first, deleting each one only after the registry holds it.
 """
 
 from __future__ import annotations
@@ -37,10 +46,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from featurekit.lineage.client import DATASET, RegistryClient, RegistryError, RegistryUnavailable, tagged
-from featurekit.lineage.records import QUEUED, FeatureSetRecord, Producer, TrainingSetRecord
+from featurekit.lineage.client import (
+    DATASET,
+    RegistryAuthError,
+    RegistryClient,
+    RegistryError,
+    RegistryUnavailable,
+    tagged,
+)
+from featurekit.lineage.records import QUEUED, FeatureSetRecord, OfflineFeatureSetRecord, Producer, TrainingSetRecord
 
-FEATURE_SET, TRAINING_SET = "feature_set", "training_set"
+FEATURE_SET, OFFLINE_FEATURE_SET, TRAINING_SET = "feature_set", "offline_feature_set", "training_set"
 KIND = "featurekit_kind"           # the customProperty telling featurekit's artifacts apart
 MAX_EXTERNAL_ID = 255              # MLMD keeps external ids in a VARCHAR(255)
 OUTBOX_FORMAT = 1
@@ -58,6 +74,13 @@ def feature_set_external_id(record: FeatureSetRecord) -> str:
     (hashed past 255 characters): the same data in the same window is the same feature set."""
     return _external_id("feature-set", [record.feast_project, record.feature_view, str(record.delta_version),
                                         record.window_start, record.window_end])
+
+
+def offline_feature_set_external_id(record: OfflineFeatureSetRecord) -> str:
+    """``featurekit:offline-feature-set:<project>:<view>:<Delta version>:<Delta path>`` (hashed past
+    255 characters): the same table version is the same feature data, whichever training set read it."""
+    return _external_id("offline-feature-set", [record.feast_project, record.feature_view,
+                                                str(record.delta_version), record.delta_path])
 
 
 def training_set_external_id(record: TrainingSetRecord) -> str:
@@ -109,25 +132,65 @@ def feature_set_artifact(record: FeatureSetRecord, producer: Producer | None) ->
             "delta_path": record.delta_path,
             "delta_version": str(record.delta_version),
             "delta_version_from": None if record.delta_version_from is None else str(record.delta_version_from),
-            "job": producer.job or record.job,
-            "job_run_id": producer.run_id or None,
-            "job_delta_version": str(producer.delta_version) if producer.run_id else None,
-            "job_operation": producer.operation or None,
-            "job_status": producer.status or None,
-            "job_sources": producer.sources or None,
+            **_producer_properties(producer, record.job),
+            "recorded_at": record.recorded_at,
+        }),
+    }
+
+
+def _producer_properties(producer: Producer, job: str) -> dict[str, Any]:
+    """The customProperties naming the job run that made a Delta version (empty values left out)."""
+    return {
+        "job": producer.job or job,
+        "job_run_id": producer.run_id or None,
+        "job_delta_version": str(producer.delta_version) if producer.run_id else None,
+        "job_operation": producer.operation or None,
+        "job_status": producer.status or None,
+        "job_sources": producer.sources or None,
+    }
+
+
+def offline_feature_set_artifact(record: OfflineFeatureSetRecord, producer: Producer | None) -> dict[str, Any]:
+    """The DataSet artifact of a view's Delta table at the version a training set read (module doc)."""
+    producer = producer or Producer(job=record.job, run_id="", delta_version=record.delta_version)
+    features = list((record.view_schema or {}).get("features") or {})
+    return {
+        "artifactType": DATASET,
+        "name": f"{record.feast_project}.{record.feature_view}@v{record.delta_version} offline",
+        "description": (f"Feature view {record.feature_view} (Feast project {record.feast_project}) as read "
+                        f"offline: Delta {record.delta_path} version {record.delta_version}"),
+        "externalId": offline_feature_set_external_id(record),
+        "uri": f"{record.delta_path}@v{record.delta_version}",
+        "digest": str(record.delta_version),
+        "sourceType": "delta",
+        "source": job_source(producer.job or record.job, producer.run_id),
+        "schema": json.dumps(record.view_schema, sort_keys=True),
+        "profile": json.dumps(producer.validation, sort_keys=True),
+        "state": "LIVE",
+        "customProperties": tagged({
+            KIND: OFFLINE_FEATURE_SET,
+            "feast_project": record.feast_project,
+            "feast_view": record.feature_view,
+            "features": features,
+            "spec_fingerprint": record.spec_fingerprint,
+            "delta_path": record.delta_path,
+            "delta_version": str(record.delta_version),
+            **_producer_properties(producer, record.job),
             "recorded_at": record.recorded_at,
         }),
     }
 
 
 def training_set_artifact(record: TrainingSetRecord, feature_sets: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
-    """The DataSet artifact of a training set; ``feature_sets``: view -> its feature-set artifact
-    at the Delta version read (None when that version was never materialized)."""
+    """The DataSet artifact of a training set; ``feature_sets``: view -> the artifact of the feature
+    data read (its offline feature set; for an older record, the materialized feature set at the
+    Delta version read, None when there was none)."""
+    paths = {s.feature_view: s.delta_path for s in record.offline_feature_sets}
     refs: list[dict[str, Any]] = []
     for view, version in record.feature_views.items():
         found = feature_sets.get(view)
-        refs.append({"view": view, "delta_version": version, "id": found["id"] if found else None,
-                     "externalId": found.get("externalId") if found else None})
+        refs.append({"view": view, "delta_version": version, **({"delta_path": paths[view]} if view in paths else {}),
+                     "id": found["id"] if found else None, "externalId": found.get("externalId") if found else None})
     return {
         "artifactType": DATASET,
         "name": f"{record.feast_project}.{record.feature_service} training set {record.run_id}",
@@ -193,12 +256,13 @@ class FlushResult:
 class RegistryLineage:
     """:class:`~featurekit.lineage.records.LineageStore` over the Model Registry (module doc).
 
-    ``producer`` finds the job run behind a feature set's Delta version (the caller knows Delta
-    and the run reports; this adapter only talks to the registry).
+    ``producer`` finds the job run behind the Delta version of a feature set or an offline
+    feature set (the caller knows Delta and the run reports; this adapter only talks to the
+    registry).
     """
 
     def __init__(self, client: RegistryClient, outbox: Path,
-                 producer: Callable[[FeatureSetRecord], Producer | None] | None = None) -> None:
+                 producer: Callable[[FeatureSetRecord | OfflineFeatureSetRecord], Producer | None] | None = None) -> None:
         self.client, self.outbox, self._producer = client, Path(outbox), producer
         self._down = ""   # why the registry was unreachable: later records go straight to the outbox
 
@@ -209,14 +273,21 @@ class RegistryLineage:
         return self._record(self._entry(FEATURE_SET, feature_set_external_id(record), asdict(record), producer))
 
     def record_training_set(self, record: TrainingSetRecord) -> str:
-        return self._record(self._entry(TRAINING_SET, training_set_external_id(record), asdict(record), None))
+        producers = {s.feature_view: self._producer(s) for s in record.offline_feature_sets} if self._producer else {}
+        return self._record(self._entry(TRAINING_SET, training_set_external_id(record), asdict(record), None,
+                                        producers))
 
     # -- sending ---------------------------------------------------------------------------
 
     @staticmethod
-    def _entry(kind: str, external_id: str, record: dict[str, Any], producer: Producer | None) -> dict[str, Any]:
-        return {"format": OUTBOX_FORMAT, "kind": kind, "external_id": external_id, "record": record,
-                "producer": asdict(producer) if producer else None}
+    def _entry(kind: str, external_id: str, record: dict[str, Any], producer: Producer | None,
+               producers: dict[str, Producer | None] | None = None) -> dict[str, Any]:
+        """An outbox entry; ``producers``: a training set's, of each view's offline feature set."""
+        entry = {"format": OUTBOX_FORMAT, "kind": kind, "external_id": external_id, "record": record,
+                 "producer": asdict(producer) if producer else None}
+        if producers:
+            entry["producers"] = {view: asdict(found) if found else None for view, found in producers.items()}
+        return entry
 
     def _record(self, entry: dict[str, Any]) -> str:
         if not self._down:
@@ -225,6 +296,11 @@ class RegistryLineage:
                 return self.client.api_url(f"/artifacts/{artifact['id']}")
             except RegistryUnavailable as exc:
                 self._down = str(exc)
+            except RegistryAuthError as exc:   # kept for a flush once the token is right, then said
+                path = self._queue(entry, exc.message)
+                raise RegistryAuthError(f"{exc.message}; the record waits in the lineage outbox ({path}): "
+                                        "`featurekit lineage flush` sends it once the token is right",
+                                        exc.status, exc.token_env) from None
         path = self._queue(entry, self._down)
         return f"{QUEUED} ({path}): {self._down}; `featurekit lineage flush` sends it"
 
@@ -239,8 +315,15 @@ class RegistryLineage:
             existing = self.client.find_artifact(training_set_external_id(record))
             if existing is not None:
                 return existing, False
-            sets = {view: latest_feature_set(self.client, record.feast_project, view, version)
-                    for view, version in record.feature_views.items()}
+            sets: dict[str, dict[str, Any] | None]
+            if record.offline_feature_sets:
+                producers = entry.get("producers") or {}
+                sets = {s.feature_view: self.client.artifact(offline_feature_set_artifact(
+                            s, Producer(**producers[s.feature_view]) if producers.get(s.feature_view) else None))[0]
+                        for s in record.offline_feature_sets}
+            else:   # recorded before training sets named their offline feature sets: as it was then
+                sets = {view: latest_feature_set(self.client, record.feast_project, view, version)
+                        for view, version in record.feature_views.items()}
             return self.client.artifact(training_set_artifact(record, sets))
         raise ValueError(f"unknown lineage record kind {entry['kind']!r}")
 

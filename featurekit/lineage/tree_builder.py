@@ -1,8 +1,9 @@
 """The lineage tree, built from the Model Registry's artifacts and the run reports.
 
 Model version -> training set -> feature sets -> Delta versions -> job runs -> sources (or a
-feature view's latest feature sets -> ...). The tree is plain data (:class:`~featurekit.lineage.tree.Node`);
-:func:`featurekit.lineage.tree.render` draws it. A job run's validation summary and sources come
+feature view's latest feature sets -> ...). A training set's feature sets are the offline ones:
+the views' Delta tables at the versions it read. The tree is plain data
+(:class:`~featurekit.lineage.tree.Node`); :func:`featurekit.lineage.tree.render` draws it. A job run's validation summary and sources come
 from its run report when the run log has it, else from what the feature set's artifact carries.
 """
 
@@ -13,7 +14,13 @@ from typing import Any, Callable
 
 from featurekit.errors import NotFound
 from featurekit.lineage.client import DATASET, RegistryClient, untagged
-from featurekit.lineage.registry_lineage import FEATURE_SET, KIND, TRAINING_SET, feature_set_query
+from featurekit.lineage.registry_lineage import (
+    FEATURE_SET,
+    KIND,
+    OFFLINE_FEATURE_SET,
+    TRAINING_SET,
+    feature_set_query,
+)
 from featurekit.lineage.tree import Node
 
 # (job, run id) -> the run's report, or None when the run log does not hold it
@@ -61,6 +68,8 @@ class TreeBuilder:
         kind = untagged(artifact.get("customProperties")).get(KIND)
         if kind == FEATURE_SET:
             return self.feature_set(artifact)
+        if kind == OFFLINE_FEATURE_SET:
+            return self.offline_feature_set(artifact)
         if kind == TRAINING_SET:
             return self.training_set(artifact)
         return Node("note", f"dataset {artifact.get('name') or artifact['id']}", key=f"artifact:{artifact['id']}",
@@ -78,7 +87,7 @@ class TreeBuilder:
         for ref in _json(props.get("feature_sets"), []):
             found = self.client.get_artifact(str(ref["id"])) if ref.get("id") else None
             if found is not None:
-                node.add(self.feature_set(found))
+                node.add(self.artifact(found))
             else:
                 node.add(Node("note", f"feature view {ref.get('view')} @ Delta v{ref.get('delta_version')}",
                               details=["no feature set was materialized from this version"]))
@@ -93,10 +102,22 @@ class TreeBuilder:
                              f"{_count(props.get('rows'))} rows, {_count(props.get('keys'))} keys into "
                              f"{props.get('online_store')} (materialization {props.get('materialization_run_id')})",
                              f"features: {', '.join(features)}", f"artifact {artifact['id']}"])
+        self._delta(node, props, artifact)
+        return node
+
+    def offline_feature_set(self, artifact: dict[str, Any]) -> Node:
+        props = untagged(artifact.get("customProperties"))
+        features = _json(props.get("features"), [])
+        node = Node("feature_set", f"offline feature set {props.get('feast_project')}.{props.get('feast_view')}",
+                    key=f"artifact:{artifact['id']}",
+                    details=[f"features: {', '.join(features)}", f"artifact {artifact['id']}"])
+        self._delta(node, props, artifact)
+        return node
+
+    def _delta(self, node: Node, props: dict[str, Any], artifact: dict[str, Any]) -> None:
         path, version = props.get("delta_path", ""), props.get("delta_version", "")
         delta = node.add(Node("delta", f"Delta {path} @ v{version}", key=f"delta:{path}@{version}"))
         delta.add(self.job_run(props, artifact))
-        return node
 
     def job_run(self, props: dict[str, Any], artifact: dict[str, Any]) -> Node:
         job, run_id = props.get("job", ""), props.get("job_run_id", "")

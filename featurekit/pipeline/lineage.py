@@ -64,16 +64,15 @@ _WALK_BACK = 20
 
 
 def registry_client(settings: Settings) -> RegistryClient:
-    """A client of the environment's registry (``FEATUREKIT_REGISTRY_URL`` wins over conf)."""
+    """A client of the environment's registry (``FEATUREKIT_REGISTRY_URL`` wins over conf), with the
+    bearer token of ``registry.token_env`` (required then), else of ``FEATUREKIT_REGISTRY_TOKEN`` if set."""
     conf = settings.registry
-    token = None
-    if conf.token_env:
-        token = os.environ.get(conf.token_env)
-        if not token:
-            raise ConfigError.single(f"registry.token_env names the environment variable {conf.token_env}, "
-                                     "which is not set (or empty)", file="conf", field="registry.token_env")
-    return RegistryClient(conf.effective_url, token=token, timeout_s=conf.timeout_s, retries=conf.retries,
-                          backoff_s=conf.backoff_s)
+    token = os.environ.get(conf.token_variable) or None
+    if conf.token_env and not token:
+        raise ConfigError.single(f"registry.token_env names the environment variable {conf.token_env}, "
+                                 "which is not set (or empty)", file="conf", field="registry.token_env")
+    return RegistryClient(conf.effective_url, token=token, token_env=conf.token_variable, timeout_s=conf.timeout_s,
+                          retries=conf.retries, backoff_s=conf.backoff_s)
 
 
 def registry_lineage(settings: Settings, client: RegistryClient | None = None) -> RegistryLineage:

@@ -15,7 +15,7 @@
 4. Spark writes the result as Delta (overwrite) inside an open transaction: Delta's count of
    the written rows must equal the spine's, or nothing is committed;
 5. the training set (views and Delta versions read, spine, output version, rows) goes to the
-   lineage store.
+   lineage store, with an offline feature set per view: its Delta table at the version read.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from featurekit.feast import retrieval
 from featurekit.feast import store as feast_store
 from featurekit.feast.definitions import ServiceSpec, ViewSpec, service_specs, view_specs
 from featurekit.feast.retrieval import EVENT_TIMESTAMP, absolute, feast_session
-from featurekit.lineage import LineageStore, TrainingSetRecord
+from featurekit.lineage import LineageStore, OfflineFeatureSetRecord, TrainingSetRecord
 from featurekit.pipeline.core import new_run_id, session
 from featurekit.pipeline.features import feast_session_conf
 from featurekit.pipeline.lineage import lineage_store, lineage_warning
@@ -92,14 +92,24 @@ def training_set(project: Project, settings: Settings, *, spine: str, service: s
         raise
     except Exception as exc:
         raise classify(exc) from exc
+    recorded_at = datetime.now(UTC).isoformat()
     result.lineage = lineage.record_training_set(TrainingSetRecord(
         run_id=result.run_id, feast_project=store.project, feature_service=service, feature_views=versions,
         features=refs, spine_path=spine_path, output_path=out_path, output_version=result.out_version,
-        rows=result.rows, recorded_at=datetime.now(UTC).isoformat(), spine_version=result.spine_version,
+        rows=result.rows, recorded_at=recorded_at, spine_version=result.spine_version,
+        offline_feature_sets=[offline_feature_set(store.project, view, recorded_at) for view in views],
     ))
     result.warnings += lineage_warning(f"training set {result.run_id}", result.lineage)
     result.seconds = round(time.perf_counter() - began, 3)
     return result
+
+
+def offline_feature_set(feast_project: str, view: ViewSpec, recorded_at: str) -> OfflineFeatureSetRecord:
+    """What a training set read of ``view``: its Delta table at the version pinned for the join."""
+    return OfflineFeatureSetRecord(
+        feast_project=feast_project, feature_view=view.name, job=view.job.name, spec_fingerprint=view.job.fingerprint,
+        delta_path=view.path, delta_version=view.version, recorded_at=recorded_at,
+        view_schema={"join_keys": view.join_keys, "timestamp": view.timestamp, "features": view.features})
 
 
 def _build(spark: "SparkSession", store: Any, feature_views: list[Any], views: list[ViewSpec], timestamp: str,

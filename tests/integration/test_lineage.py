@@ -4,16 +4,21 @@ Each test gets its own registry (uvicorn in a thread on a free loopback port, SQ
 test's folder). Every request featurekit sends and every answer of the server is validated
 against the vendored OpenAPI spec by the recorder of ``registry_helpers``. Faults are made by a
 small ASGI wrapper in front of the recorder: 5xx answers, slow answers, answers that are not
-JSON, a server without ``/api/model_registry/v1``. The last test runs the real flow with Spark
-and Feast: job -> feast apply -> materialize (registry down, then up) -> link -> show.
+JSON, a server without ``/api/model_registry/v1`` (answering it 404 in plain text as a v0.3
+Kubeflow Model Registry does, or 405, or 501), 401 and 403. The last test runs the real flow with
+Spark and Feast: job -> feast apply -> materialize (registry down, then up) -> training set ->
+link -> show.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -28,11 +33,23 @@ import uvicorn
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
 from featurekit.config import Project, Settings, load_settings
-from featurekit.config.settings import REGISTRY_URL_ENV
+from featurekit.config.project import PROJECT_ENV
+from featurekit.config.settings import REGISTRY_TOKEN_ENV, REGISTRY_URL_ENV
 from featurekit.errors import ConfigError, FeaturekitError, InfraError
-from featurekit.lineage import FeatureSetRecord, Producer, RunLogLineage, TrainingSetRecord, is_queued
-from featurekit.lineage.client import RegistryBadResponse, RegistryRefused, tagged, untagged
-from featurekit.lineage.registry_lineage import RegistryLineage, feature_set_external_id
+from featurekit.lineage import (
+    FeatureSetRecord,
+    OfflineFeatureSetRecord,
+    Producer,
+    RunLogLineage,
+    TrainingSetRecord,
+    is_queued,
+)
+from featurekit.lineage.client import RegistryAuthError, RegistryBadResponse, RegistryRefused, tagged, untagged
+from featurekit.lineage.registry_lineage import (
+    RegistryLineage,
+    feature_set_external_id,
+    offline_feature_set_external_id,
+)
 from featurekit.lineage.tree import render
 from featurekit.pipeline import lineage
 from featurekit.registry import create_registry_app
@@ -51,9 +68,11 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # -- a registry that can fail ----------------------------------------------------------------
 
 class Faults:
-    """ASGI wrapper: ``mode`` "error" answers 500 (not JSON), "forbidden" 403, "malformed" 200 with
-    HTML, "slow" waits ``delay`` seconds and then passes the request on; for the next ``times``
-    requests (all when None) whose method is in ``methods``. ``alpha_only`` answers 404 under /v1."""
+    """ASGI wrapper: ``mode`` "error" answers 500 (not JSON), "forbidden" 403, "unauthorized" 401
+    (plain text, as an auth proxy does), "missing" 404 (plain text), "malformed" 200 with HTML, "slow" waits ``delay`` seconds
+    and then passes the request on; for the next ``times`` requests (all when None) whose method is
+    in ``methods``. ``no_v1`` (a status, with its plain-text body) answers every request under /v1
+    so, counting them in ``v1_hits``: a server of the v0.3 line or a proxy in front of it."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -61,8 +80,9 @@ class Faults:
         self.times: int | None = None
         self.methods = ("GET", "POST", "PATCH")
         self.delay = 0.0
-        self.alpha_only = False
-        self.hits = 0
+        self.no_v1: tuple[int, bytes] | None = None
+        self.hits = self.v1_hits = 0
+        self.last_headers: dict[str, str] = {}
 
     def set(self, mode: str | None, times: int | None = None, methods: tuple[str, ...] = ("GET", "POST", "PATCH"),
             delay: float = 0.0) -> None:
@@ -77,9 +97,10 @@ class Faults:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.alpha_only and scope["path"].startswith(V1 + "/"):
-            body = {"code": "404", "message": f"no such endpoint: {scope['method']} {scope['path']}"}
-            await self._answer(send, 404, json.dumps(body).encode(), "application/json")
+        self.last_headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        if self.no_v1 is not None and scope["path"].startswith(V1 + "/"):
+            self.v1_hits += 1
+            await self._answer(send, *self.no_v1, "text/plain; charset=utf-8")
             return
         mode = self.mode if scope["method"] in self.methods and (self.times is None or self.hits < self.times) else None
         if mode is not None:
@@ -88,6 +109,10 @@ class Faults:
             await self._answer(send, 500, b"upstream exploded", "text/plain")
         elif mode == "forbidden":
             await self._answer(send, 403, b'{"code": "403", "message": "token not allowed"}', "application/json")
+        elif mode == "missing":
+            await self._answer(send, 404, b"404 page not found\n", "text/plain; charset=utf-8")
+        elif mode == "unauthorized":
+            await self._answer(send, 401, b"Unauthorized\n", "text/plain; charset=utf-8")
         elif mode == "malformed":
             await self._answer(send, 200, b"<html><body>Sign in to continue</body></html>", "application/json")
         elif mode == "slow":   # the request arrived whole; the answer is late (the work still gets done)
@@ -193,7 +218,14 @@ def feature_set(view: str = "driver_stats", version: int = 3, start: str = W_STA
                      "features": {"conv_rate": "Float64", "trips": "Int64"}})
 
 
-def producer(record: FeatureSetRecord) -> Producer:
+def offline(view: str, version: int) -> OfflineFeatureSetRecord:
+    return OfflineFeatureSetRecord(
+        feast_project="featurekit", feature_view=view, job=view, spec_fingerprint="5cede85a2c74f17e",
+        delta_path=f"/lake/{view}", delta_version=version, recorded_at="2026-03-02T08:00:09+00:00",
+        view_schema={"join_keys": {"driver_id": "Int64"}, "timestamp": "event_ts", "features": {"conv_rate": "Float64"}})
+
+
+def producer(record: FeatureSetRecord | OfflineFeatureSetRecord) -> Producer:
     """What the pipeline finds in the table's log and the run report (here: made up)."""
     return Producer(job=record.job, run_id=JOB_RUN, delta_version=record.delta_version, operation="WRITE",
                     validation={"policy": "quarantine", "rows_checked": 6, "rows_bad": 1, "rows_malformed": 0,
@@ -207,11 +239,21 @@ def store(settings: Settings) -> RegistryLineage:
     return RegistryLineage(lineage.registry_client(settings), Path(settings.registry.outbox), producer=producer)
 
 
-def training_set(views: dict[str, int], run_id: str = "20260302T080000Z-5e7f00d1") -> TrainingSetRecord:
+def training_set(views: dict[str, int], run_id: str = "20260302T080000Z-5e7f00d1",
+                 with_offline: bool = True) -> TrainingSetRecord:
+    """``with_offline=False``: a record made before training sets named their offline feature sets."""
     return TrainingSetRecord(
         run_id=run_id, feast_project="featurekit", feature_service="driver_rates", feature_views=views,
         features=[f"{v}:conv_rate" for v in views], spine_path="/lake/spine", output_path="/lake/train",
-        output_version=0, rows=12, recorded_at="2026-03-02T08:00:09+00:00", spine_version=2)
+        output_version=0, rows=12, recorded_at="2026-03-02T08:00:09+00:00", spine_version=2,
+        offline_feature_sets=[offline(v, n) for v, n in views.items()] if with_offline else [])
+
+
+def cli(args: list[str], project: Path) -> tuple[int, str, str]:
+    """``featurekit ARGS`` in its own process, in ``project``, with this environment: (code, out, err)."""
+    done = subprocess.run([str(Path(sys.executable).parent / "featurekit"), *args], cwd=project,
+                          env={**os.environ, PROJECT_ENV: str(project)}, capture_output=True, text=True, timeout=120)
+    return done.returncode, done.stdout, done.stderr
 
 
 def artifact_id(marker: str) -> str:
@@ -267,25 +309,65 @@ def test_tagged_values_keep_32_bit_ints_as_the_api_wants() -> None:
     assert untagged(tagged({"a": 7, "d": False})) == {"a": 7, "d": False}
 
 
-def test_a_training_set_names_the_feature_sets_it_read(registry: Registry, settings: Settings) -> None:
+def test_a_training_set_names_the_delta_versions_it_read_not_a_materialization(registry: Registry,
+                                                                              settings: Settings) -> None:
     lineage_store = store(settings)
-    older = artifact_id(lineage_store.record_feature_set(feature_set(version=3, end="2026-03-01T06:00:00+00:00")))
-    newer = artifact_id(lineage_store.record_feature_set(feature_set(version=3)))
-    artifact_id(lineage_store.record_feature_set(feature_set(version=4)))            # not the version read
-    profile = artifact_id(lineage_store.record_feature_set(feature_set(view="driver_profile", version=5)))
-    marker = lineage_store.record_training_set(training_set({"driver_stats": 3, "driver_profile": 5, "trips": 1}))
+    materialized = {artifact_id(lineage_store.record_feature_set(feature_set(version=3, end=end)))
+                    for end in ("2026-03-01T06:00:00+00:00", W_END)}                # two windows of v3 went online
+    lineage_store.record_feature_set(feature_set(version=4))
+    views = {"driver_stats": 3, "driver_profile": 5, "trips": 1}                     # the last two never materialized
+    marker = lineage_store.record_training_set(training_set(views))
     artifact = registry.get(f"/artifacts/{artifact_id(marker)}")
     assert artifact["externalId"] == "featurekit:training-set:featurekit:20260302T080000Z-5e7f00d1"
     assert (artifact["uri"], artifact["digest"]) == ("/lake/train@v0", "0")
     props = untagged(artifact["customProperties"])
     refs = {r["view"]: r for r in json.loads(props["feature_sets"])}
-    assert refs["driver_stats"]["id"] == newer != older      # the newest feature set of that version
-    assert refs["driver_profile"]["id"] == profile
-    assert refs["driver_stats"]["externalId"] == feature_set_external_id(feature_set(version=3))
-    assert refs["trips"] == {"view": "trips", "delta_version": 1, "id": None, "externalId": None}
-    assert props["feature_set_ids"] == f"{newer},{profile}"
+    assert set(refs) == set(views) and not materialized & {r["id"] for r in refs.values()}
+    for view, version in views.items():
+        read = registry.get(f"/artifacts/{refs[view]['id']}")
+        assert refs[view] == {"view": view, "delta_version": version, "delta_path": f"/lake/{view}",
+                              "id": read["id"], "externalId": offline_feature_set_external_id(offline(view, version))}
+        assert read["externalId"] == f"featurekit:offline-feature-set:featurekit:{view}:{version}:/lake/{view}"
+        assert (read["artifactType"], read["uri"], read["digest"], read["sourceType"]) == (
+            "dataset-artifact", f"/lake/{view}@v{version}", str(version), "delta")
+        assert read["source"] == f"featurekit://jobs/{view}/runs/{JOB_RUN}"          # the run that made that version
+        assert json.loads(read["schema"]) == offline(view, version).view_schema
+        assert json.loads(read["profile"])["rows_checked"] == 6
+        plain = untagged(read["customProperties"])
+        assert {k: plain[k] for k in ("featurekit_kind", "feast_view", "delta_path", "delta_version", "job_run_id")} == {
+            "featurekit_kind": "offline_feature_set", "feast_view": view, "delta_path": f"/lake/{view}",
+            "delta_version": str(version), "job_run_id": JOB_RUN}
+        assert "online_store" not in plain and "window_start" not in plain
+    assert props["feature_set_ids"] == ",".join(refs[v]["id"] for v in views)
     assert json.loads(props["feature_views"]) == {"driver_stats": "3", "driver_profile": "5", "trips": "1"}
     assert lineage_store.record_training_set(training_set({"driver_stats": 3})) == marker   # idempotent
+
+    # another training set reading driver_stats v3 names the same feature data; trips v2 is new data
+    other = lineage_store.record_training_set(training_set({"driver_stats": 3, "trips": 2}, run_id="20260303T080000Z-1"))
+    others = {r["view"]: r for r in json.loads(untagged(registry.get(f"/artifacts/{artifact_id(other)}")
+                                                         ["customProperties"])["feature_sets"])}
+    assert others["driver_stats"]["id"] == refs["driver_stats"]["id"] and others["trips"]["id"] != refs["trips"]["id"]
+    kinds = [untagged(a["customProperties"])["featurekit_kind"] for a in registry.artifacts()]
+    assert (kinds.count("feature_set"), kinds.count("offline_feature_set"), kinds.count("training_set")) == (3, 4, 2)
+
+
+def test_a_training_set_recorded_before_offline_feature_sets_names_the_materialization(
+        registry: Registry, settings: Settings) -> None:
+    """An outbox file or run-log record of an earlier featurekit has no offline feature sets: it is
+    sent as it would have been then."""
+    lineage_store = store(settings)
+    lineage_store.record_feature_set(feature_set(version=3, end="2026-03-01T06:00:00+00:00"))
+    newer = artifact_id(lineage_store.record_feature_set(feature_set(version=3)))
+    record = training_set({"driver_stats": 3, "trips": 1}, with_offline=False)
+    earlier = {k: v for k, v in asdict(record).items() if k not in ("offline_feature_sets", "kind")}
+    lineage_store._queue(lineage_store._entry("training_set", "featurekit:training-set:featurekit:" + record.run_id,
+                                              earlier, None), "test")
+    done = lineage.flush(Project(settings.runs_dir.parents[1]), settings)
+    assert (len(done.sent), done.created, done.failed) == (1, 1, [])
+    props = untagged(registry.get(f"/artifacts/{done.sent[0].rsplit('/', 1)[1]}")["customProperties"])
+    refs = {r["view"]: r for r in json.loads(props["feature_sets"])}
+    assert refs["driver_stats"]["id"] == newer
+    assert refs["trips"] == {"view": "trips", "delta_version": 1, "id": None, "externalId": None}
 
 
 def test_link_a_training_set_from_the_run_log_and_the_official_client_reads_it(registry: Registry,
@@ -341,9 +423,9 @@ def test_registry_down_queues_then_flush_sends_each_record_exactly_once(registry
     assert (len(done.sent), done.created, done.failed, done.remaining) == (3, 3, [], 0)
     assert list(outbox.iterdir()) == []
     artifacts = registry.artifacts()
-    assert len(artifacts) == 3
+    assert len(artifacts) == 5                           # 2 feature sets, the 2 offline ones read, the training set
     ts = next(a for a in artifacts if "training-set" in a["externalId"])
-    assert len(untagged(ts["customProperties"])["feature_set_ids"].split(",")) == 2   # sent after its feature sets
+    assert len(untagged(ts["customProperties"])["feature_set_ids"].split(",")) == 2
     again = lineage.flush(project, settings)
     assert (again.sent, again.created, again.remaining) == ([], 0, 0)
 
@@ -353,7 +435,7 @@ def test_registry_down_queues_then_flush_sends_each_record_exactly_once(registry
                                               asdict(feature_set(version=3)), None), "test")
     replay = lineage.flush(project, settings)
     assert (len(replay.sent), replay.created, replay.remaining) == (1, 0, 0)
-    assert len(registry.artifacts()) == 3
+    assert len(registry.artifacts()) == 5
 
 
 def test_5xx_is_retried_and_then_queued(registry: Registry, settings: Settings) -> None:
@@ -407,26 +489,95 @@ def test_malformed_and_refused_answers_are_clear_errors(registry: Registry, sett
     assert message == (f"the Model Registry at {registry.url} answered GET {V1}/registered_models with 200 and a "
                        "body that is not a JSON object: <html><body>Sign in to continue</body></html>")
     assert isinstance(info.value, InfraError) and info.value.exit_code == 1 and "\n" not in message
-    registry.faults.set("forbidden", methods=("POST",))
-    with pytest.raises(RegistryRefused) as refused:
-        store(settings).record_feature_set(feature_set())
-    assert str(refused.value) == (f"the Model Registry at {registry.url} refused POST {V1}/artifacts: 403 token not "
-                                  "allowed (check the token: registry.token_env in conf)")
-    assert not list(Path(settings.registry.outbox).glob("*.json"))   # refused is not queued: retrying won't help
+    registry.faults.set(None)
+    client = store(settings).client
+    client.request("POST", "/registered_models", body={"name": "eta"})
+    with pytest.raises(RegistryRefused) as refused:       # a 4xx other than auth: retrying won't help
+        client.request("POST", "/registered_models", body={"name": "eta"})
+    assert refused.value.status == 409 and refused.value.exit_code == 1 and str(refused.value).startswith(
+        f"the Model Registry at {registry.url} refused POST {V1}/registered_models: 409 ")
+    registry.faults.set("missing")                         # not a registry: every path is 404
+    with pytest.raises(RegistryRefused) as nowhere:
+        store(settings).client.prefix
+    assert str(nowhere.value) == (f"no Model Registry API at {registry.url}: GET {V1} and {ALPHA}"
+                                  "/registered_models answered 404 and 404 (is the URL the registry's root?)")
 
 
-def test_a_v1alpha3_only_registry_is_spoken_to_in_v1alpha3(registry: Registry, settings: Settings) -> None:
+# What answers /api/model_registry/v1 on a registry without it: Go's router of a v0.3 Kubeflow
+# Model Registry (plain text), a proxy refusing the method, a proxy not implementing it.
+NO_V1 = {404: b"404 page not found\n", 405: b"Method Not Allowed\n", 501: b"Not Implemented\n"}
+
+
+@pytest.mark.parametrize("status", sorted(NO_V1))
+def test_a_registry_without_v1_is_spoken_to_in_v1alpha3(status: int, registry: Registry, settings: Settings) -> None:
     assert registry.faults is not None
-    registry.faults.alpha_only = True
+    registry.faults.no_v1 = (status, NO_V1[status])
     lineage_store = store(settings)
     marker = lineage_store.record_feature_set(feature_set())
     assert marker.startswith(f"{registry.url}{ALPHA}/artifacts/")
     assert lineage_store.record_feature_set(feature_set()) == marker
-    linked = lineage.link(Project(settings.runs_dir.parents[1]), settings, "eta", "1",
-                          training_set=artifact_id(lineage_store.record_training_set(training_set({"driver_stats": 3}))))
-    assert linked.version["name"] == "1"
+    trained = lineage_store.record_training_set(training_set({"driver_stats": 3}))
+    assert trained.startswith(f"{registry.url}{ALPHA}/artifacts/")
+    assert registry.faults.v1_hits == 1                  # asked once: the client keeps its answer
+    linked = lineage.link(Project(settings.runs_dir.parents[1]), settings, "eta", "1", training_set=artifact_id(trained))
+    assert linked.version["name"] == "1" and linked.urls == [trained]
+    assert registry.faults.v1_hits == 2                  # link's own client asked once too
     paths = [e.path for e in registry.exchanges]
     assert paths and all(p.startswith(ALPHA + "/") for p in paths)
+    # the lineage landed: the feature set, the training set, the view's Delta version it read
+    registry.faults.no_v1 = None
+    kinds = sorted(untagged(a["customProperties"])["featurekit_kind"] for a in registry.artifacts())
+    assert kinds == ["feature_set", "offline_feature_set", "training_set"]
+    assert [a["uri"] for a in registry.artifacts()].count("/lake/driver_stats@v3") == 2
+
+
+def test_401_and_403_name_the_token_variable_exit_2_and_keep_the_record(
+        registry: Registry, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert registry.faults is not None
+    project = Project(settings.runs_dir.parents[1])
+    outbox = Path(settings.registry.outbox)
+    # no token_env in conf and FEATUREKIT_REGISTRY_TOKEN unset: no token sent, the proxy wants one
+    monkeypatch.delenv(REGISTRY_TOKEN_ENV, raising=False)
+    untokened = with_registry(settings, registry.url, token_env=None)
+    registry.faults.set("unauthorized")
+    with pytest.raises(RegistryAuthError) as info:
+        lineage.lineage_store(project, untokened).record_feature_set(feature_set())
+    assert str(info.value).startswith(
+        f"conf registry.token_env: the Model Registry at {registry.url} refused GET {V1}/registered_models: "
+        "401 Unauthorized; no bearer token was sent: featurekit reads it from the environment variable "
+        "FEATUREKIT_REGISTRY_TOKEN, which is not set; the record waits in the lineage outbox (")
+    assert info.value.exit_code == 2 and info.value.status == 401 and "\n" not in str(info.value)
+    assert "authorization" not in registry.faults.last_headers
+    assert len(list(outbox.glob("feature_set-*.json"))) == 1
+
+    # a token from the variable conf names, which the registry refuses
+    monkeypatch.setenv(TOKEN_ENV, "expired-s3cret")
+    registry.faults.set("forbidden", methods=("POST",))
+    with pytest.raises(RegistryAuthError) as refused:
+        lineage.lineage_store(project, settings).record_training_set(training_set({"driver_stats": 3}))
+    message = str(refused.value)
+    assert message.startswith(f"conf registry.token_env: the Model Registry at {registry.url} refused POST "
+                              f"{V1}/artifacts: 403 token not allowed; the bearer token featurekit sent, from the "
+                              f"environment variable {TOKEN_ENV}, was refused (expired, or without access to the "
+                              "registry?)")
+    assert "expired-s3cret" not in message and registry.faults.last_headers["authorization"] == "Bearer expired-s3cret"
+    assert len(list(outbox.glob("*.json"))) == 2 and registry.artifacts() == []
+
+    # through the CLI: one line, exit 2 (the user fixes the token), the outbox kept
+    monkeypatch.setenv(REGISTRY_URL_ENV, registry.url)
+    monkeypatch.setenv(REGISTRY_TOKEN_ENV, "expired-s3cret")
+    registry.faults.set("unauthorized")
+    code, _, err = cli(["lineage", "flush"], project.root)
+    assert code == 2 and "401 Unauthorized; the bearer token featurekit sent, from the environment variable " \
+        "FEATUREKIT_REGISTRY_TOKEN, was refused" in err and "Traceback" not in err and "expired-s3cret" not in err
+    assert len(list(outbox.glob("*.json"))) == 2
+
+    # the token fixed: the flush sends both records, each once
+    registry.faults.set(None)
+    code, out, _ = cli(["lineage", "flush"], project.root)
+    assert code == 0 and "sent 2 record(s): 2 new in the registry" in out
+    kinds = sorted(untagged(a["customProperties"])["featurekit_kind"] for a in registry.artifacts())
+    assert kinds == ["feature_set", "offline_feature_set", "training_set"]
 
 
 def test_settings_token_and_url_override(registry: Registry, settings: Settings,
@@ -538,7 +689,8 @@ def test_show_after_materialize_and_link_names_the_delta_version_and_job_run(
     with pytest.raises(ConfigError, match="registered model 'driver-eta' has no version '2'"):
         lineage.show(project, settings, model="driver-eta", version="2")
 
-    # a training set read the same table version: model version -> training set -> that feature set -> ...
+    # a training set read the same table version: model version -> training set -> that Delta version
+    # (its offline feature set, not the materialization) -> the job run -> ...
     from featurekit.pipeline.training import training_set as build
 
     stamps = pa.array([T0 + timedelta(hours=13)] * 2, pa.timestamp("us", tz="UTC"))
@@ -551,7 +703,11 @@ def test_show_after_materialize_and_link_names_the_delta_version_and_job_run(
     assert isinstance(trained, str)
     assert f"training set driver_rates (run {built.run_id})" in trained
     assert f"Delta {lab.lake / 'train'} @ v{built.out_version}" in trained
-    assert f"artifact {artifact['id']}" in trained and f"job run driver_stats {run_id}" in trained
+    assert "offline feature set featurekit.driver_stats" in trained and f"artifact {artifact['id']}" not in trained
+    assert f"Delta {lab.lake / 'driver_stats'} @ v{version}" in trained and f"job run driver_stats {run_id}" in trained
     assert f"spine {lab.raw / 'spine'}" in trained
+    (read_back,) = asyncio.run(api.get_artifacts(filter_query='featurekit_kind.string_value = "offline_feature_set"'))
+    assert read_back.uri == artifact["uri"] and read_back.custom_properties["job_run_id"] == run_id
+    assert read_back.custom_properties["delta_version"] == str(version) and read_back.id != artifact["id"]
     with pytest.raises(FeaturekitError, match="unknown feature service 'driver_rate' — did you mean 'driver_rates'"):
         lineage.link(project, settings, "driver-eta", "1", service="driver_rate")

@@ -165,6 +165,11 @@ def test_lineage_records_views_versions_spine_and_rows(pit: PitLab, result: Trai
     assert record["spine_path"] == result.spine and record["spine_path"].endswith("main.parquet")
     assert record["output_path"] == result.out and record["output_version"] == 0
     assert record["rows"] == len(CASES)
+    # the feature data read: the view's Delta table at the version the join read
+    (read,) = record["offline_feature_sets"]
+    assert read["kind"] == "offline_feature_set" and read["feature_view"] == "pit_stats" and read["job"] == "pit_stats"
+    assert (read["delta_path"], read["delta_version"]) == (str(pit.table), version)
+    assert list(read["view_schema"]["features"]) == ["value"] and read["recorded_at"] == record["recorded_at"]
 
 
 def test_featurekit_session_is_left_as_it_was(spark: Any, result: TrainingSetResult) -> None:
