@@ -175,3 +175,16 @@ class InfraError(FeaturekitError):
     """Something outside the user's files failed: Java, Spark, storage, the network."""
 
     exit_code = 1
+
+
+class Conflict(InfraError):
+    """Another writer committed to a table this run writes, between this run's read of it and
+    its commit: Delta refused this run's commit, so nothing of it was committed. Not a problem
+    with the user's files (exit 1): the same command can simply run again.
+
+    ``version`` is the table's version that the other writer committed (None where it cannot
+    be told), ``path`` the table."""
+
+    def __init__(self, message: str, *, path: str = "", version: int | None = None) -> None:
+        self.path, self.version = path, version
+        super().__init__(message)

@@ -139,6 +139,15 @@ class RegistrySettings(_Strict):
         return self.token_env or REGISTRY_TOKEN_ENV
 
 
+class ConcurrencySettings(_Strict):
+    """What a run does when another run of its job commits to its table first: run again, up to
+    ``retries`` times, where repeating is safe (an overwrite, merge, partition or interval
+    replace; an append whose commit is known not to have landed); else, or after the last
+    retry, fail with exit 1 naming the version the other run committed."""
+
+    retries: int = Field(default=2, ge=0, le=10)
+
+
 class Settings(_Strict):
     """The merged settings of one environment, variables filled."""
 
@@ -148,6 +157,7 @@ class Settings(_Strict):
     paths: PathSettings = Field(default_factory=PathSettings)
     feast: FeastSettings = Field(default_factory=FeastSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    concurrency: ConcurrencySettings = Field(default_factory=ConcurrencySettings)
     # Only cluster environments have it (see conf/k8s).
     kubernetes: KubernetesSettings | None = None
 

@@ -18,6 +18,7 @@ A run has these phases, each timed:
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 from contextlib import contextmanager
@@ -31,9 +32,10 @@ from featurekit.engine.jars import ensure_jars, spark_submit
 from featurekit.engine.session import get_session, session_conf, under_spark_submit
 from featurekit.engine.sources import MissingTable
 from featurekit.engine.transform import MALFORMED_ROWS, MALFORMED_SCHEMA, apply_steps, read_sources
-from featurekit.errors import ConfigError, DataError, FeaturekitError, OutputError, SpecError, arg
+from featurekit.errors import Conflict, ConfigError, DataError, FeaturekitError, OutputError, SpecError, arg
 from featurekit.pipeline import accounting
 from featurekit.pipeline.accounting import source_counts, step_counts
+from featurekit.pipeline.conflicts import conflict_of, is_conflict, pause_for_test, retry_reason
 from featurekit.pipeline.incremental import Chunk, plan_arrivals, plan_increment
 from featurekit.pipeline.report import RunResult, write_report
 from featurekit.pipeline.spark_errors import classify
@@ -123,28 +125,66 @@ def run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSessi
 
     A job with ``incremental:`` recomputes one interval of event time, up to ``end`` (default:
     now): from its watermark minus the lookback, or everything with ``full``, or a backfill's
-    ``chunk``. ``end`` also bounds ``aggregate.expire`` in any job."""
+    ``chunk``. ``end`` also bounds ``aggregate.expire`` in any job.
+
+    When another writer commits to a table of the run between its read and its commit, Delta
+    refuses the commit and nothing of this run lands; where repeating is safe the run runs
+    again (same run id, up to ``concurrency.retries`` times), else it fails with a
+    :class:`~featurekit.errors.Conflict` naming the version the other writer committed. The
+    report lists each conflict (:mod:`featurekit.pipeline.conflicts`)."""
     if job.spec.incremental is None and (full or chunk is not None):
         raise ConfigError.single(f"job {job.name!r} has no incremental: block; {arg('full')} and backfills need one",
                                  file=job.shown_path, field="incremental")
-    result = RunResult(
-        run_id=new_run_id(), job=job.name, fingerprint=job.fingerprint, env=settings.env,
-        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        output_path=job.spec.output.path, mode=job.spec.output.mode,
-    )
-    try:
-        _run(project, job, settings, spark, result, end, full, chunk)
-        result.status = "succeeded"
-    except FeaturekitError as exc:
-        result.status, result.error, result.exit_code = "failed", str(exc), exc.exit_code
-        raise
-    except Exception as exc:
-        error = classify(exc)
-        result.status, result.error, result.exit_code = "failed", str(error), error.exit_code
-        raise error from exc
-    finally:
+    run_id, started = new_run_id(), datetime.now(UTC).isoformat(timespec="seconds")
+    conflicts: list[dict[str, Any]] = []
+    while True:
+        result = RunResult(
+            run_id=run_id, job=job.name, fingerprint=job.fingerprint, env=settings.env, started_at=started,
+            output_path=job.spec.output.path, mode=job.spec.output.mode, conflicts=conflicts,
+        )
+        try:
+            _run(project, job, settings, spark, result, end, full, chunk)
+            result.status = "succeeded"
+        except Exception as exc:
+            error = _conflict(spark, job, result, exc, settings.concurrency.retries) if is_conflict(exc) else None
+            if error is not None and result.conflicts[-1]["retried"]:
+                time.sleep(random.uniform(0.2, 1.0))  # two losers of one race do not run again in step
+                continue
+            if error is None:
+                error = exc if isinstance(exc, FeaturekitError) else classify(exc)
+            result.status, result.error, result.exit_code = "failed", str(error), error.exit_code
+            write_report(settings.runs_dir, result)
+            if error is exc:
+                raise
+            raise error from exc
         write_report(settings.runs_dir, result)
-    return result
+        return result
+
+
+def _conflict(spark: "SparkSession | None", job: LoadedJob, result: RunResult, exc: Exception,
+              retries: int) -> Conflict:
+    """Another writer committed first (see :mod:`featurekit.pipeline.conflicts`): the error
+    naming its version, recorded in ``result.conflicts`` with whether this run runs again."""
+    from pyspark.sql import SparkSession
+
+    out = job.spec.output
+    spark = spark or SparkSession.getActiveSession()
+    if spark is None:  # the session never started: no table was read
+        error = exc if isinstance(exc, Conflict) else Conflict(str(classify(exc)), path=out.path)
+        result.conflicts.append({"error": str(error), "retried": False})
+        return error
+    tables = [out.path] + ([job.spec.quarantine_path] if job.spec.quarantine_path else [])
+    error = conflict_of(spark, exc, job.name, result.run_id, tables)
+    why = retry_reason(spark, out.mode, job.spec.incremental is not None, out.path, result.run_id)
+    if why is None:
+        why_not = "a commit of this run is in the table's history: running again could commit it twice"
+    elif len(result.conflicts) >= retries:
+        why, why_not = None, f"{retries} retr{'y' if retries == 1 else 'ies'} used (concurrency.retries)"
+    record: dict[str, Any] = {"attempt": len(result.conflicts) + 1, "version": error.version, "path": error.path,
+                              "error": str(error), "retried": why is not None}
+    record["why"] = why if why is not None else why_not
+    result.conflicts.append(record)
+    return error
 
 
 class GateFailed(DataError):
@@ -260,6 +300,7 @@ def _rebuilt(ctx: BuildContext, job: LoadedJob, reads: list[Any]) -> "DataFrame"
 def _commit(spark: "SparkSession", job: LoadedJob, ctx: BuildContext, result: RunResult, meta: CommitMeta,
             prepared: PreparedCommit, bad: Any) -> None:
     """Quarantine first, then the feature table; if the second fails, take the first back."""
+    pause_for_test()
     malformed_rows = {s["name"]: s["rows_malformed"] for s in result.sources}
     frames = {}
     for name in ctx.malformed:
@@ -301,9 +342,7 @@ def _commit(spark: "SparkSession", job: LoadedJob, ctx: BuildContext, result: Ru
 
 def _lost_a_race(exc: Exception) -> bool:
     """Whether the feature commit failed because another run committed to the table first."""
-    if isinstance(exc, ConcurrentRun):
-        return True
-    return not isinstance(exc, FeaturekitError) and "another writer committed" in str(classify(exc))
+    return isinstance(exc, ConcurrentRun) or is_conflict(exc)
 
 
 def _malformed_schema() -> Any:

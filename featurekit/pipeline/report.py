@@ -49,6 +49,8 @@ class RunResult:
     durations: dict[str, float] = field(default_factory=dict)
     error: str = ""
     exit_code: int = 0
+    # each time another writer committed first: the version it made, and whether this run ran again
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
     report_path: str = ""
     featurekit_version: str = __version__
 

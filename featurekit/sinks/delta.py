@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from featurekit.errors import DataError, OutputError
+from featurekit.errors import Conflict, DataError, OutputError
 from featurekit.sinks.jvm import Scala
 from featurekit.sinks.transaction import (
     JOB_PROPERTY,
@@ -66,10 +66,11 @@ def counts_rows(out: OutputSpec) -> bool:
     return out.mode != "merge"
 
 
-class ConcurrentRun(DataError):
+class ConcurrentRun(Conflict):
     """Another run moved a watermark this run planned from; nothing of this run was written."""
 
-    exit_code = 1
+    def __init__(self, message: str, details: list[str]) -> None:
+        super().__init__("; ".join([message, *details]))
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,9 @@ def _target(spark: "SparkSession", out: OutputSpec, job: str) -> tuple[Any, Any,
             raise OutputError("path", f"{out.path} belongs to job {owner!r}; two jobs cannot write one table")
         return log, txn, True
     local = Path(out.path.removeprefix("file:"))
-    if is_local(out.path) and local.exists() and any(p.name != "_delta_log" for p in local.iterdir()):
+    # A Delta writer makes ``_delta_log`` as it writes its first files: with it, another run is
+    # creating the table (its commit or this one's wins, the other one conflicts)
+    if is_local(out.path) and local.exists() and not (local / "_delta_log").exists() and any(local.iterdir()):
         raise OutputError("path", f"{out.path} exists and is not a Delta table; refusing to write into it")
     return log, txn, False
 
