@@ -36,12 +36,13 @@ from featurekit.errors import Conflict, ConfigError, DataError, FeaturekitError,
 from featurekit.pipeline import accounting
 from featurekit.pipeline.accounting import source_counts, step_counts
 from featurekit.pipeline.conflicts import conflict_of, is_conflict, pause_for_test, retry_reason
-from featurekit.pipeline.incremental import Chunk, plan_arrivals, plan_increment
+from featurekit.pipeline.incremental import Chunk, plan_arrivals, plan_increment, watermark_app
 from featurekit.pipeline.report import RunResult, write_report
 from featurekit.pipeline.spark_errors import classify
 from featurekit.sinks.delta import ConcurrentRun, PreparedCommit, counts_rows, prepare
 from featurekit.sinks.quarantine import append_quarantine, quarantine_rows, undo_quarantine
-from featurekit.sinks.transaction import CommitMeta, describe_last_commit, undo_commit
+from featurekit.sinks.transaction import CommitMeta, app_versions, describe_last_commit, undo_commit
+from featurekit.spec.intervals import from_epoch
 from featurekit.spec.keys import merge_keys_unique
 from featurekit.spec.loader import LoadedJob, load_job
 from featurekit.validation.gate import Gate, GateResult
@@ -178,6 +179,9 @@ def _conflict(spark: "SparkSession | None", job: LoadedJob, result: RunResult, e
     why = retry_reason(spark, out.mode, job.spec.incremental is not None, out.path, result.run_id)
     if why is None:
         why_not = "a commit of this run is in the table's history: running again could commit it twice"
+    elif _interval_done(spark, job, result):
+        why, why_not = None, ("the watermark the other run left is at or past this run's end: its commit replaced "
+                              "this run's interval, and planned again this run would have none")
     elif len(result.conflicts) >= retries:
         why, why_not = None, f"{retries} retr{'y' if retries == 1 else 'ies'} used (concurrency.retries)"
     record: dict[str, Any] = {"attempt": len(result.conflicts) + 1, "version": error.version, "path": error.path,
@@ -185,6 +189,15 @@ def _conflict(spark: "SparkSession | None", job: LoadedJob, result: RunResult, e
     record["why"] = why if why is not None else why_not
     result.conflicts.append(record)
     return error
+
+
+def _interval_done(spark: "SparkSession", job: LoadedJob, result: RunResult) -> bool:
+    """Whether an incremental run (not a backfill chunk) lost to one whose watermark reached its end."""
+    planned = result.incremental or {}
+    if planned.get("kind") != "incremental" or not planned.get("end"):
+        return False
+    mark = app_versions(spark, job.spec.output.path, [watermark_app(job.name)])[watermark_app(job.name)]
+    return mark >= 0 and from_epoch(mark) >= datetime.fromisoformat(planned["end"])
 
 
 class GateFailed(DataError):

@@ -25,6 +25,7 @@ from deltalake import DeltaTable
 
 from featurekit import pipeline
 from featurekit.config import Project
+from featurekit.config.settings import ConcurrencySettings
 from featurekit.errors import FeaturekitError
 from tests.conftest import REPO
 from tests.integration.conftest import with_test_conf
@@ -127,12 +128,16 @@ class Lab:
         path.write_text(textwrap.dedent(text).lstrip())
         return path
 
-    def run(self, name: str, text: str) -> pipeline.RunResult:
-        """Write ``jobs/<name>.yaml`` and run it on the shared session."""
+    def run(self, name: str, text: str, retries: int | None = None) -> pipeline.RunResult:
+        """Write ``jobs/<name>.yaml`` and run it on the shared session (``retries``: after a
+        write conflict, instead of the env's ``concurrency.retries``)."""
         self.write_job(name, text)
         project = Project(self.root)
         loaded, settings = pipeline.load(project, name, "local")
-        return pipeline.run(project, loaded, with_test_conf(settings), self.spark)  # type: ignore[arg-type]
+        settings = with_test_conf(settings)
+        if retries is not None:
+            settings = settings.model_copy(update={"concurrency": ConcurrencySettings(retries=retries)})
+        return pipeline.run(project, loaded, settings, self.spark)  # type: ignore[arg-type]
 
     def run_fails(self, name: str, text: str, error: type[FeaturekitError]) -> FeaturekitError:
         """Run a job that must fail with exactly ``error`` (not a subclass); return the error."""

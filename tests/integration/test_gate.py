@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from featurekit import cli
-from featurekit.errors import ConfigError, DataError
+from featurekit.errors import ConfigError, Conflict, DataError
 from featurekit.pipeline import GateFailed, RunResult
 from tests.integration.helpers import Lab, lab, no_size_based_broadcast, physical_plans, ts  # noqa: F401  (lab is a fixture)
 
@@ -485,17 +485,21 @@ output: {path: "${lake_root}/gate_json"}
 # --------------------------------------------------------------------------- a feature commit failing after the quarantine commit
 
 
-def concurrent_writer(monkeypatch: pytest.MonkeyPatch, lab: Lab, table: str) -> None:
+def concurrent_writer(monkeypatch: pytest.MonkeyPatch, lab: Lab, table: str, times: int = 1) -> None:
     """Between this run's quarantine commit and its feature commit, another writer commits
-    to the feature table: the held Delta transaction of the run then fails to commit."""
+    to the feature table (the first ``times`` attempts): the held Delta transaction of the
+    run then fails to commit."""
     from featurekit.pipeline import core
 
     original = core.append_quarantine
+    left = [times]
 
     def append_then_interfere(*args: Any, **kwargs: Any) -> Any:
         held = original(*args, **kwargs)
-        other = lab.spark.createDataFrame([(99, 99)], "id long, v long")  # type: ignore[attr-defined]
-        other.write.format("delta").mode("append").save(str(lab.lake / table))
+        if left[0] > 0:
+            left[0] -= 1
+            other = lab.spark.createDataFrame([(99, 99)], "id long, v long")  # type: ignore[attr-defined]
+            other.write.format("delta").mode("append").save(str(lab.lake / table))
         return held
 
     monkeypatch.setattr(core, "append_quarantine", append_then_interfere)
@@ -510,10 +514,11 @@ def test_quarantine_is_restored_when_the_feature_commit_fails(lab: Lab, monkeypa
 
     lab.csv("gate_undo_in", csv_of([(1, 1), (2, -2), (3, -3)]))
     concurrent_writer(monkeypatch, lab, "gate_undo")
-    with pytest.raises(Exception, match="(?i)concurrent"):
-        lab.run("gate_undo", simple_job("gate_undo", "gate_undo_in", checks, mode="overwrite"))
+    with pytest.raises(Conflict, match="another writer committed version 1 of .* while this run of gate_undo ran"):
+        lab.run("gate_undo", simple_job("gate_undo", "gate_undo_in", checks, mode="overwrite"), retries=0)
     report = lab.reports("gate_undo")[-1]
     assert report["status"] == "failed" and report["quarantine"]["undone"] is True
+    assert [(c["version"], c["retried"]) for c in report["conflicts"]] == [(1, False)]
     assert report["quarantine"]["inserted"] == 1  # row 3 had reached the quarantine, then was taken back
 
     # the feature table has the other writer's commit and not this run's; the quarantine is as before
@@ -521,6 +526,25 @@ def test_quarantine_is_restored_when_the_feature_commit_fails(lab: Lab, monkeypa
     assert lab.rows("gate_undo_quarantine", by=["id"]) == before
     operations = [c["operation"] for c in sorted(lab.table("gate_undo_quarantine").history(), key=lambda c: c["version"])]
     assert operations == ["WRITE", "WRITE", "RESTORE"]
+
+
+def test_a_feature_commit_that_loses_a_race_runs_again(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    checks = "columns: {v: {checks: {ge: 0}}}\nmax_bad_fraction: 0.9"
+    lab.csv("gate_again_in", csv_of([(1, 1), (2, -2)]))
+    lab.run("gate_again", simple_job("gate_again", "gate_again_in", checks, mode="overwrite"))
+
+    # the first attempt loses (its quarantine commit taken back); the second commits after the other writer
+    lab.csv("gate_again_in", csv_of([(1, 1), (2, -2), (3, -3), (4, 4)]))
+    concurrent_writer(monkeypatch, lab, "gate_again")
+    result = lab.run("gate_again", simple_job("gate_again", "gate_again_in", checks, mode="overwrite"))
+    assert [(c["attempt"], c["version"], c["retried"]) for c in result.conflicts] == [(1, 1, True)]
+    assert result.conflicts[0]["error"].startswith(f"another writer committed version 1 of {lab.lake / 'gate_again'} "
+                                                   "while this run of gate_again ran (DELTA_CONCURRENT_APPEND")
+    assert result.table_version == 2 and lab.reports("gate_again")[-1]["status"] == "succeeded"
+    assert [r["id"] for r in lab.rows("gate_again", by=["id"])] == [1, 4]  # the overwrite, after the other commit
+    assert [r["id"] for r in lab.rows("gate_again_quarantine", by=["id"])] == [2, 3]  # each bad row once
+    operations = [c["operation"] for c in sorted(lab.table("gate_again_quarantine").history(), key=lambda c: c["version"])]
+    assert operations == ["WRITE", "WRITE", "RESTORE", "WRITE"]
 
 
 def test_a_result_that_does_not_fit_the_table_touches_neither_table(lab: Lab) -> None:  # noqa: F811
@@ -545,8 +569,8 @@ def test_quarantine_created_by_a_failed_run_is_removed(lab: Lab, monkeypatch: py
 
     lab.csv("gate_undo_new_in", csv_of([(1, 1), (2, -2)]))
     concurrent_writer(monkeypatch, lab, "gate_undo_new")
-    with pytest.raises(Exception, match="(?i)concurrent"):
-        lab.run("gate_undo_new", simple_job("gate_undo_new", "gate_undo_new_in", checks, mode="overwrite"))
+    with pytest.raises(Conflict, match="(?i)concurrent"):
+        lab.run("gate_undo_new", simple_job("gate_undo_new", "gate_undo_new_in", checks, mode="overwrite"), retries=0)
     assert lab.reports("gate_undo_new")[-1]["quarantine"]["undone"] is True
     assert not (lab.lake / "gate_undo_new_quarantine").exists()
     assert [r["id"] for r in lab.rows("gate_undo_new", by=["id"])] == [1, 99]
