@@ -33,7 +33,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from featurekit.config import Project, Settings
-from featurekit.errors import ConfigError, DataError, UsageError, arg
+from featurekit.errors import ConfigError, Conflict, DataError, UsageError, arg
 from featurekit.feast import store as feast_store
 from featurekit.feast.catalog import refresh_catalog, view_layout
 from featurekit.feast.definitions import ViewSpec, view_specs
@@ -46,7 +46,8 @@ from featurekit.materialization.view import CHANGE_FEED, END_MOVED, UNCHANGED, V
     ViewResult
 from featurekit.materialization.window import table_info
 from featurekit.materialization.writer import OnlineWriter
-from featurekit.online_store import KeyCount, Marker, open_online_store
+from featurekit.online_store import KeyCount, Marker, OnlineStore, open_online_store
+from featurekit.pipeline.conflicts import pause_for_test
 from featurekit.pipeline.core import new_run_id, session
 from featurekit.pipeline.features import feast_session_conf
 from featurekit.pipeline.lineage import lineage_store, lineage_warning
@@ -134,6 +135,7 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
         writer = partial(OnlineWriter, store_config, repo_path, fv.to_proto().SerializeToString(), layout)
         began = time.perf_counter()
         table = None if verify_only else table_info(target.path, target.version, target.storage_options)
+        found = None if verify_only else state.marker(view.name)  # what another materialization may change meanwhile
         base = incremental_base(target, state, layout, table, end, result.warnings) \
             if incremental and start is None and table is not None else None
         if start is not None:
@@ -165,6 +167,8 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
                           if base is not None else "the online store does not hold every key of the window")
         if not verify_only and outcome.method != UNCHANGED:
             assert table is not None
+            pause_for_test()
+            _check_marker(state, view, found)
             store.registry.apply_materialization(fv, store.project, window_start, end)
             whole = base is not None or window_start <= end - target.ttl
             state.set_marker(view.name, Marker(view.version, end, table.id, view.job.fingerprint) if whole else None)
@@ -204,6 +208,21 @@ def _incremental_start(fv: Any, target: Target, end: datetime) -> datetime:
     if last is not None:
         return _aware(last)
     return end - target.ttl
+
+
+def _check_marker(state: OnlineStore, view: ViewSpec, found: Marker | None) -> None:
+    """Fail the materialization (exit 1) if another one of ``view`` set or removed the store's
+    marker since this one read it (``found``). Both wrote their keys: the store may hold either
+    one's value of a key they both wrote, which no marker describes, so the marker is removed
+    (the next ``--incremental`` writes the whole window) and this one records nothing."""
+    now = state.marker(view.name)
+    if now == found:
+        return
+    state.set_marker(view.name, None)
+    what = f"set the online store's marker to Delta version {now.delta_version}" if now else "removed the online store's marker"
+    raise Conflict(f"another materialization of {view.name} {what} while this one ran; the marker is removed, "
+                   f"so the next {arg('incremental')} materializes the whole window — run it again",
+                   path=view.path, version=now.delta_version if now else None)
 
 
 def _failed(result: MaterializeResult, outcome: ViewResult, why: str) -> DataError:
