@@ -158,6 +158,9 @@ def run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSessi
             if error is exc:
                 raise
             raise error from exc
+        except BaseException:  # interrupted: the report says how far the run got
+            write_report(settings.runs_dir, result)
+            raise
         write_report(settings.runs_dir, result)
         return result
 
@@ -196,7 +199,10 @@ def _interval_done(spark: "SparkSession", job: LoadedJob, result: RunResult) -> 
     planned = result.incremental or {}
     if planned.get("kind") != "incremental" or not planned.get("end"):
         return False
-    mark = app_versions(spark, job.spec.output.path, [watermark_app(job.name)])[watermark_app(job.name)]
+    try:
+        mark = app_versions(spark, job.spec.output.path, [watermark_app(job.name)])[watermark_app(job.name)]
+    except Exception:  # the table cannot be read now: let the next attempt find out
+        return False
     return mark >= 0 and from_epoch(mark) >= datetime.fromisoformat(planned["end"])
 
 

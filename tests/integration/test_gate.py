@@ -547,6 +547,22 @@ def test_a_feature_commit_that_loses_a_race_runs_again(lab: Lab, monkeypatch: py
     assert operations == ["WRITE", "WRITE", "RESTORE", "WRITE"]
 
 
+def test_an_append_that_loses_the_race_to_create_its_table_is_made_once(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    checks = "columns: {v: {checks: {ge: 0}}}\nmax_bad_fraction: 0.9"
+    lab.csv("gate_append_race_in", csv_of([(1, 1), (2, -2), (3, 3)]))
+    # another writer creates the table while the run holds its first write: Delta refuses the run's commit
+    concurrent_writer(monkeypatch, lab, "gate_append_race")
+    result = lab.run("gate_append_race", simple_job("gate_append_race", "gate_append_race_in", checks, mode="append"))
+    [conflict] = result.conflicts
+    assert (conflict["version"], conflict["retried"]) == (0, True)
+    assert conflict["why"] == "no commit of this run is in the table's history, so its append is made once"
+    assert "(DELTA_PROTOCOL_CHANGED" in conflict["error"] or "(DELTA_METADATA_CHANGED" in conflict["error"], conflict
+    assert [r["id"] for r in lab.rows("gate_append_race", by=["id"])] == [1, 3, 99]  # the run's rows once
+    assert [r["id"] for r in lab.rows("gate_append_race_quarantine", by=["id"])] == [2]
+    history = sorted(lab.table("gate_append_race").history(), key=lambda c: c["version"])
+    assert [json.loads(c.get("userMetadata") or "{}").get("run_id") for c in history] == [None, result.run_id]
+
+
 def test_a_result_that_does_not_fit_the_table_touches_neither_table(lab: Lab) -> None:  # noqa: F811
     checks = "columns: {v: {checks: {ge: 0}}}\nmax_bad_fraction: 0.9"
     lab.csv("gate_unfit_in", csv_of([(1, 1), (2, -2)]))
