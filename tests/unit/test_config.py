@@ -225,6 +225,16 @@ def test_bad_registry_settings_are_located(tmp_path: Path) -> None:
     ]
 
 
+def test_concurrency_retries_default_and_bounds(tmp_path: Path) -> None:
+    assert load_settings(make_project(tmp_path / "default", {}), "local").concurrency.retries == 2
+    project = make_project(tmp_path / "bad", {"conf/local/s.yaml": "concurrency:\n  retries: 11\n  retry: 1\n"})
+
+    assert problems_of(project) == [
+        "conf/local/s.yaml:2:12 concurrency.retries: expected at most 10; got 11",
+        "conf/local/s.yaml:3:3 concurrency.retry: unknown key 'retry' — did you mean 'retries'?",
+    ]
+
+
 def test_unknown_key_in_base_is_located_in_base_when_env_overrides_a_sibling(tmp_path: Path) -> None:
     project = make_project(tmp_path, {
         "conf/base/s.yaml": "spark:\n  mastr: local[2]\n",
