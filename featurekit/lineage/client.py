@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from featurekit.errors import InfraError
+from featurekit.redaction import redact, redact_text
 
 PREFIXES = ("/api/model_registry/v1", "/api/model_registry/v1alpha3")
 DATASET = "dataset-artifact"
@@ -145,7 +146,7 @@ class RegistryClient:
 
     def api_url(self, path: str) -> str:
         """The full URL of an API path (e.g. ``/artifacts/7``), for people to follow."""
-        return f"{self.url}{self.prefix}{path}"
+        return redact_text(f"{self.url}{self.prefix}{path}")
 
     def _send(self, method: str, path: str, *, params: dict[str, str] | None = None,
               body: dict[str, Any] | None = None) -> httpx.Response:
@@ -155,7 +156,7 @@ class RegistryClient:
             if attempt:
                 self._sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
-                response = self._http.request(method, path, params=params, json=body)
+                response = self._http.request(method, path, params=params, json=None if body is None else redact(body))
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 continue
