@@ -93,9 +93,10 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
 class _Masker:
     """The secrets known at one moment, applied to many strings (one walk over a report)."""
 
-    def __init__(self) -> None:
+    def __init__(self, by_key: bool = True) -> None:
         values = secret_values()
         self.pattern = re.compile("|".join(map(re.escape, values))) if values else None
+        self.by_key = by_key
 
     def text(self, text: str) -> str:
         text = _KV_PASSWORD.sub(rf"\1={MASK}", _URL_PASSWORD.sub(rf"\1:{MASK}@", text))
@@ -106,7 +107,8 @@ class _Masker:
             return {k: self.data(v, str(k)) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [self.data(v, key) for v in value]
-        if key and _SECRET_KEY.search(key) and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if self.by_key and key and _SECRET_KEY.search(key) and isinstance(value, (str, int, float)) \
+                and not isinstance(value, bool):
             return MASK
         if isinstance(value, str):
             return self.text(value)
@@ -119,10 +121,12 @@ def redact_text(text: str) -> str:
     return _Masker().text(text)
 
 
-def redact(value: Any, key: str = "") -> Any:
+def redact(value: Any, key: str = "", *, by_key: bool = True) -> Any:
     """A copy of ``value`` (mappings, lists, strings) with secrets masked: strings as
-    :func:`redact_text`, and values under keys that name a credential replaced by ``***``."""
-    return _Masker().data(value, key)
+    :func:`redact_text`, and values under keys that name a credential replaced by ``***``.
+    ``by_key=False`` masks by value only, for mappings whose keys are data (a feature view's
+    schema may have a column ``token_count``)."""
+    return _Masker(by_key).data(value, key)
 
 
 def leaks(value: Any, path: tuple[str, ...] = ()) -> list[str]:

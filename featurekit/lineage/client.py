@@ -152,11 +152,12 @@ class RegistryClient:
               body: dict[str, Any] | None = None) -> httpx.Response:
         """One request, retried on connection errors, timeouts and 5xx; the last answer."""
         failure = ""
+        sent = None if body is None else redact(body, by_key=False)
         for attempt in range(self.retries + 1):
             if attempt:
                 self._sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
-                response = self._http.request(method, path, params=params, json=None if body is None else redact(body))
+                response = self._http.request(method, path, params=params, json=sent)
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 continue

@@ -105,7 +105,7 @@ class RunLogLineage:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{name}.json"
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(redact(asdict(record)), indent=2) + "\n")
+        tmp.write_text(json.dumps(redact(asdict(record), by_key=False), indent=2) + "\n")
         tmp.replace(path)  # a reader never sees half a record; a retry overwrites the same file
         return str(path)
 

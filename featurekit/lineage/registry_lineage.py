@@ -252,7 +252,7 @@ class RegistryLineage:
         self.outbox.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256(entry["external_id"].encode()).hexdigest()[:16]
         path = self.outbox / f"{entry['kind']}-{digest}.json"
-        queued = redact({**entry, "queued_at": datetime.now(UTC).isoformat(), "reason": reason})
+        queued = redact({**entry, "queued_at": datetime.now(UTC).isoformat(), "reason": reason}, by_key=False)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(queued, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         tmp.replace(path)   # a flush never reads half a file

@@ -76,6 +76,14 @@ def test_data_is_masked_by_key_and_by_value_and_the_rest_kept(monkeypatch: pytes
         "ok": True, "spark.hadoop.fs.s3a.secret.key": MASK}
 
 
+def test_mappings_whose_keys_are_data_are_masked_by_value_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FK_TEST_SCHEMA_TOKEN", "schema-tok-19")
+    record = {"view_schema": {"features": {"token_count": "INT64", "password_resets": "INT64"}},
+              "delta_path": "s3a://lake:p@bucket/x", "note": "schema-tok-19"}
+    assert redact(record, by_key=False) == {"view_schema": {"features": {"token_count": "INT64", "password_resets": "INT64"}},
+                                            "delta_path": f"s3a://lake:{MASK}@bucket/x", "note": MASK}
+
+
 def test_leaks_name_the_paths_holding_a_secret_value_not_secret_looking_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FK_TEST_LEAK_TOKEN", "leak-tok-5e")
     manifest = {"spec": {"sparkConf": {"spark.hadoop.fs.s3a.aws.credentials.provider": "EnvironmentVariableCredentialsProvider",
