@@ -99,6 +99,17 @@ def store_config(project: Project, settings: Settings, session_conf: dict[str, s
     }
 
 
+def with_environment(config: Any) -> Any:
+    """``config`` with ``${NAME}`` filled from the environment, as Feast fills a
+    ``feature_store.yaml`` it reads: how a referenced password reaches Feast's own stores when
+    featurekit hands Feast its settings in memory. Only in memory; nothing written holds it."""
+    if isinstance(config, dict):
+        return {key: with_environment(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [with_environment(value) for value in config]
+    return os.path.expandvars(config) if isinstance(config, str) and "$" in config else config
+
+
 def repo_config(project: Project, settings: Settings, session_conf: dict[str, str]) -> Any:
     """Feast's ``RepoConfig`` for the environment, or a :class:`ConfigError` saying what is wrong."""
     from feast.errors import FeastError
@@ -111,7 +122,7 @@ def repo_config(project: Project, settings: Settings, session_conf: dict[str, st
     _s3_registry_access(settings)
     config = store_config(project, settings, session_conf)
     try:
-        repo = RepoConfig(repo_path=repo_dir(settings), **config)
+        repo = RepoConfig(repo_path=repo_dir(settings), **with_environment(config))
         repo.online_store  # parsed lazily: make Feast check it now
         repo.registry
         return repo

@@ -154,6 +154,10 @@ def _run_flow(spark: object, root: Path, redis_at: str, registry_port: int, regi
     features.apply(project, settings)
     done = materialize(project, settings, start=T0, end=T0 + timedelta(hours=12, minutes=30), engine="arrow")
     assert [v.keys for v in done.views] == [3]                          # written into the Redis that needs the password
+    # Feast's own Redis store, on the settings featurekit hands it, fills the reference too
+    read = features.open_store(project, settings).get_online_features(
+        features=["driver_stats:conv_rate"], entity_rows=[{"driver_id": 1}]).to_dict()
+    assert read["conv_rate"] == [0.2]
     linked = lineage.link(project, settings, "driver-eta", "1", service="driver_rates")
     assert linked.urls and all(f"featurekit:***@127.0.0.1:{registry_port}" in url for url in linked.urls)
     # the registry down: the record waits in the outbox, with the reason (which names the URL)
