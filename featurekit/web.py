@@ -3,7 +3,9 @@
 An error is answered as a JSON body of one readable line, in each API's own shape (``{"detail"}``
 for the metadata API, ``{"code", "message"}`` for the Model Registry). A request body that does
 not validate is explained by :mod:`featurekit.yamlconf.pydantic_errors`, never as FastAPI's list
-of raw validation errors; a body that is not a JSON object at all is said so first.
+of raw validation errors; a body that is not a JSON object at all is said so first. No answer
+holds a secret (:mod:`featurekit.redaction`): error bodies always go through it, and the metadata
+API answers every route with :class:`RedactedJSONResponse`.
 """
 
 from __future__ import annotations
@@ -16,10 +18,19 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from featurekit.redaction import redact
+
+
+class RedactedJSONResponse(JSONResponse):
+    """A JSON answer with every secret masked (:func:`featurekit.redaction.redact`)."""
+
+    def render(self, content: Any) -> bytes:
+        return super().render(redact(content))
+
 
 def error_response(body: dict[str, Any], status: int, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """An error answer: ``body`` as JSON with ``status`` (and ``headers``)."""
-    return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
+    return RedactedJSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
 
 
 async def body_not_an_object(request: Request) -> str | None:

@@ -28,7 +28,7 @@ from featurekit.api.reads import ApiError, redact, redact_text
 from featurekit.config import Project, Settings
 from featurekit.errors import ConfigError, FeaturekitError, NotFound, UsageError
 from featurekit.lineage.tree import Node
-from featurekit.web import error_response
+from featurekit.web import RedactedJSONResponse, error_response
 
 PREFIX = "/api/v1"
 
@@ -40,6 +40,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def create_api(project: Project, settings: Settings) -> FastAPI:
     """The metadata API of one project in one environment (read-only; files are read per request)."""
     api = FastAPI(
+        default_response_class=RedactedJSONResponse,
         title="featurekit metadata API",
         version=__version__,
         description=f"Jobs, runs, feature sets and lineage of a featurekit project (environment {settings.env!r}). "

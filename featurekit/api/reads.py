@@ -2,16 +2,15 @@
 job specs, run reports and the run log's lineage records. Plain functions over a project and
 its settings; an unknown or ambiguous name is an :class:`ApiError` carrying its HTTP status.
 
-Nothing secret leaves here: :func:`redact` masks values under secret-looking keys (``password``,
-``token``, ``secret.key``...) and passwords inside URLs and connection strings, in everything
-returned (specs, reports, records, messages).
+Nothing secret leaves here: everything returned (specs, reports, records, messages) goes through
+:mod:`featurekit.redaction` (values under secret-looking keys, passwords in URLs and connection
+strings, the values of secret environment variables).
 """
 
 from __future__ import annotations
 
 import glob
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +28,11 @@ from featurekit.api.models import (
 from featurekit.config import Project, Settings
 from featurekit.errors import ConfigError, FeaturekitError
 from featurekit.pipeline.report import list_runs
+from featurekit.redaction import redact, redact_text
 from featurekit.spec.loader import LoadedJob, load_jobs
 from featurekit.yamlconf.names import did_you_mean
 
 RECENT_RUNS = 10
-MASK = "***"
-_SECRET_KEY = re.compile(r"pass(word|wd)?$|pwd$|secret|token|credential|api[-_.]?key|access[-_.]?key|"
-                         r"account[-_.]?key|private[-_.]?key|authorization|bearer|sas[-_.]?token", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*):([^/\s@]+)@")
-_KV_PASSWORD = re.compile(r"\b(password|passwd|pwd|secret|token)=([^,;&\s]+)", re.IGNORECASE)
 # The run log keeps lineage records next to the jobs' report folders.
 _LINEAGE_FOLDER = "lineage"
 
@@ -48,27 +43,6 @@ class ApiError(FeaturekitError):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
         self.status, self.detail = status, detail
-
-
-# -- secrets ----------------------------------------------------------------------------------
-
-
-def redact(value: Any, key: str = "") -> Any:
-    """``value`` with secret-looking keys' values masked and passwords in URLs/strings masked."""
-    if isinstance(value, dict):
-        return {k: redact(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, key) for v in value]
-    if key and _SECRET_KEY.search(key) and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        return MASK
-    if isinstance(value, str):
-        return redact_text(value)
-    return value
-
-
-def redact_text(text: str) -> str:
-    """``scheme://user:password@host`` -> ``scheme://user:***@host``; ``password=x`` -> ``password=***``."""
-    return _KV_PASSWORD.sub(rf"\1={MASK}", _URL_PASSWORD.sub(rf"\1:{MASK}@", text))
 
 
 # -- jobs -------------------------------------------------------------------------------------

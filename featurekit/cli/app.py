@@ -14,6 +14,7 @@ from featurekit.cli import data, deploy, feast, jobs, lineage, serving
 from featurekit.cli.options import Options
 from featurekit.cli.present import err, flag, flagged
 from featurekit.errors import FeaturekitError, SpecError, face
+from featurekit.redaction import redact_logs
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Declarative PySpark prep jobs into Delta Lake tables.")
@@ -49,8 +50,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     Exit codes: 0 ok, 2 spec or configuration problem, 3 data problem, 1 infrastructure.
     Usage errors are typer's (exit 2); featurekit's own errors carry their exit code.
-    Tracebacks only with ``--debug``.
+    Tracebacks only with ``--debug``. Nothing printed or logged holds a secret: the consoles and
+    every log record of the process mask them (:mod:`featurekit.redaction`).
     """
+    redact_logs()
     given = Options()
     try:
         with face(flag):
@@ -65,12 +68,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     except FeaturekitError as exc:
         err.print(f"error: {flagged(str(exc))}", markup=False, style="red")
         if given.debug:
-            traceback.print_exc()
+            err.print(traceback.format_exc(), markup=False, end="")
         return exc.exit_code
     except Exception as exc:  # an unexpected failure is an infrastructure failure
         err.print(f"error: {type(exc).__name__}: {exc}", markup=False, style="red")
         if given.debug:
-            traceback.print_exc()
+            err.print(traceback.format_exc(), markup=False, end="")
         else:
             err.print("(run with --debug for the traceback)")
         return 1

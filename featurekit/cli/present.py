@@ -1,12 +1,14 @@
 """How the commands show their results: rich tables, the plan, report lines.
 
 Every function takes a result of the library and prints it; none computes anything a notebook
-user would not get from the library itself.
+user would not get from the library itself. Whatever the consoles print has its secrets masked
+(:mod:`featurekit.redaction`): a source's options, a spark-submit line, an error's URL.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from featurekit.errors import named
+from featurekit.redaction import redact_text
 
 if TYPE_CHECKING:
     from featurekit.lineage.tree import Node
@@ -27,8 +30,28 @@ if TYPE_CHECKING:
     from featurekit.sinks.inspect import TableView
     from featurekit.spec.loader import LoadedJob
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class RedactedStream:
+    """``sys.stdout`` or ``sys.stderr``, whichever is current when written to (so a test's
+    capture sees it too), with every secret masked on the way."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def stream(self) -> Any:
+        return getattr(sys, self._name)
+
+    def write(self, text: str) -> int:
+        return int(self.stream.write(redact_text(text)) or 0)
+
+    def __getattr__(self, attribute: str) -> Any:   # isatty, fileno, flush, encoding: the stream's
+        return getattr(self.stream, attribute)
+
+
+out = Console(file=RedactedStream("stdout"), highlight=False, soft_wrap=True)
+err = Console(file=RedactedStream("stderr"), highlight=False, soft_wrap=True)
 
 
 def number(value: Optional[int]) -> str:

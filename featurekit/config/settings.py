@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from featurekit.config.kubernetes import CREDENTIAL_SETTING, KubernetesSettings, refuse_credentials
+from featurekit import redaction
+from featurekit.config.kubernetes import CREDENTIAL_SETTING, EnvName, KubernetesSettings, refuse_credentials
 from featurekit.config.project import Project
 from featurekit.config.storage import delta_rs_options
 from featurekit.errors import ConfigError, NotFound, Problem
@@ -100,6 +101,16 @@ class FeastSettings(_Strict):
                     "featurekit to fill from the environment)")
         return store
 
+    @field_validator("registry")
+    @classmethod
+    def _no_registry_password(cls, registry: str | dict[str, str]) -> str | dict[str, str]:
+        values = registry.values() if isinstance(registry, dict) else [registry]
+        if any(redaction.url_passwords(str(value)) for value in values):
+            raise ValueError(
+                "holds a password in its URL; credentials never sit in conf. Refer to an environment variable "
+                "instead, e.g. postgresql://feast:$${FEAST_REGISTRY_PASSWORD}@db:5432/feast")
+        return registry
+
 
 class RegistrySettings(_Strict):
     """The Kubeflow Model Registry that lineage goes to (``featurekit registry serve`` by default).
@@ -148,6 +159,15 @@ class ConcurrencySettings(_Strict):
     retries: int = Field(default=2, ge=0, le=10)
 
 
+class SecretSettings(_Strict):
+    """Environment variables whose values are secrets besides those featurekit recognizes by name
+    (``...PASSWORD``, ``...TOKEN``, ``...SECRET...``, ``...ACCESS_KEY``...), by conf
+    (``registry.token_env``, ``kubernetes.secret_env``) or by a ``${NAME}`` standing for a
+    password: no output of featurekit holds their values (docs/configuration.md#credentials)."""
+
+    env: list[EnvName] = Field(default_factory=list)
+
+
 class Settings(_Strict):
     """The merged settings of one environment, variables filled."""
 
@@ -160,6 +180,17 @@ class Settings(_Strict):
     concurrency: ConcurrencySettings = Field(default_factory=ConcurrencySettings)
     # Only cluster environments have it (see conf/k8s).
     kubernetes: KubernetesSettings | None = None
+    secrets: SecretSettings = Field(default_factory=SecretSettings)
+
+    def secret_env(self) -> list[str]:
+        """The environment variables these settings say hold secrets (see :class:`SecretSettings`)."""
+        names = [*self.secrets.env, *([self.registry.token_env] if self.registry.token_env else [])]
+        if self.kubernetes is not None:
+            names += self.kubernetes.secret_env
+        for value in [*self.feast.online_store.values(), *_strings(self.feast.registry), *self.spark.conf.values(),
+                      self.registry.url]:
+            names += redaction.referenced_env(str(value))
+        return sorted(set(names))
 
     @property
     def storage_options(self) -> dict[str, str]:
@@ -247,7 +278,24 @@ def load_settings(project: Project, env: str = "local") -> Settings:
         raise ConfigError(problems)
     # Defaults may use variables too (e.g. the run-log folder under ${project_root}).
     again = _fill(settings.model_dump(), {**variables, **builtins}, merged, (), problems)
-    return Settings.model_validate({**again, "vars": variables})
+    settings = Settings.model_validate({**again, "vars": variables})
+    redaction.flag_env(settings.secret_env())
+    for text in _all_strings(settings.model_dump()):   # masked even where shown apart from their URL
+        for password in redaction.url_passwords(text):
+            redaction.add_secret(password)
+    return settings
+
+
+def _strings(value: str | dict[str, Any]) -> list[str]:
+    return [str(v) for v in value.values()] if isinstance(value, dict) else [value]
+
+
+def _all_strings(data: Any) -> list[str]:
+    if isinstance(data, dict):
+        return [s for value in data.values() for s in _all_strings(value)]
+    if isinstance(data, list):
+        return [s for value in data for s in _all_strings(value)]
+    return [data] if isinstance(data, str) else []
 
 
 def _resolve_vars(merged: _Merged, builtins: dict[str, str]) -> tuple[dict[str, str], list[Problem]]:

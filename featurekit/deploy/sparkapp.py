@@ -11,6 +11,11 @@ needs for s3a:// (686 MB), are fetched once when the image is built instead of b
 every driver at every submission, so a run neither waits on nor depends on Maven Central
 and every run of an image uses the same jars. ``kubernetes.dependencies: packages`` lists
 them in ``spec.deps.packages`` instead, for clusters where images cannot be rebuilt.
+
+A manifest never holds a secret: credentials reach the pods as references
+(``env[].valueFrom.secretKeyRef`` from ``kubernetes.secret_env``, ``envFrom`` from
+``kubernetes.env_from_secrets``). A value that would carry one (a password in a URL, the value
+of a secret environment variable) is refused, naming its key, rather than written or masked.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from featurekit.config.kubernetes import KubernetesSettings
 from featurekit.config.versions import DELTA_CONF, SPARK_VERSION, packages_of
 from featurekit.deploy.cron import schedule_problem
 from featurekit.errors import ARGUMENTS, ConfigError, Problem, arg
+from featurekit.redaction import leaks
 from featurekit.spec.durations import format_duration
 from featurekit.spec.intervals import align_down, grain, iso, range_problems
 from featurekit.spec.loader import LoadedJob
@@ -163,7 +169,26 @@ def render(project: Project, settings: Settings, job: LoadedJob, schedule: str |
                 "template": spec,
             },
         }
+    secrets = _secret_problems(project, settings, manifest)
+    if secrets:
+        raise ConfigError(secrets)
     return Rendered(job.name, name, manifest, warnings)
+
+
+def _secret_problems(project: Project, settings: Settings, manifest: dict[str, Any]) -> list[Problem]:
+    """A problem per value of ``manifest`` that holds a secret, at the conf key it came from."""
+    conf_file = project.shown(project.conf_dir / settings.env)
+    spec = manifest["spec"].get("template", manifest["spec"])
+    fields = {f"spark.conf.{key}": value for key, value in spec["sparkConf"].items()}
+    fields |= {f"kubernetes.env.{item['name']}": item.get("value", "") for item in spec["driver"].get("env", [])}
+    known = leaks(fields)
+    problems = [Problem(conf_file, None, None, key, "holds a secret (a password in a URL, or the value of a secret "
+                        "environment variable); a manifest takes credentials as references: give it as "
+                        "kubernetes.secret_env: {NAME: {secret: SECRET, key: KEY}}") for key in known]
+    if not problems:   # anything else: the manifest's own path
+        problems = [Problem(conf_file, None, None, f"manifest {where}", "holds a secret; credentials reach the pods "
+                            "as references (kubernetes.secret_env, kubernetes.env_from_secrets)") for where in leaks(manifest)]
+    return problems
 
 
 def arguments(job: LoadedJob, settings: Settings, materialize: bool = False, backfill: Backfill | None = None) -> list[str]:

@@ -7,6 +7,10 @@ file for the local environment can be committed and works in any clone.
 The offline store is Feast's Spark store reading the Delta tables; its ``spark_conf`` carries
 the same Delta settings and cached jars as featurekit's own sessions, for plain ``feast``
 commands that start Spark themselves (featurekit's commands hand Feast a session they built).
+
+The rendered file never holds a secret: a password is referenced (``password=${REDIS_PASSWORD}``,
+which Feast fills from the environment when it reads the file), and a value that would carry one
+is refused, naming its setting (:func:`featurekit.redaction.leaks`).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 from ruamel.yaml import YAML
 
 from featurekit.config import Project
+from featurekit.config.environment import with_environment
 from featurekit.config.settings import Settings
-from featurekit.errors import ConfigError
+from featurekit.errors import ConfigError, Problem
 from featurekit.online_store import local_folders
+from featurekit.redaction import leaks
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -106,7 +112,7 @@ def repo_config(project: Project, settings: Settings, session_conf: dict[str, st
     _s3_registry_access(settings)
     config = store_config(project, settings, session_conf)
     try:
-        repo = RepoConfig(repo_path=repo_dir(settings), **config)
+        repo = RepoConfig(repo_path=repo_dir(settings), **with_environment(config))
         repo.online_store  # parsed lazily: make Feast check it now
         repo.registry
         return repo
@@ -140,6 +146,12 @@ def _s3_registry_access(settings: Settings) -> None:
 def render(project: Project, settings: Settings, session_conf: dict[str, str]) -> Path:
     """Write ``feature_store.yaml`` for ``settings.env`` into the feature repository."""
     repo_config(project, settings, session_conf)  # refuse to write what Feast would not read
+    config = store_config(project, settings, session_conf)
+    leaked = leaks(config)
+    if leaked:
+        raise ConfigError([Problem("conf", None, None, f"{STORE_FILE} {where}", "would hold a secret (a password in a "
+                                   "URL, or the value of a secret environment variable); refer to an environment "
+                                   "variable instead, e.g. password=$${REDIS_PASSWORD}") for where in leaked])
     folder = repo_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / STORE_FILE
@@ -147,7 +159,7 @@ def render(project: Project, settings: Settings, session_conf: dict[str, str]) -
     yaml.default_flow_style = False
     with path.open("w") as handle:
         handle.write(HEADER.format(env=settings.env))
-        yaml.dump(store_config(project, settings, session_conf), handle)
+        yaml.dump(config, handle)
     return path
 
 

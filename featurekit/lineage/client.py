@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from featurekit.errors import ConfigError, InfraError, Problem
+from featurekit.redaction import redact, redact_text
 
 PREFIXES = ("/api/model_registry/v1", "/api/model_registry/v1alpha3")
 # Answers to the probe of ``/v1`` meaning "no such API version here": try the next prefix.
@@ -169,17 +170,18 @@ class RegistryClient:
 
     def api_url(self, path: str) -> str:
         """The full URL of an API path (e.g. ``/artifacts/7``), for people to follow."""
-        return f"{self.url}{self.prefix}{path}"
+        return redact_text(f"{self.url}{self.prefix}{path}")
 
     def _send(self, method: str, path: str, *, params: dict[str, str] | None = None,
               body: dict[str, Any] | None = None) -> httpx.Response:
         """One request, retried on connection errors, timeouts and 5xx; the last answer."""
         failure = ""
+        sent = None if body is None else redact(body, by_key=False)
         for attempt in range(self.retries + 1):
             if attempt:
                 self._sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
-                response = self._http.request(method, path, params=params, json=body)
+                response = self._http.request(method, path, params=params, json=sent)
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 continue

@@ -8,6 +8,7 @@ DataSet artifacts in the Kubeflow Model Registry; :class:`BothLineage` does both
 
 What a store returns identifies what it recorded; a record that could not be sent yet (the
 registry was unreachable) returns a marker starting with :data:`QUEUED` (see :func:`is_queued`).
+Records are written with their secrets masked (:mod:`featurekit.redaction`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from featurekit.redaction import redact
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ class RunLogLineage:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{name}.json"
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(record), indent=2) + "\n")
+        tmp.write_text(json.dumps(redact(asdict(record), by_key=False), indent=2) + "\n")
         tmp.replace(path)  # a reader never sees half a record; a retry overwrites the same file
         return str(path)
 

@@ -55,6 +55,7 @@ from featurekit.lineage.client import (
     tagged,
 )
 from featurekit.lineage.records import QUEUED, FeatureSetRecord, OfflineFeatureSetRecord, Producer, TrainingSetRecord
+from featurekit.redaction import redact
 
 FEATURE_SET, OFFLINE_FEATURE_SET, TRAINING_SET = "feature_set", "offline_feature_set", "training_set"
 KIND = "featurekit_kind"           # the customProperty telling featurekit's artifacts apart
@@ -334,7 +335,7 @@ class RegistryLineage:
         self.outbox.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256(entry["external_id"].encode()).hexdigest()[:16]
         path = self.outbox / f"{entry['kind']}-{digest}.json"
-        queued = {**entry, "queued_at": datetime.now(UTC).isoformat(), "reason": reason}
+        queued = redact({**entry, "queued_at": datetime.now(UTC).isoformat(), "reason": reason}, by_key=False)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(queued, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         tmp.replace(path)   # a flush never reads half a file

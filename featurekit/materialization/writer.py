@@ -53,7 +53,10 @@ class OnlineWriter:
         from feast.repo_config import RepoConfig
         from feast.utils import _convert_arrow_to_proto
 
-        config = RepoConfig(repo_path=Path(self.repo_path), **self.store_config)
+        from featurekit.config.environment import with_environment
+
+        # filled here, in the worker, from its environment: the settings shipped hold references
+        config = RepoConfig(repo_path=Path(self.repo_path), **with_environment(self.store_config))
         view_proto = FeatureViewProto()
         view_proto.ParseFromString(self.view_proto)
         view = FeatureView.from_proto(view_proto)

@@ -1,5 +1,9 @@
 """Run reports: what a run did, in numbers, as JSON under the run-log folder; and reading
-them back for ``featurekit runs``."""
+them back for ``featurekit runs``.
+
+A report never holds a secret (:mod:`featurekit.redaction`): it is masked when written (an error
+message may carry a URL with its password) and again when read, for reports written before.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 
 from featurekit import __version__
 from featurekit.errors import ConfigError
+from featurekit.redaction import redact
 from featurekit.yamlconf.names import did_you_mean
 
 
@@ -55,7 +60,8 @@ class RunResult:
     featurekit_version: str = __version__
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, default=str)
+        """The report as written to the run log, secrets masked."""
+        return json.dumps(redact(asdict(self)), indent=2, default=str)
 
 
 def write_report(runs_dir: Path, result: RunResult) -> Path | None:
@@ -91,7 +97,7 @@ def list_runs(runs_dir: Path, job: str | None = None, limit: int = 20) -> list[d
         except (OSError, ValueError):
             continue
         if isinstance(report, dict) and "kind" not in report:  # lineage records live alongside
-            reports.append(report)
+            reports.append(redact(report))
     return reports
 
 
@@ -101,7 +107,7 @@ def read_run(runs_dir: Path, run_id: str) -> dict[str, Any]:
     if len(matches) != 1:
         what = "no run" if not matches else f"{len(matches)} runs"
         raise ConfigError.single(f"{what} with id {run_id!r} under {runs_dir}", file=str(runs_dir))
-    return json.loads(matches[0].read_text(encoding="utf-8"))
+    return redact(json.loads(matches[0].read_text(encoding="utf-8")))
 
 
 def read_report(runs_dir: Path, job: str, run_id: str) -> dict[str, Any] | None:
@@ -111,4 +117,4 @@ def read_report(runs_dir: Path, job: str, run_id: str) -> dict[str, Any] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+    return redact(data) if isinstance(data, dict) else None
