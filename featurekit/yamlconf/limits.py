@@ -22,16 +22,22 @@ from typing import Any
 
 from ruamel.yaml.composer import Composer
 from ruamel.yaml.constructor import RoundTripConstructor
-from ruamel.yaml.events import AliasEvent, ScalarEvent
+from ruamel.yaml.events import AliasEvent, MappingStartEvent, ScalarEvent, SequenceStartEvent
 
 # Values that aliases may add to a document. A spec repeats a schema or a list of options a
 # few times; a bomb repeats them by the million.
 MAX_ALIASED = 10_000
 # Levels of nested lists and mappings. Specs and conf use about five.
 MAX_DEPTH = 64
-# Explicit tags that only restate what plain YAML already reads (``!!str 5`` is the string "5").
+# Explicit tags that only restate what plain YAML already reads (``!!str 5`` is the string "5"),
+# each on the kind of node it applies to.
 _CORE = "tag:yaml.org,2002:"
 ALLOWED_TAGS = {"!", *(_CORE + kind for kind in ("str", "int", "float", "bool", "null", "seq", "map"))}
+_TAGS_OF = {
+    ScalarEvent: ("a value", {"!", *(_CORE + kind for kind in ("str", "int", "float", "bool", "null"))}),
+    SequenceStartEvent: ("a list", {"!", _CORE + "seq"}),
+    MappingStartEvent: ("a mapping", {"!", _CORE + "map"}),
+}
 # Python refuses to read integers longer than this from text (int_max_str_digits).
 _MAX_DIGITS = 4300
 
@@ -70,6 +76,9 @@ class GuardedComposer(Composer):
         if tag is not None and str(tag) not in ALLOWED_TAGS:
             raise Refused(event.start_mark, f"YAML tag {shown_tag(str(tag))!r} is not supported: featurekit reads "
                           "plain values (strings, numbers, true/false, lists, mappings); remove the tag")
+        kind, fitting = _TAGS_OF.get(type(event), ("", ALLOWED_TAGS))
+        if tag is not None and str(tag) not in fitting:
+            raise Refused(event.start_mark, f"YAML tag {shown_tag(str(tag))!r} cannot tag {kind}; remove the tag")
         if isinstance(event, ScalarEvent) and event.style is None and len(event.value) > _MAX_DIGITS \
                 and event.value.lstrip("+-").replace("_", "").isdigit():
             raise Refused(event.start_mark, f"a number of {len(event.value)} digits is too long to read")
@@ -110,3 +119,6 @@ class GuardedConstructor(RoundTripConstructor):
             value = node.value if isinstance(node.value, str) else ""
             raise Refused(node.start_mark, f"cannot read {value!r}: {exc}" if value else f"cannot read this value: {exc}") \
                 from None
+        except (KeyError, TypeError):  # a tag the value does not fit: ``!!bool maybe``
+            value = node.value if isinstance(node.value, str) else ""
+            raise Refused(node.start_mark, f"cannot read {value!r} as {shown_tag(str(node.tag))}") from None

@@ -41,6 +41,9 @@ CASES = [
     ("binary tag", VALID + b"description: !!binary aGk=\n",
      "jobs/job.yaml:8:14: YAML tag '!!binary' is not supported: featurekit reads plain values (strings, numbers, "
      "true/false, lists, mappings); remove the tag"),
+    ("core tag on a list", VALID.replace(b"trips: {", b"trips: !!str {"),
+     "jobs/job.yaml:3:10: YAML tag '!!str' cannot tag a mapping; remove the tag"),
+    ("value not fitting its tag", VALID + b"owner: !!bool maybe\n", "jobs/job.yaml:8:8: cannot read 'maybe' as !!bool"),
     ("alias bomb", BOMB + VALID, "jobs/job.yaml:4:36: YAML aliases expand this document to more than 10000 values "
      "(at *c); refusing it as an alias bomb: repeat less, or write the values out"),
     ("alias cycle", VALID + b"description: &d [1, *d]\n",
