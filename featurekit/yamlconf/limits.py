@@ -1,11 +1,12 @@
-"""What a user's YAML may hold, enforced while it is read: no tags, no alias bombs, no abyss.
+"""What a user's YAML may hold, enforced while it is read: no object tags, no alias bombs, no abyss.
 
 featurekit's files hold plain values (strings, numbers, true/false, null, lists, mappings).
 Three things YAML allows would make reading them unsafe or endless, so they are refused at
 the node where they start, with its line and column:
 
-- explicit tags other than the core ones (``!!python/object:...``, ``!custom``): nothing here
-  constructs objects, and a tagged value is never what a spec field expects;
+- explicit tags other than the core ones (``!!python/object:...``, ``!custom``), and core ones on
+  a node they do not fit (``!!str [a]``): nothing here constructs objects, and a tagged value is
+  never what a spec field expects;
 - aliases that expand the document past :data:`MAX_ALIASED` values (a "billion laughs"
   document is a few lines that expand to billions), or that refer to a collection containing
   them (a cycle);

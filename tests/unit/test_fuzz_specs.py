@@ -10,7 +10,8 @@ or 2 with each problem on a line of its own that names a file of the project and
 never 1, never a traceback.
 
 The seed is fixed, so a failure is reproducible; the failing case's mutations and output are in
-the assertion message. ``FEATUREKIT_FUZZ_CASES=20000`` runs more cases on demand.
+the assertion message. ``FEATUREKIT_FUZZ_CASES=20000`` runs more cases on demand,
+``FEATUREKIT_FUZZ_SEED`` other ones.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from featurekit.errors import Problem, SpecError
 from featurekit.spec.loader import parse_job
 
 REPO = Path(__file__).resolve().parents[2]
-SEED = 21
+SEED = int(os.environ.get("FEATUREKIT_FUZZ_SEED", "21"))
 CASES = int(os.environ.get("FEATUREKIT_FUZZ_CASES", "2000"))
 CLI_CASES = 150
 
