@@ -23,7 +23,7 @@ from featurekit.yamlconf.names import did_you_mean
 from featurekit.yamlconf.positions import KeyPath, Positions, load_yaml_file
 from featurekit.yamlconf.pydantic_errors import problems_from
 from featurekit.yamlconf.values import OptionValue
-from featurekit.yamlconf.variables import substitute
+from featurekit.yamlconf.variables import substitute, unclosed
 
 JARS_ENV = "FEATUREKIT_JARS_DIR"
 REGISTRY_URL_ENV = "FEATUREKIT_REGISTRY_URL"
@@ -305,6 +305,10 @@ def _resolve_vars(merged: _Merged, builtins: dict[str, str]) -> tuple[dict[str, 
     if not isinstance(raw, dict):
         return {}, [merged.problem(("vars",), "expected a mapping of name: value")]
     values = {str(k): str(v) for k, v in raw.items()}
+    for name, value in values.items():
+        problem = unclosed(value)
+        if problem:
+            problems.append(merged.problem(("vars", name), problem))
     for _ in range(len(values) + 1):
         changed = False
         for name, value in values.items():
@@ -330,6 +334,10 @@ def _fill(data: Any, variables: dict[str, str], merged: _Merged, path: KeyPath, 
     if isinstance(data, list):
         return [_fill(v, variables, merged, (*path, i), problems) for i, v in enumerate(data)]
     if isinstance(data, str):
+        problem = unclosed(data)
+        if problem:
+            problems.append(merged.problem(path, problem))
+            return data
         filled, unknown = substitute(data, variables)
         for name in unknown:
             problems.append(merged.problem(path, f"unknown variable ${{{name}}}" + did_you_mean(name, variables)))

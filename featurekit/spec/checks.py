@@ -21,6 +21,7 @@ from featurekit.spec.models import (
     DedupStep,
     DropStep,
     FillNullStep,
+    FilterStep,
     JobSpec,
     JoinStep,
     JsonSource,
@@ -33,7 +34,7 @@ from featurekit.spec.models import (
     step_op,
 )
 from featurekit.spec.names import IDENTIFIER, did_you_mean
-from featurekit.spec.sqlcheck import query_problem
+from featurekit.spec.sqlcheck import query_problem, syntax_problem
 from featurekit.yamlconf.positions import KeyPath, Positions
 
 Columns = list[str] | None  # None: not knowable without running Spark
@@ -49,6 +50,12 @@ class _Checker:
 
     def report(self, path: KeyPath, message: str, at_value: bool = True) -> None:
         self.problems.append(self.positions.problem(path, message, at_value=at_value))
+
+    def sql(self, text: str, path: KeyPath) -> None:
+        """Report a syntax error in the SQL expression ``text`` at its value."""
+        problem = syntax_problem(text)
+        if problem:
+            self.report(path, problem)
 
     def need(self, columns: Columns, names: list[str], path: KeyPath, index_paths: bool = True,
              keyed: bool = False, where: str = "at this point") -> None:
@@ -130,11 +137,16 @@ def check_job(spec: JobSpec, positions: Positions, file: Path | None, data: obje
 def _check_step(c: _Checker, step: object, path: KeyPath, columns: Columns) -> Columns:
     spec = c.spec
     if isinstance(step, SqlStep):
-        problem = query_problem(step.sql)
+        problem = query_problem(step.sql) or syntax_problem(step.sql, query=True)
         if problem:
             c.report(path, problem)
         return None
+    if isinstance(step, FilterStep):
+        c.sql(step.filter, path)
+        return columns
     if isinstance(step, WithColumnsStep):
+        for name, text in step.with_columns.items():
+            c.sql(text, (*path, name))
         return None if columns is None else _merge(columns, list(step.with_columns))
     if isinstance(step, DedupStep):
         c.need(columns, step.dedup.keys, (*path, "keys"))
@@ -169,6 +181,8 @@ def _check_step(c: _Checker, step: object, path: KeyPath, columns: Columns) -> C
     if isinstance(step, AggregateStep):
         return _check_aggregate(c, step, path, columns)
     if isinstance(step, SelectStep):
+        for i, entry in enumerate(step.select):
+            c.sql(entry, (*path, i))
         names = [_select_name(entry) for entry in step.select]
         seen: set[str] = set()
         for i, (name, entry) in enumerate(zip(names, step.select)):
@@ -241,9 +255,12 @@ def _check_aggregate(c: _Checker, step: AggregateStep, path: KeyPath, columns: C
         return [*agg.keys, agg.timestamp, *(f"{m}_{w}" for m in agg.metrics for w in dict.fromkeys(agg.windows))]
     for name, text in agg.metrics.items():
         try:
-            parse_metric(text)
+            _function, argument = parse_metric(text)
         except ValueError as exc:
             c.report((*path, "metrics", name), str(exc))
+            continue
+        if argument != "*":
+            c.sql(argument, (*path, "metrics", name))
     produced = [*agg.keys, agg.timestamp, *(f"{m}_{w}" for m in agg.metrics for w in agg.windows)]
     seen: set[str] = set()
     for name in produced:

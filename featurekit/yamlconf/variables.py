@@ -11,6 +11,7 @@ from featurekit.yamlconf.names import did_you_mean
 from featurekit.yamlconf.positions import KeyPath, Positions
 
 _VAR = re.compile(r"\$\$|\$\{([^}]*)\}")
+_OPEN = re.compile(r"\$\$|\$\{[^}]*\}|\$\{")  # the last choice matches only a ${ that is never closed
 
 
 def substitute(text: str, variables: Mapping[str, str]) -> tuple[str, list[str]]:
@@ -27,6 +28,16 @@ def substitute(text: str, variables: Mapping[str, str]) -> tuple[str, list[str]]
         return match.group(0)
 
     return _VAR.sub(fill, text), unknown
+
+
+def unclosed(text: str) -> str | None:
+    """Why ``text`` holds a ``${`` that no ``}`` closes, or None; such a ``${`` is never a literal."""
+    for match in _OPEN.finditer(text):
+        if match.group(0) == "${":
+            snippet = text[match.start():match.start() + 20]
+            return (f"'${{' without its '}}' (at character {match.start() + 1}: {snippet!r}); "
+                    "write ${name}, or $$ for a literal $")
+    return None
 
 
 def resolve(data: Any, variables: Mapping[str, str], positions: Positions, path: KeyPath = ()) -> tuple[Any, list[Problem]]:
@@ -46,6 +57,9 @@ def resolve(data: Any, variables: Mapping[str, str], positions: Positions, path:
             problems += found
         return items, problems
     if isinstance(data, str) and "$" in data:
+        problem = unclosed(data)
+        if problem:
+            return data, [positions.problem(path, problem, at_value=True)]
         filled, unknown = substitute(data, variables)
         for name in unknown:
             known = ", ".join(sorted(variables)) or "none"
