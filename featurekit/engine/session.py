@@ -17,7 +17,7 @@ import shutil
 import sys
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from featurekit.config.settings import Settings
 from featurekit.config.versions import DELTA_CONF
@@ -128,7 +128,7 @@ def _log_to(spark: "SparkSession", settings: Settings, log: Path) -> None:
     java_options = spark.sparkContext.getConf().get("spark.driver.extraJavaOptions", "") or ""
     if "log4j2.configurationFile" in java_options and f"file:{LOG_CONFIG}" not in java_options:
         return
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    jvm: Any = spark.sparkContext._jvm
     log.parent.mkdir(parents=True, exist_ok=True)
     for key, value in _log_properties(settings, log).items():
         jvm.java.lang.System.setProperty(key, value)
