@@ -66,15 +66,32 @@ def main(argv: Optional[list[str]] = None) -> int:
         err.print(f"{len(exc.problems)} problem(s)", style="red")
         return exc.exit_code
     except FeaturekitError as exc:
-        err.print(f"error: {flagged(str(exc))}", markup=False, style="red")
+        err.print(f"error: {flagged(str(exc))}{_spark_log()}", markup=False, style="red")
         if given.debug:
             err.print(traceback.format_exc(), markup=False, end="")
         return exc.exit_code
     except Exception as exc:  # an unexpected failure is an infrastructure failure
-        err.print(f"error: {type(exc).__name__}: {exc}", markup=False, style="red")
+        err.print(f"error: {type(exc).__name__}: {exc}{_spark_log()}", markup=False, style="red")
         if given.debug:
             err.print(traceback.format_exc(), markup=False, end="")
         else:
             err.print("(run with --debug for the traceback)")
         return 1
     return 0
+
+
+def _spark_log() -> str:
+    """Where Spark's warnings and errors of this failed command are, if it ran Spark and Spark
+    logged any: named at the end of the error's line, as that line is all stderr shows."""
+    if "featurekit.pipeline" not in sys.modules:  # no Spark ran (e.g. validate): import nothing
+        return ""
+    from featurekit.pipeline import spark_log
+
+    log = spark_log()
+    if log is None:
+        return ""
+    try:
+        shown = log.resolve().relative_to(Path.cwd())
+    except ValueError:
+        shown = log
+    return f" (Spark's log: {shown})"

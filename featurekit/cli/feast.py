@@ -66,8 +66,9 @@ def materialize(
 
     if incremental == (start is not None):
         raise ConfigError.single("give either --start (with --end) or --incremental", file="command line", field="--start")
-    project = options(ctx).project()
-    settings = load_settings(project, env)
+    opts = options(ctx)
+    project = opts.project()
+    settings = opts.spark(load_settings(project, env))
     result = run_materialize(project, settings, views=views, start=when(start, "--start"), end=when(end, "--end"),
                              incremental=incremental, verify_only=verify_only, engine=engine)
     present.materialized(result, env, verify_only)
@@ -84,6 +85,7 @@ def training_set(
     """Point-in-time correct features for a spine (Feast on Spark) -> a Delta table, with lineage."""
     from featurekit.pipeline.training import training_set as build
 
-    project = options(ctx).project()
-    result = build(project, load_settings(project, env), spine=spine, service=service, out=out_path, timestamp=timestamp)
+    opts = options(ctx)
+    project = opts.project()
+    result = build(project, opts.spark(load_settings(project, env)), spine=spine, service=service, out=out_path, timestamp=timestamp)
     present.training_set(result, env)

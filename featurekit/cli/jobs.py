@@ -63,6 +63,7 @@ def run(
     opts.quiet_query_context()
     project = opts.project()
     loaded, settings = pipeline.load(project, job, env)
+    settings = opts.spark(settings)
     features = loaded.spec.features
     if materialize and (features is None or not features.online):
         raise ConfigError.single(f"--materialize: job {loaded.name!r} has no online features (features: with online: true)",
@@ -91,6 +92,7 @@ def backfill(
     opts.quiet_query_context()
     project = opts.project()
     loaded, settings = pipeline.load(project, job, env)
+    settings = opts.spark(settings)
     first, last = when(start, "--start"), when(end, "--end")
     with present.backfill_progress(loaded.name, disabled=dry_run) as progress:
         result = run_backfill(project, loaded, settings, first, last, batch,  # type: ignore[arg-type]

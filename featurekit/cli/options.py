@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from featurekit.config import Project, find_project
+from featurekit.config import Project, Settings, find_project
 from featurekit.config.project import is_project
 from featurekit.errors import ConfigError
 
@@ -34,6 +34,11 @@ class Options:
                 raise ConfigError.single(f"--project {explicit}: no conf/ and jobs/ folders there", file=str(explicit))
             return Project(root)
         return find_project()
+
+    def spark(self, settings: Settings) -> Settings:
+        """``settings`` for a command that runs Spark: with ``--debug`` Spark's log shows on
+        stderr as well as in its file."""
+        return settings.with_console_log() if self.debug else settings
 
     def quiet_query_context(self) -> None:
         """PySpark logs every analysis error it raises, with its Python stack, as a JSON line on

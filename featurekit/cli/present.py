@@ -165,6 +165,8 @@ def run(result: RunResult) -> None:
     table.add_row("written", number(result.rows_written),
                   f"{result.output_path} v{result.table_version} ({result.commit_operation}, mode {result.mode})")
     out.print(table)
+    for warning in result.warnings:
+        err.print(f"warning: {warning}", markup=False, style="yellow")
     out.print("durations: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.durations.items()))
 
 

@@ -39,6 +39,9 @@ class SparkSettings(_Strict):
     master: str = "local[*]"
     app_name: str = "featurekit"
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
+    # Spark's own log (at log_level) goes to a file under paths.logs; with this also to stderr.
+    # Off, a failure shows as featurekit's one-line error naming that file (`--debug` turns it on).
+    console_log: bool = False
     conf: dict[str, OptionValue] = Field(default_factory=dict)
     # Maven packages besides Delta (e.g. hadoop-aws for s3a://), fetched by `featurekit setup`.
     packages: list[str] = Field(default_factory=list)
@@ -63,6 +66,7 @@ class SparkSettings(_Strict):
 class PathSettings(_Strict):
     runs: str = "${project_root}/.featurekit/runs"
     jars: str = "${project_root}/.featurekit/jars"
+    logs: str = "${project_root}/.featurekit/logs"
 
 
 class FeastSettings(_Strict):
@@ -204,6 +208,14 @@ class Settings(_Strict):
     @property
     def runs_dir(self) -> Path:
         return Path(self.paths.runs)
+
+    @property
+    def logs_dir(self) -> Path:
+        return Path(self.paths.logs)
+
+    def with_console_log(self) -> "Settings":
+        """These settings with Spark's log on stderr too (the CLI's ``--debug``)."""
+        return self.model_copy(update={"spark": self.spark.model_copy(update={"console_log": True})})
 
 
 class _Merged:

@@ -5,8 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from featurekit.engine.files import (
+    NANOS_AS_LONG,
+    FileSource,
+    data_files,
+    nanos_columns,
+    nanos_schema,
+    nanos_to_micros,
+    reader_options,
+)
 from featurekit.errors import ConfigError, Problem
-from featurekit.spec.models import CsvSource, DeltaSource, JsonSource, SourceSpec
+from featurekit.spec.models import CsvSource, DeltaSource, JsonSource, ParquetSource, SourceSpec
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -31,6 +40,7 @@ class SourceRead:
     delta_version: int | None
     captures_malformed: bool = False
     files: tuple[int, int] | None = None  # (read, in the source): an incremental run's pruned scan
+    warnings: tuple[str, ...] = ()  # e.g. nanosecond timestamps truncated to microseconds
 
 
 def _captures_malformed(source: SourceSpec) -> bool:
@@ -74,7 +84,8 @@ def read_source(spark: "SparkSession", name: str, source: SourceSpec,
     from pyspark.errors import AnalysisException
 
     reader = spark.read.options(**source.options)
-    version = None
+    version: int | None = None
+    warnings: list[str] = []
     try:
         if isinstance(source, DeltaSource) and pinned is not None and changes_after is not None:
             version = pinned
@@ -96,18 +107,33 @@ def read_source(spark: "SparkSession", name: str, source: SourceSpec,
             version = current if source.version is None else source.version
             frame = reader.format("delta").option("versionAsOf", version).load(source.path)
         else:
-            capture = _captures_malformed(source)
-            if capture:
-                reader = reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", RAW)
-            schema = source.schema_
-            if schema:
-                columns = [f"`{col}` {kind}" for col, kind in schema.items()]
-                if capture:
-                    columns.append(f"`{RAW}` string")
-                reader = reader.schema(", ".join(columns))
-            frame = reader.format(source.format).load(source.path)
+            frame, warnings = _read_files(spark, name, source)
     except AnalysisException as exc:
         first = str(exc).strip().splitlines()[0]
         raise ConfigError.single(f"source {name!r} ({source.format} at {source.path}): {first}",
                                  file="sources", field=name) from exc
-    return frame, SourceRead(name, source.format, source.path, version, RAW in frame.columns)
+    return frame, SourceRead(name, source.format, source.path, version, RAW in frame.columns, warnings=tuple(warnings))
+
+
+def _read_files(spark: "SparkSession", name: str, source: FileSource) -> tuple["DataFrame", list[str]]:
+    """A CSV, JSON or Parquet source (see :mod:`featurekit.engine.files`), and its warnings."""
+    files = data_files(spark, name, source)
+    nanos: dict[str, bool] = {}
+    if isinstance(source, ParquetSource):
+        # Spark refuses TIMESTAMP(NANOS) unless told to read it as a long, which it then is
+        spark.conf.set(NANOS_AS_LONG, "true")
+        nanos = nanos_columns(spark, files[0])
+    reader = spark.read.options(**reader_options(spark, name, source, files))
+    capture = _captures_malformed(source)
+    if capture:
+        reader = reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", RAW)
+    schema = nanos_schema(name, source.schema_, nanos) if source.schema_ and nanos else source.schema_
+    if schema:
+        columns = [f"`{col}` {kind}" for col, kind in schema.items()]
+        if capture:
+            columns.append(f"`{RAW}` string")
+        reader = reader.schema(", ".join(columns))
+    frame = reader.format(source.format).load(source.path)
+    if nanos:
+        return nanos_to_micros(spark, name, frame, nanos, source.schema_)
+    return frame, []

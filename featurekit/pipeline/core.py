@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from featurekit.config import Project, Settings, load_settings
 from featurekit.engine.context import BuildContext
 from featurekit.engine.jars import ensure_jars, spark_submit
-from featurekit.engine.session import get_session, session_conf, under_spark_submit
+from featurekit.engine.session import get_session, session_conf, spark_log, under_spark_submit
 from featurekit.engine.sources import MissingTable
 from featurekit.engine.transform import MALFORMED_ROWS, MALFORMED_SCHEMA, apply_steps, read_sources
 from featurekit.errors import Conflict, ConfigError, DataError, FeaturekitError, OutputError, SpecError, arg
@@ -97,14 +97,15 @@ def _jar_paths(settings: Settings, fetch: bool) -> list[Path]:
     return cached
 
 
-def session(settings: Settings, app_name: str | None = None) -> "SparkSession":
+def session(settings: Settings, app_name: str | None = None, log_name: str | None = None) -> "SparkSession":
     """The Spark session for ``settings`` (jars fetched once if not cached yet).
 
     Under spark-submit (locally, or in a pod the Spark operator started) the JVM already has
     its jars and configuration: nothing is fetched, the running session is checked and used.
+    Spark's log goes to ``<paths.logs>/<log_name>.log`` (:func:`spark_log` once it holds lines).
     """
     jars = [] if under_spark_submit() else _jar_paths(settings, fetch=True)
-    return get_session(settings, jars, app_name)
+    return get_session(settings, jars, app_name, log_name)
 
 
 @contextmanager
@@ -231,7 +232,7 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
          end: datetime | None, full: bool, chunk: "Chunk | None") -> None:
     spec = job.spec
     with _phase(result, "session"):
-        spark = spark or session(settings, f"{settings.spark.app_name}:{job.name}")
+        spark = spark or session(settings, f"{settings.spark.app_name}:{job.name}", log_name=result.run_id)
     ctx = BuildContext(spark=spark, prefix=f"fk_{result.run_id.replace('-', '_')}", run_end=end)
     increment = arrived = None
     if spec.incremental is not None and spec.incremental.by == "arrival":
@@ -255,6 +256,9 @@ def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSess
                 reads = read_sources(ctx, job)
             except MissingTable as exc:
                 raise _missing_table(project, job, settings, exc) from exc
+            except ConfigError as exc:  # a source's problem, at its place in the job's file
+                raise _at_sources(job, exc) from exc
+            result.warnings += [warning for read in reads for warning in read.warnings]
             frame = apply_steps(ctx, job, place=False)  # the gate's projection may take its open count
             contract = None
             if spec.validation is not None and spec.validation.schema_model:
@@ -384,3 +388,11 @@ def _missing_table(project: Project, job: LoadedJob, settings: Settings, exc: Mi
 
 
 
+
+
+def _at_sources(job: LoadedJob, exc: ConfigError) -> ConfigError:
+    """``exc`` with each problem the sources raised (file ``sources``, field ``name.key...``)
+    placed at that key of the job's file."""
+    problems = [job.positions.problem(("sources", *p.field.split(".")), p.message, at_value=True)
+                if p.file == "sources" and p.field else p for p in exc.problems]
+    return ConfigError(problems)

@@ -52,6 +52,7 @@ class RunResult:
     commit_operation: str = ""
     commit_metrics: dict[str, Any] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # e.g. source values read at a lower precision
     error: str = ""
     exit_code: int = 0
     # each time another writer committed first: the version it made, and whether this run ran again

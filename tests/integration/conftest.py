@@ -32,9 +32,13 @@ def with_test_conf(settings: Settings) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[object]:
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     os.environ.setdefault("FEATUREKIT_JARS_DIR", str(REPO / ".featurekit" / "jars"))
     settings = with_test_conf(load_settings(Project(REPO), "local"))
+    # Spark's log in the test run's own folder, not the repository's; on stderr as well,
+    # where pytest shows it beside a failed test
+    logs = str(tmp_path_factory.mktemp("spark-logs"))
+    settings = settings.with_console_log().model_copy(update={"paths": settings.paths.model_copy(update={"logs": logs})})
     session = pipeline.session(settings, "featurekit-tests")
     yield session
     session.stop()

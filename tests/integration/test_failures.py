@@ -150,10 +150,10 @@ def test_missing_csv_path_is_a_config_error(lab: Lab) -> None:  # noqa: F811
         output: {{path: "${{lake_root}}/fl_no_csv"}}
     """, ConfigError)
     assert error.exit_code == 2
-    assert str(error).startswith(f"sources t: source 't' (csv at {missing}): [PATH_NOT_FOUND]")
+    assert str(error) == f"jobs/fl_no_csv.yaml:3:26 sources.t.path: looked for csv files at {missing}: the path does not exist"
     assert not (lab.lake / "fl_no_csv").exists()
     report = lab.reports("fl_no_csv")[-1]
-    assert report["status"] == "failed" and "PATH_NOT_FOUND" in report["error"]
+    assert report["status"] == "failed" and report["error"] == str(error)
 
 
 def test_failfast_on_a_malformed_record_is_a_data_error(lab: Lab) -> None:  # noqa: F811
