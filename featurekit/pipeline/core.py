@@ -13,6 +13,10 @@ A run has these phases, each timed:
    run here: the written files are deleted and nothing was committed anywhere.
 4. ``write``: the quarantine commit, then the feature table commit (Delta, atomic); if the
    second fails the first is taken back, so both tables stay at their previous versions.
+
+The run's report is written as it starts (``running``) and as it ends. A run killed between
+its two commits leaves a quarantine commit without its feature commit: the next run of the job
+finds the killed run in the run log and takes that commit back (:mod:`featurekit.pipeline.recovery`).
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ from featurekit.errors import ConfigError, DataError, FeaturekitError, OutputErr
 from featurekit.pipeline import accounting
 from featurekit.pipeline.accounting import source_counts, step_counts
 from featurekit.pipeline.incremental import Chunk, plan_arrivals, plan_increment
-from featurekit.pipeline.report import RunResult, write_report
+from featurekit.pipeline.phases import reached
+from featurekit.pipeline.recovery import interrupted_runs, recover
+from featurekit.pipeline.report import RunResult, this_process, write_report
 from featurekit.pipeline.spark_errors import classify
 from featurekit.sinks.delta import ConcurrentRun, PreparedCommit, counts_rows, prepare
 from featurekit.sinks.quarantine import append_quarantine, quarantine_rows, undo_quarantine
@@ -107,6 +113,7 @@ def session(settings: Settings, app_name: str | None = None) -> "SparkSession":
 @contextmanager
 def _phase(result: RunResult, name: str) -> Iterator[None]:
     start = time.perf_counter()
+    reached(name)
     try:
         yield
     finally:
@@ -130,10 +137,12 @@ def run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSessi
     result = RunResult(
         run_id=new_run_id(), job=job.name, fingerprint=job.fingerprint, env=settings.env,
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        output_path=job.spec.output.path, mode=job.spec.output.mode,
+        output_path=job.spec.output.path, mode=job.spec.output.mode, owner=this_process(),
     )
+    killed = interrupted_runs(settings.runs_dir, job.name)
+    write_report(settings.runs_dir, result)  # "running": a run killed on the way is found by its owner's absence
     try:
-        _run(project, job, settings, spark, result, end, full, chunk)
+        _run(project, job, settings, spark, result, end, full, chunk, killed)
         result.status = "succeeded"
     except FeaturekitError as exc:
         result.status, result.error, result.exit_code = "failed", str(exc), exc.exit_code
@@ -169,10 +178,12 @@ def settings_report_hint(result: RunResult) -> str:
 
 
 def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSession | None", result: RunResult,
-         end: datetime | None, full: bool, chunk: "Chunk | None") -> None:
+         end: datetime | None, full: bool, chunk: "Chunk | None", killed: list[dict[str, Any]]) -> None:
     spec = job.spec
     with _phase(result, "session"):
         spark = spark or session(settings, f"{settings.spark.app_name}:{job.name}")
+    if killed:  # before this run reads the tables: what killed runs left is settled first
+        recover(spark, job, settings.runs_dir, killed, result)
     ctx = BuildContext(spark=spark, prefix=f"fk_{result.run_id.replace('-', '_')}", run_end=end)
     increment = arrived = None
     if spec.incremental is not None and spec.incremental.by == "arrival":
@@ -271,13 +282,16 @@ def _commit(spark: "SparkSession", job: LoadedJob, ctx: BuildContext, result: Ru
     rows = quarantine_rows(bad, frames, prepared.schema, result.run_id)
     held = None
     if rows is not None:
+        reached("commit quarantine")
         held = append_quarantine(spark, rows, job.spec.quarantine_path, meta)
         result.quarantine = {"path": held.path, "version": held.version, "rows": expected,
                              "inserted": held.inserted, "already_quarantined": expected - held.inserted,
                              "found_by": "the last commit's digest" if held.recognized else "row hashes"}
     done = None
     try:
+        reached("commit table")  # after the quarantine commit: a kill here leaves it alone
         done = prepared.commit()
+        reached("committed")
         # the gate's gathered rows include those held back and then written, not quarantined
         offered = sum(ctx.gathered.values()) - (result.gate or {}).get("rows_released", 0) if held else None
         accounting.check_commits(result, done, offered, expected)

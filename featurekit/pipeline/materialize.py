@@ -24,6 +24,13 @@ For each online feature view:
    (written only after the verification; removed by a window that does not cover the view's
    whole ttl, which leaves older keys as they were).
 
+A run killed part-way (SIGKILL) leaves nothing that claims a window it did not write whole:
+the registry's window and the marker are recorded only after the verification, and a whole
+window, or changes found by a version diff, first removes the view's marker, so the next
+``--incremental`` writes the whole window again. Changes read from the Change Data Feed keep
+the marker: what they write is each changed key's latest row, never older than the marker's
+content, and the next run, from the same marker, finds the same keys changed and writes them again.
+
 ``--incremental`` continues from that marker, so its cost follows the changed keys, not the table:
 
 - the keys changed between the marker's version and the current one, among rows within
@@ -69,6 +76,7 @@ from featurekit.online_store import KeyCount, Marker, OnlineStore, open_online_s
 from featurekit.pipeline.core import new_run_id, session
 from featurekit.pipeline.features import feast_session_conf
 from featurekit.pipeline.lineage import lineage_store, lineage_warning
+from featurekit.pipeline.phases import reached
 from featurekit.sinks.spark_window import change_rows, latest_rows, window_frame, write_in_workers
 from featurekit.sinks.window import ADDED, VERSION, TableInfo, VersionGone, Window, latest_per_key, newest_present, \
     stack_rows, table_info, window_batches, window_changes, window_counts, window_rows
@@ -189,6 +197,10 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
             window_start = base.marker.window_end if base else end - _ttl(view)
         outcome = ViewResult(view.name, view.path, view.version, window_start, end)
         result.views.append(outcome)
+        if not verify_only and (base is None or not base.change_data):
+            # the store's values change from here on: no marker may describe them until verified
+            state.set_marker(view.name, None)
+        reached("materialize write")
         if base is not None:
             expected = _changed_view(outcome, view, base, state, layouts[view.name], settings, result,
                                      spark=spark, store_config=store_config, repo_path=repo_path,
@@ -201,6 +213,7 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
                                                            layouts[view.name])
             expected = _spark_view(outcome, view, spark, writer, single_writer=state.single_writer,
                                    batch_rows=settings.feast.write_batch_rows)
+        reached("materialize verify")
         if base is None:
             outcome.online = state.count_keys(view.name, window_start, end)
         outcome.seconds = round(time.perf_counter() - began, 3)
@@ -212,8 +225,10 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
                           if base is not None else "the online store does not hold every key of the window")
         if not verify_only and outcome.method != UNCHANGED:
             assert table is not None
+            reached("materialize registry")
             store.registry.apply_materialization(fv, store.project, window_start, end)
             whole = base is not None or window_start <= end - _ttl(view)
+            reached("materialize marker")
             state.set_marker(view.name, Marker(view.version, end, table.id, view.job.fingerprint) if whole else None)
             outcome.lineage = lineage.record_feature_set(_record(result, view, outcome, store.project))
             result.warnings += lineage_warning(f"feature view {view.name}", outcome.lineage)
