@@ -197,8 +197,9 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
             window_start = base.marker.window_end if base else end - _ttl(view)
         outcome = ViewResult(view.name, view.path, view.version, window_start, end)
         result.views.append(outcome)
-        if not verify_only and (base is None or not base.change_data):
-            # the store's values change from here on: no marker may describe them until verified
+        if not verify_only and (base is None or not base.change_data and view.version != base.marker.delta_version):
+            # a whole window, or a version diff: the store's values change from here on in ways
+            # the marker does not describe, so none may describe them until they are verified
             state.set_marker(view.name, None)
         reached("materialize write")
         if base is not None:
