@@ -105,11 +105,11 @@ def write_report(runs_dir: Path, result: RunResult) -> Path | None:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{result.run_id}.json"
         result.report_path = str(path)
-        if result.status == RUNNING:
+        _replace(path, result.to_json() + "\n")
+        if result.status == RUNNING:  # after the report: an open run always has one to read
             (folder / OPEN).mkdir(exist_ok=True)
             (folder / OPEN / result.run_id).touch()
-        _replace(path, result.to_json() + "\n")
-        if result.status != RUNNING:
+        else:
             close_run(runs_dir, result.job, result.run_id)
         return path
     except OSError:
@@ -159,7 +159,7 @@ def open_runs(runs_dir: Path, job: str) -> list[dict[str, Any]]:
             report = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             report = None
-        if not isinstance(report, dict):  # no report (killed before writing it whole): nothing to settle
+        if not isinstance(report, dict):  # its report deleted or damaged by hand: nothing to settle
             close_run(runs_dir, job, marker.name)
             continue
         found.append(settle(report, path))

@@ -150,7 +150,8 @@ def add_trips(world: World, batch: int) -> None:
         fare = -float(rng.randrange(1, 9)) if n % 11 == 0 else float(rng.randrange(0, 60))
         lines.append(f"b{batch}t{n},{driver},{fare},{moment.isoformat().replace('+00:00', 'Z')}")
     if batch:  # a correction of an earlier trip, later in time
-        lines.append(f"b{batch - 1}t3,4,{float(rng.randrange(0, 60))},{(base + timedelta(hours=20)).isoformat()}")
+        later = base + timedelta(hours=20, seconds=batch)
+        lines.append(f"b{batch - 1}t3,4,{float(rng.randrange(0, 60))},{later.isoformat()}")
     folder = world.lab.raw / "cr_trips"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"batch-{batch:03d}.csv").write_text("\n".join(lines) + "\n")
