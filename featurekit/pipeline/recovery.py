@@ -10,6 +10,10 @@ left nothing anywhere, and the new run quarantines those rows again if its input
 them. Once another commit follows it, a later run may have found those rows there and counted
 on them (a rerun recognizes rows already quarantined), so they stay. A ``merge`` run killed
 before its MERGE also leaves its staging folder in the table (``_fk_staging/<run id>``): removed.
+A run killed while it created a table leaves data files in a folder without a commit, which a
+run would refuse as "not a Delta table": with no other run of the job running, the folder is
+removed (on local disk; on an object store the files stay, unreferenced, and the run refuses
+the path until they are deleted).
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featurekit.pipeline.report import INTERRUPTED, RunResult, close_run, open_runs, update_report
+from featurekit.pipeline.report import INTERRUPTED, RUNNING, RunResult, close_run, open_runs, update_report
 from featurekit.sinks.delta import drop_staging
+from featurekit.sinks.transaction import is_local, remove_partial
 from featurekit.sinks.quarantine import QuarantineCommit, undo_quarantine
 from featurekit.spec.loader import LoadedJob
 
@@ -50,10 +55,12 @@ def recover(spark: "SparkSession", job: LoadedJob, runs_dir: Path, killed: list[
     """Settle each interrupted run of ``job``: record what it committed, take back a quarantine
     commit it left without its feature commit, and close it in the run log. Never fails the
     run: what cannot be settled now stays open for the next one."""
+    alone = not [r for r in open_runs(runs_dir, job.name)
+                 if r.get("status") == RUNNING and r.get("run_id") != result.run_id]
     for report in killed:
         run_id = str(report.get("run_id", ""))
         try:
-            outcome = _settle(spark, job, run_id)
+            outcome = _settle(spark, job, run_id, alone)
         except Exception as exc:  # a conflict with a concurrent run, an unreadable table: next time
             result.recovered.append({"run_id": run_id, "error": str(exc).splitlines()[0][:300]})
             continue
@@ -62,10 +69,15 @@ def recover(spark: "SparkSession", job: LoadedJob, runs_dir: Path, killed: list[
         close_run(runs_dir, job.name, run_id)
 
 
-def _settle(spark: "SparkSession", job: LoadedJob, run_id: str) -> dict[str, Any]:
+def _settle(spark: "SparkSession", job: LoadedJob, run_id: str, alone: bool) -> dict[str, Any]:
+    outcome: dict[str, Any] = {}
+    for path in (job.spec.output.path, job.spec.quarantine_path):
+        if alone and _uncommitted(path):  # the killed run was creating it (no other run is)
+            remove_partial(path)
+            outcome.setdefault("uncommitted_folders_removed", []).append(path)
     drop_staging(spark, job.spec.output.path, run_id)
     table = _commits_of(spark, job.spec.output.path, run_id)
-    outcome: dict[str, Any] = {"table_version": table.versions[0] if table.versions else None}
+    outcome["table_version"] = table.versions[0] if table.versions else None
     quarantine = _commits_of(spark, job.spec.quarantine_path, run_id)
     if not quarantine.versions:
         return outcome
@@ -79,6 +91,13 @@ def _settle(spark: "SparkSession", job: LoadedJob, run_id: str) -> dict[str, Any
                                                 version, 0), run_id)
         outcome["quarantine"] = {"version": version, "taken_back": True}
     return outcome
+
+
+def _uncommitted(path: str) -> bool:
+    """A local folder holding files but no Delta commit."""
+    local = Path(path.removeprefix("file:"))
+    return is_local(path) and local.is_dir() and not any((local / "_delta_log").glob("*.json")) \
+        and any(p.name != "_delta_log" for p in local.iterdir())
 
 
 def _commits_of(spark: "SparkSession", path: str, run_id: str) -> Found:

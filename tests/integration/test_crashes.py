@@ -11,9 +11,12 @@ run has settled what the killed one left, the run log says ``interrupted`` and n
 written whole, and the rerun (in this process, on the shared session) ends with the
 reference's result.
 
-``FEATUREKIT_CRASH_TRIALS`` sets the trials per command (default 1: the default run stays
-small; 20 on demand), ``FEATUREKIT_CRASH_SEED`` the seed (printed with the kill point of any
-failing trial). See docs/reliability.md, "Crashes".
+Two more tests hold ``run`` at the point between its quarantine commit and its table commit
+(``FEATUREKIT_PHASE_HOLD``) and kill it there, on an existing table and on its first run.
+
+``FEATUREKIT_CRASH_TRIALS`` sets the random trials per command (by default one of ``run`` and
+one of ``materialize``, the default run stays small; 20 on demand), ``FEATUREKIT_CRASH_SEED``
+the seed (printed with the kill point of any failing trial). See docs/reliability.md, "Crashes".
 """
 
 from __future__ import annotations
@@ -51,7 +54,10 @@ from tests.integration.helpers import Lab, sort_rows
 
 pytestmark = [pytest.mark.crash, pytest.mark.feast]
 
-TRIALS = int(os.environ.get("FEATUREKIT_CRASH_TRIALS", "1"))
+# trials per command: by default a few in all (the default run stays small), the same number
+# for every command on demand (FEATUREKIT_CRASH_TRIALS=20)
+ON_DEMAND = os.environ.get("FEATUREKIT_CRASH_TRIALS")
+DEFAULT_TRIALS = {"run": 1, "materialize": 1, "backfill": 0, "training-set": 0}
 SEED = int(os.environ.get("FEATUREKIT_CRASH_SEED", "2121"))
 MAX_DELAY = 2.0  # seconds after the phase begins
 FEATUREKIT = str(Path(sys.executable).parent / "featurekit")
@@ -134,7 +140,7 @@ def world(spark: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
     world.run("cr_fares")
     world.run("cr_fares_ref")
     features.apply(world.project, world.settings())
-    print(f"crash trials: FEATUREKIT_CRASH_SEED={SEED} FEATUREKIT_CRASH_TRIALS={TRIALS}")
+    print(f"crash trials: FEATUREKIT_CRASH_SEED={SEED} FEATUREKIT_CRASH_TRIALS={ON_DEMAND or DEFAULT_TRIALS}")
     yield world
 
 
@@ -267,8 +273,11 @@ def check_run_log(world: World, job: str, kill: Kill) -> dict[str, Any] | None:
 
 
 def trials(world: World, name: str) -> Iterator[tuple[int, random.Random]]:
+    count = int(ON_DEMAND) if ON_DEMAND else DEFAULT_TRIALS[name]
+    if not count:
+        pytest.skip(f"{name}: on demand (FEATUREKIT_CRASH_TRIALS=N); the default run kills `run` and `materialize`")
     rng = random.Random(f"{world.seed}:{name}")
-    for trial in range(TRIALS):
+    for trial in range(count):
         yield trial, rng
 
 
@@ -279,6 +288,23 @@ def test_run_killed_between_its_two_commits(world: World) -> None:
     """The one state a kill leaves for the next run to settle, made every time: the quarantine
     commit made, the table commit not."""
     run_trial(world, 0, None, ["commit table"])
+
+
+def test_first_run_killed_before_its_table_exists(world: World) -> None:
+    """Killed while creating its table (data files written, no commit yet, its quarantine table
+    committed): the next run clears the folder it left and makes both tables."""
+    world.lab.write_job("cr_new", fares_job("cr_new"))
+    world.run("cr_fares_ref")
+    expected = table_rows(world.lab.lake / "cr_fares_ref"), table_rows(world.lab.lake / "cr_fares_ref_quarantine", SKIPPED)
+    kill = kill_during(world, 0, ["run", "cr_new"], ["commit table"], None)
+    folder = world.lab.lake / "cr_new"
+    assert list(folder.glob("*.parquet")) and table_rows(folder) is None, f"{kill}: expected files and no commit"
+    assert check_run_log(world, "cr_new", kill)["status"] == INTERRUPTED
+
+    again = world.run("cr_new")
+    (settled,) = again.recovered
+    assert settled["uncommitted_folders_removed"] == [str(folder)] and settled["quarantine"]["taken_back"], settled
+    assert state(world, "cr_new") == expected, f"{kill}: the rerun differs from an uninterrupted run"
 
 
 def test_run_killed_at_random_points(world: World) -> None:
@@ -409,12 +435,13 @@ def test_materialize_killed_at_random_points(world: World) -> None:
 def test_training_set_killed_at_random_points(world: World) -> None:
     spine = world.lab.root / "spine.parquet"
     moments = [T0 + timedelta(hours=h) for h in range(0, 24 * 21, 7)]
-    pq.write_table(pa.table({
-        "driver_id": pa.array([1 + i % 8 for i in range(len(moments))], pa.int64()),
-        "event_timestamp": pa.array(moments, pa.timestamp("us", tz="UTC")),
-    }), spine)
     out, reference = world.lab.lake / "cr_training", world.lab.lake / "cr_training_ref"
     for trial, rng in trials(world, "training-set"):
+        moments.append(T0 + timedelta(days=trial % 20, hours=23))  # one spine row more: each build differs
+        pq.write_table(pa.table({
+            "driver_id": pa.array([1 + i % 8 for i in range(len(moments))], pa.int64()),
+            "event_timestamp": pa.array(moments, pa.timestamp("us", tz="UTC")),
+        }), spine)
         add_trips(world, 300 + trial)
         world.run("cr_fares")
         settings = world.settings()
