@@ -27,7 +27,7 @@ from featurekit.api.models import (
 )
 from featurekit.config import Project, Settings
 from featurekit.errors import ConfigError, FeaturekitError
-from featurekit.pipeline.report import list_runs
+from featurekit.pipeline.report import list_runs, settle
 from featurekit.redaction import redact, redact_text
 from featurekit.spec.loader import LoadedJob, load_jobs
 from featurekit.yamlconf.names import did_you_mean
@@ -149,7 +149,7 @@ def run_report(settings: Settings, run_id: str) -> dict[str, Any]:
         report = json.loads(matches[0].read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ApiError(500, f"the report of run {matches[0].stem} cannot be read: {type(exc).__name__}") from None
-    return redact(report)
+    return redact(settle(report, matches[0]) if isinstance(report, dict) else report)
 
 
 # -- feature sets -----------------------------------------------------------------------------

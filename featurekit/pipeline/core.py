@@ -13,6 +13,10 @@ A run has these phases, each timed:
    run here: the written files are deleted and nothing was committed anywhere.
 4. ``write``: the quarantine commit, then the feature table commit (Delta, atomic); if the
    second fails the first is taken back, so both tables stay at their previous versions.
+
+The run's report is written as it starts (``running``) and as it ends. A run killed between
+its two commits leaves a quarantine commit without its feature commit: the next run of the job
+finds the killed run in the run log and takes that commit back (:mod:`featurekit.pipeline.recovery`).
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ from featurekit.pipeline import accounting
 from featurekit.pipeline.accounting import source_counts, step_counts
 from featurekit.pipeline.conflicts import conflict_of, is_conflict, pause_for_test, retry_reason
 from featurekit.pipeline.incremental import Chunk, plan_arrivals, plan_increment, watermark_app
-from featurekit.pipeline.report import RunResult, write_report
+from featurekit.pipeline.phases import reached
+from featurekit.pipeline.recovery import interrupted_runs, recover
+from featurekit.pipeline.report import RunResult, this_process, write_report
 from featurekit.pipeline.spark_errors import classify
 from featurekit.sinks.delta import ConcurrentRun, PreparedCommit, counts_rows, prepare
 from featurekit.sinks.quarantine import append_quarantine, quarantine_rows, undo_quarantine
@@ -111,6 +117,7 @@ def session(settings: Settings, app_name: str | None = None, log_name: str | Non
 @contextmanager
 def _phase(result: RunResult, name: str) -> Iterator[None]:
     start = time.perf_counter()
+    reached(name)
     try:
         yield
     finally:
@@ -139,17 +146,20 @@ def run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSessi
                                  file=job.shown_path, field="incremental")
     run_id, started = new_run_id(), datetime.now(UTC).isoformat(timespec="seconds")
     conflicts: list[dict[str, Any]] = []
+    owner, killed = this_process(), interrupted_runs(settings.runs_dir, job.name)
     while True:
         result = RunResult(
             run_id=run_id, job=job.name, fingerprint=job.fingerprint, env=settings.env, started_at=started,
-            output_path=job.spec.output.path, mode=job.spec.output.mode, conflicts=conflicts,
+            output_path=job.spec.output.path, mode=job.spec.output.mode, conflicts=conflicts, owner=owner,
         )
+        write_report(settings.runs_dir, result)  # "running": a run killed on the way is found by its owner's absence
         try:
-            _run(project, job, settings, spark, result, end, full, chunk)
+            _run(project, job, settings, spark, result, end, full, chunk, killed)
             result.status = "succeeded"
         except Exception as exc:
             error = _conflict(spark, job, result, exc, settings.concurrency.retries) if is_conflict(exc) else None
             if error is not None and result.conflicts[-1]["retried"]:
+                killed = []  # the first attempt settled them
                 time.sleep(random.uniform(0.2, 1.0))  # two losers of one race do not run again in step
                 continue
             if error is None:
@@ -229,10 +239,12 @@ def settings_report_hint(result: RunResult) -> str:
 
 
 def _run(project: Project, job: LoadedJob, settings: Settings, spark: "SparkSession | None", result: RunResult,
-         end: datetime | None, full: bool, chunk: "Chunk | None") -> None:
+         end: datetime | None, full: bool, chunk: "Chunk | None", killed: list[dict[str, Any]]) -> None:
     spec = job.spec
     with _phase(result, "session"):
         spark = spark or session(settings, f"{settings.spark.app_name}:{job.name}", log_name=result.run_id)
+    if killed:  # before this run reads the tables: what killed runs left is settled first
+        recover(spark, job, settings.runs_dir, killed, result)
     ctx = BuildContext(spark=spark, prefix=f"fk_{result.run_id.replace('-', '_')}", run_end=end)
     increment = arrived = None
     if spec.incremental is not None and spec.incremental.by == "arrival":
@@ -335,13 +347,16 @@ def _commit(spark: "SparkSession", job: LoadedJob, ctx: BuildContext, result: Ru
     rows = quarantine_rows(bad, frames, prepared.schema, result.run_id)
     held = None
     if rows is not None:
+        reached("commit quarantine")
         held = append_quarantine(spark, rows, job.spec.quarantine_path, meta)
         result.quarantine = {"path": held.path, "version": held.version, "rows": expected,
                              "inserted": held.inserted, "already_quarantined": expected - held.inserted,
                              "found_by": "the last commit's digest" if held.recognized else "row hashes"}
     done = None
     try:
+        reached("commit table")  # after the quarantine commit: a kill here leaves it alone
         done = prepared.commit()
+        reached("committed")
         # the gate's gathered rows include those held back and then written, not quarantined
         offered = sum(ctx.gathered.values()) - (result.gate or {}).get("rows_released", 0) if held else None
         accounting.check_commits(result, done, offered, expected)

@@ -16,6 +16,13 @@ For each online feature view:
    verification; removed by a window that does not cover the view's whole ttl, which leaves
    older keys as they were). Nothing new since the marker: nothing is written or recorded.
 
+A run killed part-way (SIGKILL) leaves nothing that claims a window it did not write whole:
+the registry's window and the marker are recorded only after the verification, and a whole
+window, or changes found by a version diff, first removes the view's marker, so the next
+``--incremental`` writes the whole window again. Changes read from the Change Data Feed keep
+the marker: what they write is each changed key's latest row, never older than the marker's
+content, and the next run, from the same marker, finds the same keys changed and writes them again.
+
 No marker, or one that no longer describes the store's content (another job spec, another
 table at the path, an earlier version or end, a version the table's log no longer has, a store
 without featurekit's key layout): the whole window ``[end - ttl, end]``, as the first time. The
@@ -51,6 +58,7 @@ from featurekit.pipeline.conflicts import pause_for_test
 from featurekit.pipeline.core import new_run_id, session
 from featurekit.pipeline.features import feast_session_conf
 from featurekit.pipeline.lineage import lineage_store, lineage_warning
+from featurekit.pipeline.phases import reached
 from featurekit.yamlconf.names import did_you_mean
 
 if TYPE_CHECKING:
@@ -146,6 +154,12 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
             window_start = base.marker.window_end if base else end - target.ttl
         outcome = ViewResult(view.name, view.path, view.version, window_start, end)
         result.views.append(outcome)
+        if not verify_only and (base is None or not base.change_data and view.version != base.marker.delta_version):
+            # a whole window, or a version diff: the store's values change from here on in ways
+            # the marker does not describe, so none may describe them until they are verified
+            state.set_marker(view.name, None)
+            found = None   # this run's own removal is no other materialization's change
+        reached("materialize write")
         if base is not None:
             expected = changed_view(outcome, target, base, state, layout, engine=engine, spark=spark,
                                     writer=writer, single_writer=state.single_writer,
@@ -156,6 +170,7 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
             assert spark is not None
             expected = spark_view(outcome, target, spark, None if verify_only else writer(),
                                   single_writer=state.single_writer, batch_rows=batch_rows)
+        reached("materialize verify")
         if base is None:
             outcome.online = state.count_keys(view.name, window_start, end)
         outcome.seconds = round(time.perf_counter() - began, 3)
@@ -169,8 +184,10 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
             assert table is not None
             pause_for_test()
             _check_marker(state, view, found)
+            reached("materialize registry")
             store.registry.apply_materialization(fv, store.project, window_start, end)
             whole = base is not None or window_start <= end - target.ttl
+            reached("materialize marker")
             state.set_marker(view.name, Marker(view.version, end, table.id, view.job.fingerprint) if whole else None)
             outcome.lineage = lineage.record_feature_set(_record(result, view, outcome, store.project))
             result.warnings += lineage_warning(f"feature view {view.name}", outcome.lineage)

@@ -36,6 +36,7 @@ from featurekit.lineage import LineageStore, OfflineFeatureSetRecord, TrainingSe
 from featurekit.pipeline.core import new_run_id, session
 from featurekit.pipeline.features import feast_session_conf
 from featurekit.pipeline.lineage import lineage_store, lineage_warning
+from featurekit.pipeline.phases import reached
 from featurekit.pipeline.spark_errors import classify
 from featurekit.sinks.delta import prepare
 from featurekit.sinks.transaction import CommitMeta
@@ -92,6 +93,7 @@ def training_set(project: Project, settings: Settings, *, spine: str, service: s
         raise
     except Exception as exc:
         raise classify(exc) from exc
+    reached("training-set lineage")
     recorded_at = datetime.now(UTC).isoformat()
     result.lineage = lineage.record_training_set(TrainingSetRecord(
         run_id=result.run_id, feast_project=store.project, feature_service=service, feature_views=versions,
@@ -121,6 +123,7 @@ def _build(spark: "SparkSession", store: Any, feature_views: list[Any], views: l
     rows, timed = retrieval.count_spine(frame)
     if timed == 0:
         raise DataError(f"the spine {result.spine} has no row with an event timestamp ({rows:,} rows)")
+    reached("training-set build")
     built = retrieval.restore_timestamp(retrieval.retrieve(store, feature_views, result.features, frame), timestamp,
                                         original_type)
     prepared = prepare(spark, built, OutputSpec(path=result.out, mode="overwrite"), meta)
@@ -132,6 +135,7 @@ def _build(spark: "SparkSession", store: Any, feature_views: list[Any], views: l
                 "nothing was written",
                 ["a feature view holds several rows for one entity key and timestamp, or join keys "
                  "concatenate alike (Feast joins on their text): each spine row then matches more than once"])
+        reached("training-set commit")
         done = prepared.commit()
     except Exception:
         prepared.abandon()

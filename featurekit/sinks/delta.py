@@ -335,6 +335,12 @@ def _drop_staging(spark: "SparkSession", staging: str) -> None:
         fs.delete(parent, False)
 
 
+def drop_staging(spark: "SparkSession", path: str, run_id: str) -> None:
+    """Delete the staging folder run ``run_id`` kept in the table at ``path``, if any: a run
+    killed between its pass and its MERGE leaves it (Delta ignores it; it only takes room)."""
+    _drop_staging(spark, f"{path.rstrip('/')}/_fk_staging/{run_id}")
+
+
 def check_unique_keys(frame: "DataFrame", keys: list[str]) -> None:
     """A merge source must have one row per key, or the upsert is ambiguous."""
     from pyspark.sql import functions as F
