@@ -80,10 +80,11 @@ def test_runs_that_lose_a_race_run_again_or_fail_in_one_line(make_project: Calla
     once = _start(root, root / "pause-once", "--env", "noretry")
     _paused(root / "pause-again", again)
     _paused(root / "pause-once", once)
+    assert [r["status"] for r in _reports(root).values()] == ["running", "running"]  # reports are written at start
 
     first = _cli(root, "run", "race")
     assert first.returncode == 0, first.stderr[-3000:]
-    [winner] = _reports(root)
+    [winner] = [run_id for run_id, r in _reports(root).items() if r["status"] == "succeeded"]
     assert _versions(root) == {"race": 0, "race_quarantine": 0}
 
     # no retry allowed: one line, exit 1, both tables as the winner left them
@@ -97,7 +98,7 @@ def test_runs_that_lose_a_race_run_again_or_fail_in_one_line(make_project: Calla
                                "while this one ran (DELTA_"), err
     assert lines[0].endswith("); nothing of this run was committed"), err
     assert _versions(root) == {"race": 0, "race_quarantine": 0}
-    [report] = [r for run_id, r in _reports(root).items() if run_id != winner]
+    [report] = [r for r in _reports(root).values() if r["status"] == "failed"]
     assert (report["status"], report["exit_code"], report["error"]) == ("failed", 1, lines[0].removeprefix("error: "))
     assert [(c["version"], c["retried"]) for c in report["conflicts"]] == [(0, False)]
     assert "0 retries used" in report["conflicts"][0]["why"]
