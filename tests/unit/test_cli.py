@@ -6,7 +6,6 @@ Only commands that need no JVM are run: ``validate`` and ``plan``.
 from __future__ import annotations
 
 import shlex
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -30,17 +29,6 @@ output:
   mode: upsert
 """
 
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The repository's conf/ and jobs/ copied into a fresh folder, which is the cwd."""
-    root = tmp_path / "project"
-    shutil.copytree(REPO / "conf", root / "conf")
-    shutil.copytree(REPO / "jobs", root / "jobs")
-    monkeypatch.delenv(PROJECT_ENV, raising=False)
-    monkeypatch.delenv("FEATUREKIT_JARS_DIR", raising=False)
-    monkeypatch.chdir(root)
-    return root.resolve()
 
 
 def test_validate_ok_lists_every_job(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

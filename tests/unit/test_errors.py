@@ -6,7 +6,6 @@ sink raises while writing points at the job file's ``output`` key like the spec 
 
 from __future__ import annotations
 
-import shutil
 import textwrap
 from pathlib import Path
 
@@ -16,22 +15,11 @@ from fastapi.testclient import TestClient
 from featurekit.cli import main
 from featurekit.cli.present import flag, flagged
 from featurekit.config import find_project, load_settings
-from featurekit.config.project import PROJECT_ENV
 from featurekit.errors import ConfigError, NotFound, OutputError, UsageError, arg
 from featurekit.spec.loader import load_job
 
 REPO = Path(__file__).resolve().parents[2]
 
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The repository's conf/ and jobs/ copied into a fresh folder, which is the cwd."""
-    root = tmp_path / "project"
-    shutil.copytree(REPO / "conf", root / "conf")
-    shutil.copytree(REPO / "jobs", root / "jobs")
-    monkeypatch.delenv(PROJECT_ENV, raising=False)
-    monkeypatch.chdir(root)
-    return root.resolve()
 
 
 def test_a_usage_error_names_parameters_and_the_cli_shows_them_as_flags() -> None:

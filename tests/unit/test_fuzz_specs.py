@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import shutil
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +27,7 @@ import pytest
 
 from featurekit.cli import main
 from featurekit.config import load_settings
-from featurekit.config.project import PROJECT_ENV, Project
+from featurekit.config.project import Project
 from featurekit.errors import Problem, SpecError
 from featurekit.spec.loader import parse_job
 
@@ -209,15 +208,6 @@ def mutate(rng: random.Random, data: bytes) -> tuple[bytes, list[str]]:
         done.append(how)
     return data, done
 
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "project"
-    shutil.copytree(REPO / "conf", root / "conf")
-    shutil.copytree(REPO / "jobs", root / "jobs", ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.delenv(PROJECT_ENV, raising=False)
-    monkeypatch.chdir(root)
-    return root.resolve()
 
 
 def _env(name: str, envs: list[str]) -> str:

@@ -4,14 +4,12 @@ cycles, deep nesting, numbers too long to read, impossible dates, ``${`` left op
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from featurekit.cli import main
 from featurekit.config import Project, load_settings
-from featurekit.config.project import PROJECT_ENV
 from featurekit.errors import ConfigError
 from featurekit.spec.loader import parse_job
 
@@ -93,15 +91,6 @@ def test_merge_key_values_are_placed_at_their_mapping(tmp_path: Path) -> None:
         "jobs/job.yaml:3:3 sources.trips.format: expected one of 'csv', 'json', 'parquet', 'delta'; got 'cvs' "
         "— did you mean 'csv'?"]
 
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "project"
-    shutil.copytree(REPO / "conf", root / "conf")
-    shutil.copytree(REPO / "jobs", root / "jobs", ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.delenv(PROJECT_ENV, raising=False)
-    monkeypatch.chdir(root)
-    return root.resolve()
 
 
 @pytest.mark.parametrize(("what", "data", "expected"), [
