@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 # Delta's error conditions of a commit that lost against another writer's
 CONDITIONS = ("DELTA_CONCURRENT", "DELTA_METADATA_CHANGED", "DELTA_PROTOCOL_CHANGED")
 _COMMITTED_AT = re.compile(r"delta\.`([^`]+)` committed at version (\d+)")
+_LOG_GONE = re.compile(r"_delta_log(/\S*)? does not exist")
 _CLASS = re.compile(r"(io\.delta\.exceptions\.\w+|\w+(?:Concurrent|Changed)\w*Exception)")
 
 # Test hook: a process with this variable set pauses once, before its commits, until the folder
@@ -72,6 +73,8 @@ def is_conflict(exc: BaseException) -> bool:
         if condition.startswith(CONDITIONS) or head.startswith(tuple(f"[{c}" for c in CONDITIONS)):
             return True
         if _CLASS.search(head.split("\n", 1)[0] or "") and "concurrent" in head.lower():
+            return True
+        if _LOG_GONE.search(head):  # read while another run was creating the table: its log not there yet
             return True
     return False
 
