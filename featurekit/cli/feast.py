@@ -76,16 +76,24 @@ def materialize(
 
 def training_set(
     ctx: typer.Context,
-    spine: Annotated[str, typer.Option(help="Entity keys, event timestamp [, labels]: a Delta table, Parquet or CSV with a header.")],
     service: Annotated[str, typer.Option(help="Feature service (each feature view has one of its name).")],
     out_path: Annotated[str, typer.Option("--out", help="Delta table to write (overwritten).")],
+    spine: Annotated[Optional[str], typer.Option(help="Entity keys, event timestamp [, labels]: a Delta table, Parquet or CSV with a header.")] = None,
     timestamp: Annotated[str, typer.Option(help="The spine's event timestamp column.")] = "event_timestamp",
+    as_of: Annotated[Optional[str], typer.Option(
+        "--as-of", help="Read each view's table as it was at this time (Delta time travel): rows written later cannot leak in.")] = None,
+    start: Annotated[Optional[str], typer.Option(help="Without --spine: the rows of the service's first view from this time (ISO 8601) ...")] = None,
+    end: Annotated[Optional[str], typer.Option(help="... to this one (both included), the other views joined point in time on them.")] = None,
+    engine: Annotated[str, typer.Option(help="featurekit (its own point-in-time join) or feast (Feast's Spark retrieval, "
+                                             "after `featurekit feast apply`; needs --spine).")] = "featurekit",
     env: Env = "local",
 ) -> None:
-    """Point-in-time correct features for a spine (Feast on Spark) -> a Delta table, with lineage."""
+    """Point-in-time correct features for a spine or a time range -> a Delta table, with lineage."""
     from featurekit.pipeline.training import training_set as build
 
     opts = options(ctx)
     project = opts.project()
-    result = build(project, opts.spark(load_settings(project, env)), spine=spine, service=service, out=out_path, timestamp=timestamp)
+    result = build(project, opts.spark(load_settings(project, env)), spine=spine, service=service, out=out_path,
+                   timestamp=timestamp, as_of=when(as_of, "--as-of"), start=when(start, "--start"),
+                   end=when(end, "--end"), engine=engine)
     present.training_set(result, env)

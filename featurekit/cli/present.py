@@ -288,10 +288,15 @@ def training_set(result: TrainingSetResult, env: str) -> None:
     table = Table(title=f"training set {result.service} (run {result.run_id}, env {env})", title_justify="left")
     table.add_column("what")
     table.add_column("detail", overflow="fold")
-    table.add_row("spine", f"{result.spine_format} {result.spine}"
-                  + (f" @ v{result.spine_version}" if result.spine_version is not None else ""))
+    if result.spine:
+        table.add_row("spine", f"{result.spine_format} {result.spine}"
+                      + (f" @ v{result.spine_version}" if result.spine_version is not None else ""))
+    else:
+        table.add_row("rows of", f"view {next(iter(result.views))} from {result.start} to {result.end}")
     for view, version in result.views.items():
-        table.add_row(f"view {view}", f"Delta v{version}")
+        table.add_row(f"view {view}", f"Delta v{version}" + (f" (as of {result.as_of})" if result.as_of else ""))
+    if result.engine != "featurekit":
+        table.add_row("join", f"{result.engine}'s point-in-time retrieval")
     table.add_row("rows", f"{result.rows:,}" + (f" ({result.rows_without_timestamp:,} without a timestamp: null features)"
                                                  if result.rows_without_timestamp else ""))
     table.add_row("written", f"{result.out} v{result.out_version} ({len(result.features)} feature(s), "

@@ -10,6 +10,7 @@ mapped: both read the same environment variables (``AWS_ACCESS_KEY_ID``, ...).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 _S3A = "spark.hadoop.fs.s3a."
 
@@ -31,3 +32,8 @@ def delta_rs_options(spark_conf: Mapping[str, str]) -> dict[str, str]:
     if path_style is not None:
         options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false" if path_style.lower() == "true" else "true"
     return options
+
+
+def absolute(path: str) -> str:
+    """A local path made absolute (a URI as it is): how table, spine and output paths compare."""
+    return path if "://" in path else str(Path(path).expanduser().resolve())

@@ -1,13 +1,15 @@
 """A spine of a training set read by Spark: a Delta table (pinned to its current version),
-Parquet files, or CSV files with a header."""
+Parquet files (nanosecond timestamps, pandas' default, read at microseconds), or CSV files with
+a header; and the session time zone the join needs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featurekit.engine.files import NANOS_AS_LONG, nanos_columns, nanos_to_micros
 from featurekit.engine.sources import delta_version
-from featurekit.errors import NotFound, UsageError
+from featurekit.errors import ConfigError, NotFound, UsageError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -36,12 +38,30 @@ def spine_format(spark: "SparkSession", path: str) -> str:
     raise UsageError("spine", f"the spine {path} is not a Delta table, Parquet or CSV files ({found})")
 
 
-def read_spine(spark: "SparkSession", path: str) -> tuple["DataFrame", str, int | None]:
-    """The spine as a DataFrame of ``spark`` (a Delta table pinned to its current version)."""
+def read_spine(spark: "SparkSession", path: str) -> tuple["DataFrame", str, int | None, list[str]]:
+    """The spine as a DataFrame of ``spark`` (a Delta table pinned to its current version), its
+    format, its Delta version, and warnings (nanoseconds truncated)."""
     kind = spine_format(spark, path)
     if kind == "delta":
         version = delta_version(spark, path)
-        return spark.read.format("delta").option("versionAsOf", version).load(path), kind, version
+        return spark.read.format("delta").option("versionAsOf", version).load(path), kind, version, []
     if kind == "parquet":
-        return spark.read.parquet(path), kind, None
-    return spark.read.option("header", True).option("inferSchema", True).csv(path), kind, None
+        spark.conf.set(NANOS_AS_LONG, "true")   # else Spark refuses TIMESTAMP(NANOS) columns
+        frame = spark.read.parquet(path)
+        nanos = nanos_columns(spark, sorted(frame.inputFiles())[0])
+        if nanos:
+            frame, warnings = nanos_to_micros(spark, "spine", frame, nanos, None)
+            return frame, kind, None, warnings
+        return frame, kind, None, []
+    return spark.read.option("header", True).option("inferSchema", True).csv(path), kind, None, []
+
+
+def check_time_zone(spark: "SparkSession") -> None:
+    """Refuse a session whose SQL time zone is not UTC: a spine's naive times (TIMESTAMP_NTZ,
+    dates, CSV text) are read in it, and featurekit takes them as UTC, as Feast does."""
+    zone = spark.conf.get("spark.sql.session.timeZone")
+    jvm: Any = spark._jvm  # type: ignore[attr-defined]
+    if not jvm.java.time.ZoneId.of(zone).normalized().equals(jvm.java.time.ZoneOffset.UTC):
+        raise ConfigError.single(
+            f"training sets need spark.sql.session.timeZone UTC (it is {zone!r}): naive times in a spine "
+            "are read in it, and mean UTC", file="conf", field="spark.conf")

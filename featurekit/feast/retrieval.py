@@ -1,5 +1,7 @@
-"""Feast's offline retrieval on Spark: the point-in-time join of a spine with feature views
-read at recorded Delta versions.
+"""Feast's offline retrieval on Spark (``training-set --engine feast``): the point-in-time join
+of a spine with feature views read at recorded Delta versions. featurekit's own join
+(:mod:`featurekit.engine.point_in_time`) is the default; this one stays as the reference it is
+checked against, and for those who want Feast's semantics to the letter.
 
 - The spine reaches Feast as a Spark DataFrame (Feast's Spark store takes one and registers
   it as a temporary view), never as pandas: only counts and Feast's min/max of the spine's
@@ -20,7 +22,8 @@ read at recorded Delta versions.
   TIMESTAMP values in the Python process's local time, and Spark reads literals in the session
   time zone. The timestamp goes to Feast as TIMESTAMP_NTZ (UTC wall clock, which PySpark
   returns unshifted) and the session must be on UTC (:func:`check_time_zone`), so the bounds
-  are right on any machine. :func:`restore_timestamp` gives the column the spine's type again.
+  are right on any machine (the session is checked to be on UTC by the caller).
+  :func:`restore_timestamp` gives the column the spine's type again.
 """
 
 from __future__ import annotations
@@ -28,12 +31,11 @@ from __future__ import annotations
 import copy
 import warnings
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from featurekit.config.storage import absolute
 from featurekit.errors import ConfigError, arg
 from featurekit.feast.definitions import FINGERPRINT_TAG, ServiceSpec, ViewSpec
-from featurekit.yamlconf.names import did_you_mean
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -41,14 +43,6 @@ if TYPE_CHECKING:
 EVENT_TIMESTAMP = "event_timestamp"          # the spine's timestamp column, as Feast names it
 RESERVED = ("entity_timestamp",)             # added by Feast's point-in-time query
 RESERVED_SUFFIX = "__entity_row_unique_id"
-SPARK_TYPES = {"Int64": "bigint", "Int32": "int", "String": "string"}   # join keys' Feast types
-INTEGRAL = ("tinyint", "smallint", "int", "bigint")
-TIMESTAMP_TYPES = ("timestamp", "timestamp_ntz", "date")
-
-
-def absolute(path: str) -> str:
-    """A local path made absolute (a URI as it is): how view, spine and output paths compare."""
-    return path if "://" in path else str(Path(path).expanduser().resolve())
 
 
 def pinned_views(store: Any, service: ServiceSpec, views: list[ViewSpec], env: str) -> tuple[list[Any], list[str]]:
@@ -135,76 +129,23 @@ def quiet() -> Iterator[None]:
         yield
 
 
-def check_time_zone(spark: "SparkSession") -> None:
-    """Refuse a session whose SQL time zone is not UTC (see the module doc)."""
-    zone = spark.conf.get("spark.sql.session.timeZone")
-    jvm: Any = spark._jvm  # type: ignore[attr-defined]
-    if not jvm.java.time.ZoneId.of(zone).normalized().equals(jvm.java.time.ZoneOffset.UTC):
-        raise ConfigError.single(
-            f"training sets need spark.sql.session.timeZone UTC (it is {zone!r}): Feast's point-in-time "
-            "join compares timestamps as UTC text", file="conf", field="spark.conf")
-
-
-def check_spine(frame: "DataFrame", views: list[ViewSpec], features: list[str],
-                timestamp: str) -> tuple["DataFrame", str]:
-    """The spine as Feast gets it (join keys typed as the views', the timestamp named
-    ``event_timestamp`` as TIMESTAMP_NTZ in UTC), and the timestamp's original type.
-
-    Every problem is reported at once, naming the spine's columns.
-    """
+def feast_spine(frame: "DataFrame", timestamp: str) -> tuple["DataFrame", str]:
+    """The spine as Feast gets it (the timestamp named ``event_timestamp``, as TIMESTAMP_NTZ in
+    UTC), and the timestamp's original type. Feast's own column names are refused."""
     from pyspark.sql import functions as F
 
     types = dict(frame.dtypes)
-    shown = ", ".join(f"{c} ({t})" for c, t in frame.dtypes)
-    problems: list[str] = []
-    keys: dict[str, str] = {}
-    for view in views:
-        for key, feast_type in view.join_keys.items():
-            keys.setdefault(key, SPARK_TYPES[feast_type])
-    if timestamp not in types:
-        problems.append(f"no event timestamp column {timestamp!r}" + did_you_mean(timestamp, types)
-                        + (f" (give its name with {arg('timestamp')})" if timestamp == EVENT_TIMESTAMP else ""))
-    elif types[timestamp] not in TIMESTAMP_TYPES:
-        problems.append(f"the event timestamp {timestamp!r} is {types[timestamp]}; expected a timestamp "
-                        "(CSV: values like 2024-01-15 10:00:00)")
+    problems = []
     if timestamp != EVENT_TIMESTAMP and EVENT_TIMESTAMP in types:
         problems.append(f"{EVENT_TIMESTAMP!r} is a column too, but {arg('timestamp')} is {timestamp!r}; rename one")
-    missing = [k for k in keys if k not in types]
-    if missing:
-        problems.append(f"missing join key(s) {', '.join(map(repr, missing))} of feature view(s) "
-                        f"{', '.join(v.name for v in views if set(v.join_keys) & set(missing))}")
-    for key, wanted in keys.items():
-        have = types.get(key)
-        if have is None or have == wanted or (have in INTEGRAL and wanted in INTEGRAL):
-            continue
-        problems.append(f"join key {key!r} is {have}; the feature views have {wanted}")
-    seen: set[str] = set()
-    for name in features:
-        if name in seen:
-            problems.append(f"two views of the service have a feature {name!r}")
-        seen.add(name)
-    clashes = [c for c in types if c in seen or c in RESERVED or c.endswith(RESERVED_SUFFIX)]
+    clashes = [c for c in types if c in RESERVED or c.endswith(RESERVED_SUFFIX)]
     if clashes:
-        problems.append(f"column(s) {', '.join(map(repr, clashes))} would clash with the features or Feast's own columns")
+        problems.append(f"column(s) {', '.join(map(repr, clashes))} would clash with Feast's own columns")
     if problems:
+        shown = ", ".join(f"{c} ({t})" for c, t in frame.dtypes)
         raise ConfigError.single("; ".join(problems) + f" — the spine has: {shown}", file="spine", field="columns")
-    columns = []
-    for column in frame.columns:
-        if column == timestamp:
-            columns.append(F.col(column).cast("timestamp_ntz").alias(EVENT_TIMESTAMP))
-        elif column in keys and types[column] != keys[column]:
-            columns.append(F.col(column).cast(keys[column]).alias(column))
-        else:
-            columns.append(F.col(column))
-    return frame.select(*columns), types[timestamp]
-
-
-def count_spine(frame: "DataFrame") -> tuple[int, int]:
-    """(rows, rows with a timestamp) of the spine: one aggregate."""
-    from pyspark.sql import functions as F
-
-    row = frame.agg(F.count(F.lit(1)), F.count(F.col(EVENT_TIMESTAMP))).collect()[0]
-    return int(row[0]), int(row[1])
+    return frame.select(*(F.col(f"`{c}`").cast("timestamp_ntz").alias(EVENT_TIMESTAMP) if c == timestamp
+                          else F.col(f"`{c}`") for c in frame.columns)), types[timestamp]
 
 
 def retrieve(store: Any, feature_views: list[Any], refs: list[str], spine: "DataFrame") -> "DataFrame":

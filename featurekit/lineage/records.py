@@ -83,6 +83,9 @@ class TrainingSetRecord:
     # one per view read (same views and versions as ``feature_views``); empty in records made
     # before training sets recorded them
     offline_feature_sets: list[OfflineFeatureSetRecord] = field(default_factory=list)
+    as_of: str | None = None     # the views read as their tables were at this time (ISO 8601)
+    start: str | None = None     # without a spine: the first view's rows from start to end
+    end: str | None = None
     kind: str = field(default="training_set", init=False)
 
     def __post_init__(self) -> None:

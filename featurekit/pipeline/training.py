@@ -1,21 +1,24 @@
 """Training sets: point-in-time correct features for a spine, written as a Delta table.
 
-``training_set(project, settings, spine=..., service=..., out=...)``:
+``training_set(project, settings, service=..., out=..., spine=... | start=..., end=...)``:
 
 1. the feature service and its views come from the jobs' ``features:`` blocks, each view with
-   the version of its Delta table read now (delta-rs); Feast's registry must hold the same
-   definitions (else: ``featurekit feast apply`` first);
-2. the spine (a Delta table, Parquet or CSV with a header) is read by Spark and checked: the
-   join keys of every view, the event timestamp column (``event_timestamp`` unless told
-   otherwise), no column named like a feature; its rows are counted;
-3. Feast's Spark offline store runs its point-in-time join: for each spine row and view, the
-   latest row of the same key with a timestamp at or before the spine's and within the view's
-   ttl (else nulls); the views are read at the versions of step 1
-   (:mod:`featurekit.feast.retrieval` says how);
+   the Delta version of its table to read: the current one (delta-rs), or with ``as_of`` the
+   one current at that time (:func:`featurekit.pipeline.training_inputs.as_of`);
+2. the rows: a spine (a Delta table, Parquet or CSV with a header) read by Spark and checked
+   (the join keys of every view, the event timestamp column, no column named like a feature),
+   or without one, the first view's rows between ``start`` and ``end``; counted, with their
+   time range, in one aggregate;
+3. the point-in-time join: for each row and view, the latest row of the same key at or before
+   the row's time and within the view's ttl (else nulls), the views read at the versions of
+   step 1 — featurekit's own join in Spark (:mod:`featurekit.engine.point_in_time`), or with
+   ``engine="feast"`` Feast's Spark retrieval (:mod:`featurekit.feast.retrieval`), which needs
+   the definitions applied to Feast's registry;
 4. Spark writes the result as Delta (overwrite) inside an open transaction: Delta's count of
    the written rows must equal the spine's, or nothing is committed;
-5. the training set (views and Delta versions read, spine, output version, rows) goes to the
-   lineage store, with an offline feature set per view: its Delta table at the version read.
+5. the training set (views and Delta versions read, spine or range, ``as_of``, output version,
+   rows) goes to the lineage store, with an offline feature set per view: its Delta table at
+   the version read.
 """
 
 from __future__ import annotations
@@ -26,27 +29,30 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from featurekit.config import Project, Settings
-from featurekit.engine.spine import read_spine
-from featurekit.errors import DataError, FeaturekitError, NotFound, UsageError, arg
-from featurekit.feast import retrieval
-from featurekit.feast import store as feast_store
-from featurekit.feast.definitions import ServiceSpec, ViewSpec, service_specs, view_specs
-from featurekit.feast.retrieval import EVENT_TIMESTAMP, absolute, feast_session
+from featurekit.config.storage import absolute
+from featurekit.engine.point_in_time import point_in_time, spine_counts
+from featurekit.engine.spine import check_time_zone, read_spine
+from featurekit.errors import DataError, FeaturekitError, UsageError, arg
+from featurekit.feast.definitions import ViewSpec
 from featurekit.lineage import LineageStore, OfflineFeatureSetRecord, TrainingSetRecord
 from featurekit.pipeline.core import new_run_id, session
-from featurekit.pipeline.features import feast_session_conf
 from featurekit.pipeline.lineage import lineage_store, lineage_warning
 from featurekit.pipeline.phases import reached
 from featurekit.pipeline.spark_errors import classify
+from featurekit.pipeline.training_inputs import (as_of as views_as_of, check_spine, join_view, no_timed_rows,
+                                                 range_spine, select_service)
 from featurekit.sinks.delta import prepare
 from featurekit.sinks.transaction import CommitMeta
 from featurekit.spec.models import OutputSpec
-from featurekit.yamlconf.names import did_you_mean
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 OWNER_PREFIX = "training-set:"               # the output table's featurekit.job property
+EVENT_TIMESTAMP = "event_timestamp"          # the spine's timestamp column unless told otherwise
+ENGINES = ("featurekit", "feast")
+
+__all__ = ["ENGINES", "TrainingSetResult", "select_service", "training_set"]
 
 
 @dataclass
@@ -55,8 +61,12 @@ class TrainingSetResult:
     service: str
     views: dict[str, int]               # view -> Delta version read
     features: list[str]                 # "view:feature", in output order
-    spine: str
+    spine: str                          # "" when the rows are a range of the first view
     out: str
+    engine: str = "featurekit"
+    as_of: str | None = None            # the views read as they were at this time (ISO 8601)
+    start: str | None = None            # without a spine: the first view's rows in [start, end]
+    end: str | None = None
     spine_format: str = ""              # "delta", "parquet" or "csv"
     spine_version: int | None = None    # the spine's Delta version, if it is a Delta table
     rows: int = 0                       # = spine rows = output rows
@@ -68,27 +78,34 @@ class TrainingSetResult:
     warnings: list[str] = field(default_factory=list)   # e.g. lineage waiting in the outbox
 
 
-def training_set(project: Project, settings: Settings, *, spine: str, service: str, out: str,
-                 timestamp: str = EVENT_TIMESTAMP, spark: "SparkSession | None" = None,
+def training_set(project: Project, settings: Settings, *, service: str, out: str, spine: str | None = None,
+                 timestamp: str = EVENT_TIMESTAMP, as_of: datetime | None = None, start: datetime | None = None,
+                 end: datetime | None = None, engine: str = "featurekit", spark: "SparkSession | None" = None,
                  lineage: LineageStore | None = None) -> TrainingSetResult:
-    """Build the training set of ``service`` for the rows of ``spine`` into ``out``; see the module doc."""
+    """Build the training set of ``service`` for the rows of ``spine`` (or the first view's rows
+    from ``start`` to ``end``) into ``out``; see the module doc."""
     began = time.perf_counter()
+    _check_arguments(spine, start, end, engine)
     chosen, views = select_service(project, settings, service)
-    spine_path, out_path = absolute(spine), absolute(out)
+    if as_of is not None:
+        views = views_as_of(views, as_of, settings)
+    spine_path, out_path = absolute(spine) if spine else "", absolute(out)
     _check_out(out_path, spine_path, views)
-    with retrieval.quiet():
-        store = feast_store.open_store(project, settings, feast_session_conf(settings))
-        feature_views, refs = retrieval.pinned_views(store, chosen, views, settings.env)
+    refs = [f"{view}:{name}" for view, names in chosen.features.items() for name in names]
+    versions = {v.name: v.version for v in views}
+    result = TrainingSetResult(run_id=new_run_id(), service=service, views=versions, features=refs, spine=spine_path,
+                               out=out_path, engine=engine, as_of=_iso(as_of), start=_iso(start), end=_iso(end))
     spark = spark or session(settings, f"{settings.spark.app_name}:training-set")
     lineage = lineage or lineage_store(project, settings)
-    versions = {v.name: v.version for v in views}
-    result = TrainingSetResult(run_id=new_run_id(), service=service, views=versions, features=refs,
-                               spine=spine_path, out=out_path)
     meta = CommitMeta(f"{OWNER_PREFIX}{service}", result.run_id,
                       ",".join(sorted(v.job.fingerprint for v in views)), settings.env)
     try:
-        with feast_session(spark) as feast_spark:
-            _build(feast_spark, store, feature_views, views, timestamp, meta, result)
+        check_time_zone(spark)
+        if engine == "feast":
+            _build_with_feast(project, settings, spark, chosen, views, timestamp, meta, result)
+        else:
+            built, rows = _join(spark, views, timestamp, start, end, result)
+            _write(spark, built, rows, meta, result)
     except FeaturekitError:
         raise
     except Exception as exc:
@@ -96,10 +113,11 @@ def training_set(project: Project, settings: Settings, *, spine: str, service: s
     reached("training-set lineage")
     recorded_at = datetime.now(UTC).isoformat()
     result.lineage = lineage.record_training_set(TrainingSetRecord(
-        run_id=result.run_id, feast_project=store.project, feature_service=service, feature_views=versions,
+        run_id=result.run_id, feast_project=settings.feast.project, feature_service=service, feature_views=versions,
         features=refs, spine_path=spine_path, output_path=out_path, output_version=result.out_version,
         rows=result.rows, recorded_at=recorded_at, spine_version=result.spine_version,
-        offline_feature_sets=[offline_feature_set(store.project, view, recorded_at) for view in views],
+        offline_feature_sets=[offline_feature_set(settings.feast.project, view, recorded_at) for view in views],
+        as_of=result.as_of, start=result.start, end=result.end,
     ))
     result.warnings += lineage_warning(f"training set {result.run_id}", result.lineage)
     result.seconds = round(time.perf_counter() - began, 3)
@@ -114,18 +132,57 @@ def offline_feature_set(feast_project: str, view: ViewSpec, recorded_at: str) ->
         view_schema={"join_keys": view.join_keys, "timestamp": view.timestamp, "features": view.features})
 
 
-def _build(spark: "SparkSession", store: Any, feature_views: list[Any], views: list[ViewSpec], timestamp: str,
-           meta: CommitMeta, result: TrainingSetResult) -> None:
-    """Spine -> Feast's point-in-time join -> Delta, on Feast's session; fills ``result``."""
-    retrieval.check_time_zone(spark)
-    frame, result.spine_format, result.spine_version = read_spine(spark, result.spine)
-    frame, original_type = retrieval.check_spine(frame, views, [r.split(":", 1)[1] for r in result.features], timestamp)
-    rows, timed = retrieval.count_spine(frame)
-    if timed == 0:
-        raise DataError(f"the spine {result.spine} has no row with an event timestamp ({rows:,} rows)")
+def _join(spark: "SparkSession", views: list[ViewSpec], timestamp: str, start: datetime | None,
+          end: datetime | None, result: TrainingSetResult) -> tuple["DataFrame", int]:
+    """featurekit's point-in-time join of the rows (spine or range) with the views: the lazy
+    result and its row count."""
+    if start is not None and end is not None:
+        frame, timestamp = range_spine(spark, views, start, end)
+        joined = views[1:]
+        frame = check_spine(frame, joined, timestamp, source=f"first view {views[0].name!r}")
+    else:
+        frame, result.spine_format, result.spine_version, warnings = read_spine(spark, result.spine)
+        result.warnings += warnings
+        joined = views
+        frame = check_spine(frame, joined, timestamp)
+    counts = spine_counts(frame, timestamp)
+    if counts.timed == 0:
+        if result.spine:
+            raise no_timed_rows(result.spine, counts.rows)
+        raise DataError(f"feature view {views[0].name!r} has no row from {result.start} to {result.end} "
+                        f"(at version {views[0].version}); nothing was written")
+    result.rows_without_timestamp = counts.rows - counts.timed
     reached("training-set build")
-    built = retrieval.restore_timestamp(retrieval.retrieve(store, feature_views, result.features, frame), timestamp,
-                                        original_type)
+    return point_in_time(frame, timestamp, [join_view(spark, v) for v in joined], counts.bounds), counts.rows
+
+
+def _build_with_feast(project: Project, settings: Settings, spark: "SparkSession", chosen: Any,
+                      views: list[ViewSpec], timestamp: str, meta: CommitMeta, result: TrainingSetResult) -> None:
+    """Spine -> Feast's point-in-time join -> Delta, on a session of Feast's own."""
+    from featurekit.feast import retrieval
+    from featurekit.feast import store as feast_store
+    from featurekit.pipeline.features import feast_session_conf
+
+    with retrieval.quiet():
+        store = feast_store.open_store(project, settings, feast_session_conf(settings))
+        feature_views, refs = retrieval.pinned_views(store, chosen, views, settings.env)
+    with retrieval.feast_session(spark) as feast_spark:
+        frame, result.spine_format, result.spine_version, warnings = read_spine(feast_spark, result.spine)
+        result.warnings += warnings
+        frame = check_spine(frame, views, timestamp)
+        counts = spine_counts(frame, timestamp)
+        if counts.timed == 0:
+            raise no_timed_rows(result.spine, counts.rows)
+        result.rows_without_timestamp = counts.rows - counts.timed
+        frame, original_type = retrieval.feast_spine(frame, timestamp)
+        reached("training-set build")
+        built = retrieval.restore_timestamp(retrieval.retrieve(store, feature_views, refs, frame), timestamp,
+                                            original_type)
+        _write(feast_spark, built, counts.rows, meta, result)
+
+
+def _write(spark: "SparkSession", built: "DataFrame", rows: int, meta: CommitMeta, result: TrainingSetResult) -> None:
+    """``built`` -> the output table (overwrite), committed only if it holds one row per spine row."""
     prepared = prepare(spark, built, OutputSpec(path=result.out, mode="overwrite"), meta)
     try:
         if prepared.rows != rows:
@@ -140,24 +197,27 @@ def _build(spark: "SparkSession", store: Any, feature_views: list[Any], views: l
     except Exception:
         prepared.abandon()
         raise
-    result.rows, result.rows_without_timestamp = rows, rows - timed
-    result.out_version, result.columns = done.version, built.columns
+    result.rows, result.out_version, result.columns = rows, done.version, built.columns
 
 
-def select_service(project: Project, settings: Settings, name: str) -> tuple[ServiceSpec, list[ViewSpec]]:
-    """The service named ``name`` and its views (each with its table's current Delta version)."""
-    views = view_specs(project, settings)
-    services = {s.name: s for s in service_specs(views)}
-    if name not in services:
-        raise NotFound("feature service", name, f"unknown feature service {name!r}" + did_you_mean(name, services)
-                       + f" (services: {', '.join(services) or 'none'})", param="service")
-    chosen = services[name]
-    by_name = {v.name: v for v in views}
-    return chosen, [by_name[v] for v in chosen.features]
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat()
+
+
+def _check_arguments(spine: str | None, start: datetime | None, end: datetime | None, engine: str) -> None:
+    if engine not in ENGINES:
+        raise UsageError("engine", f"{arg('engine')} is {engine!r}; expected one of {', '.join(ENGINES)}")
+    if spine is not None and (start is not None or end is not None):
+        raise UsageError("spine", f"give either {arg('spine')} or {arg('start')} and {arg('end')}, not both")
+    if spine is None and (start is None or end is None):
+        raise UsageError("spine", f"give {arg('spine')}, or {arg('start')} and {arg('end')} (the rows of the "
+                                  "service's first view in that range)")
+    if engine == "feast" and spine is None:
+        raise UsageError("engine", f"{arg('engine')} feast needs {arg('spine')}")
 
 
 def _check_out(out: str, spine: str, views: list[ViewSpec]) -> None:
-    if out.rstrip("/") == spine.rstrip("/"):
+    if spine and out.rstrip("/") == spine.rstrip("/"):
         raise UsageError("out", f"{arg('out')} is the spine ({spine}); write the training set elsewhere")
     for view in views:
         if out.rstrip("/") == absolute(view.path).rstrip("/"):

@@ -249,12 +249,23 @@ def test_the_python_time_zone_does_not_move_the_bounds(pit: PitLab, monkeypatch:
 # --------------------------------------------------------------------------- refusals
 
 
-def test_duplicate_feature_rows_refuse_the_set_and_keep_the_previous_version(pit: PitLab) -> None:
+def test_rows_of_one_key_at_one_instant_give_one_row_the_same_on_every_build(pit: PitLab) -> None:
+    """Driver 4 has two rows at 08:00 (7.0 and 8.0): featurekit's join takes the one whose
+    features sort last, so the spine row stays one row and a rebuild gives the same value."""
+    spine = pit.spine("ties", {"between": CASES["between"], "d4": (4, T0 + 9 * H, None)})
+    first, again = pit.build(spine, "ties"), pit.build(spine, "ties_again")
+    assert {k: r["value"] for k, r in by_label(first.out).items()} == {"between": 1.0, "d4": 8.0}
+    assert by_label(again.out) == by_label(first.out) and first.rows == 2
+
+
+def test_feast_engine_refuses_duplicate_feature_rows_and_keeps_the_previous_version(pit: PitLab) -> None:
+    """Feast's retrieval returns both rows for the spine row: the set is refused, nothing written."""
     spine = pit.spine("dup_ok", {"between": CASES["between"]})
-    first = pit.build(spine, "dup")
+    first = pit.build(spine, "dup", engine="feast")
+    assert by_label(first.out) == expected({"between": CASES["between"]})
     dup = pit.spine("dup", {"between": CASES["between"], "d4": (4, T0 + 9 * H, None)})
     with pytest.raises(DataError) as info:
-        pit.build(dup, "dup")
+        pit.build(dup, "dup", engine="feast")
     assert "3 rows built for 2 spine rows; nothing was written" in str(info.value)
     table = DeltaTable(first.out)
     assert table.version() == first.out_version
