@@ -53,7 +53,7 @@ DEMO_WINDOW ?= --start 2026-01-01T00:00:00Z --end $(ARRIVAL_END)
 REGISTRY_PORT ?= 8080
 REGISTRY_URL := http://127.0.0.1:$(REGISTRY_PORT)
 
-demo: setup  ## raw data -> jobs -> Delta -> feast apply -> materialize -> online lookups -> lineage
+demo: setup  ## raw data -> jobs -> Delta -> feast apply -> materialize -> online lookups -> training set -> lineage
 	test -f data/raw/_manifest.json || $(FK) generate-demo-data --rows $(ROWS)
 	$(FK) validate
 	$(FK) plan driver_hourly_stats
@@ -73,6 +73,7 @@ demo: setup  ## raw data -> jobs -> Delta -> feast apply -> materialize -> onlin
 	echo "driver 100001 stopped driving on $(DATA_END): its windows have emptied (expire: true)"; \
 	$(FK) online driver_id=100001 driver_id=100002 driver_id=999 --service driver_hourly_stats; \
 	$(FK) online driver_id=100001 --view driver_profile; \
+	$(FK) training-set --service driver_activity $(DEMO_WINDOW) --out data/lake/training/driver_activity; \
 	$(FK) lineage flush; \
 	$(FK) lineage link --model driver-eta --version demo --service driver_activity; \
 	$(FK) lineage show --model driver-eta --version demo; \

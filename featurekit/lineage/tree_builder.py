@@ -80,7 +80,9 @@ class TreeBuilder:
         node = Node("training_set", f"training set {props.get('feature_service')} (run {props.get('training_set_run_id')})",
                     key=f"artifact:{artifact['id']}",
                     details=[f"Delta {props.get('delta_path')} @ v{props.get('delta_version')}",
-                             f"{_count(props.get('rows'))} rows, artifact {artifact['id']}"])
+                             f"{_count(props.get('rows'))} rows, artifact {artifact['id']}"]
+                    + ([f"rows of its first view from {props['start']} to {props['end']}"] if props.get("start") else [])
+                    + ([f"views as of {props['as_of']}"] if props.get("as_of") else []))
         if props.get("spine_path"):
             spine = f"spine {props['spine_path']}" + (f" @ v{props['spine_version']}" if props.get("spine_version") else "")
             node.add(Node("source", spine, key=f"source:{props['spine_path']}@{props.get('spine_version')}"))
