@@ -226,6 +226,15 @@ def service_specs(views: list[ViewSpec]) -> list[ServiceSpec]:
     return services
 
 
+def feast_entities(view: ViewSpec) -> list[tuple[str, str]]:
+    """The Feast entities of ``view`` as (name, join key): its ``entity``, or with several join
+    keys one entity per key, ``<entity>__<key>``, since a Feast Entity has a single join key."""
+    keys = list(view.join_keys)
+    if len(keys) == 1:
+        return [(view.entity, keys[0])]
+    return [(f"{view.entity}__{key}", key) for key in keys]
+
+
 def feast_objects(views: list[ViewSpec], services: list[ServiceSpec]) -> dict[str, Any]:
     """Feast objects keyed by a module-level name (``entity_driver``, ``view_<job>``, ...)."""
     from datetime import timedelta
@@ -249,13 +258,13 @@ def feast_objects(views: list[ViewSpec], services: list[ServiceSpec]) -> dict[st
     objects: dict[str, Any] = {}
     entities: dict[str, Any] = {}
     for view in views:
-        if view.entity not in entities:
-            keys = list(view.join_keys)
-            entities[view.entity] = Entity(
-                name=view.entity, join_keys=keys, value_type=value_types[view.join_keys[keys[0]]],
-                description=f"Declared by {view.job.shown_path}.", tags={JOB_TAG: view.job.name},
-            )
-            objects[f"entity_{view.entity}"] = entities[view.entity]
+        for name, key in feast_entities(view):
+            if name not in entities:
+                entities[name] = Entity(
+                    name=name, join_keys=[key], value_type=value_types[view.join_keys[key]],
+                    description=f"Declared by {view.job.shown_path}.", tags={JOB_TAG: view.job.name},
+                )
+                objects[f"entity_{name}"] = entities[name]
     feature_views: dict[str, Any] = {}
     for view in views:
         source = SparkSource(
@@ -265,7 +274,7 @@ def feast_objects(views: list[ViewSpec], services: list[ServiceSpec]) -> dict[st
         schema = [Field(name=k, dtype=typed(t)) for k, t in view.join_keys.items()]
         schema += [Field(name=k, dtype=typed(t)) for k, t in view.features.items()]
         feature_views[view.name] = FeatureView(
-            name=view.name, entities=[entities[view.entity]], ttl=timedelta(seconds=view.ttl_seconds),
+            name=view.name, entities=[entities[name] for name, _ in feast_entities(view)], ttl=timedelta(seconds=view.ttl_seconds),
             schema=schema, source=source, online=view.online, tags=view.tags,
             description=view.description, owner=view.owner,
         )

@@ -214,6 +214,8 @@ def _check_arguments(spine: str | None, start: datetime | None, end: datetime | 
                                   "service's first view in that range)")
     if engine == "feast" and spine is None:
         raise UsageError("engine", f"{arg('engine')} feast needs {arg('spine')}")
+    if start is not None and end is not None and start > end:
+        raise UsageError("start", f"{arg('start')} {start.isoformat()} is after {arg('end')} {end.isoformat()}")
 
 
 def _check_out(out: str, spine: str, views: list[ViewSpec]) -> None:

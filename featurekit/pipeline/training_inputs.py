@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from featurekit.config import Project, Settings
 from featurekit.engine.point_in_time import RESERVED_PREFIX, JoinView
@@ -47,10 +47,15 @@ def as_of(views: list[ViewSpec], when: datetime, settings: Settings) -> list[Vie
     pinned, problems = [], []
     for view in views:
         table = DeltaTable(view.path, storage_options=settings.storage_options or None)
+        history = table.history()   # read first: delta-rs numbers it wrongly once an older version is loaded
         try:
             table.load_as_version(when)
+            # delta-rs loads the earliest version for a time before it, rather than failing
+            existed = not _committed_after(history, table.version(), when)
         except Exception:   # delta-rs: "... timestamp ... before the earliest version"
-            first = _first_commit(table)
+            existed = False
+        if not existed:
+            first = _first_commit(history)
             problems.append(f"feature view {view.name!r}: its table did not exist yet at {when.isoformat()} "
                             f"(earliest commit kept: {first})")
             continue
@@ -66,11 +71,14 @@ def as_of(views: list[ViewSpec], when: datetime, settings: Settings) -> list[Vie
     return pinned
 
 
-def _first_commit(table: object) -> str:
-    from deltalake import DeltaTable
+def _committed_after(history: list[dict[str, Any]], version: int, when: datetime) -> bool:
+    """Whether ``version`` was committed after ``when`` (False if its commit is no longer in the log)."""
+    commit = next((c for c in history if c.get("version") == version), {})
+    stamp = commit.get("timestamp")
+    return isinstance(stamp, int) and stamp > when.timestamp() * 1000
 
-    assert isinstance(table, DeltaTable)
-    history = table.history()
+
+def _first_commit(history: list[dict[str, Any]]) -> str:
     if not history:
         return "none"
     oldest = min(history, key=lambda c: int(c.get("version", 0)))
@@ -153,8 +161,6 @@ def range_spine(spark: "SparkSession", views: list[ViewSpec], start: datetime,
     The other views join on it, so their join keys must be among its columns."""
     from pyspark.sql import functions as F
 
-    if start > end:
-        raise UsageError("start", f"{arg('start')} {start.isoformat()} is after {arg('end')} {end.isoformat()}")
     first = views[0]
     columns = {*first.join_keys, first.timestamp, *first.features}
     missing = {v.name: [k for k in v.join_keys if k not in columns] for v in views[1:]}

@@ -24,9 +24,11 @@ import pytest
 from deltalake import DeltaTable
 
 from featurekit import pipeline
-from featurekit.config import Project
+from featurekit.config import Project, Settings, load_settings
 from featurekit.config.settings import ConcurrencySettings
 from featurekit.errors import FeaturekitError
+from featurekit.pipeline import features
+from featurekit.pipeline.training import TrainingSetResult, training_set
 from tests.conftest import REPO
 from tests.integration.conftest import with_test_conf
 
@@ -163,6 +165,38 @@ class Lab:
     def columns(self, name: str) -> list[tuple[str, str]]:
         """``[(column, delta type)]`` in table order, e.g. ``("id", "long")``."""
         return [(f.name, f.type.type) for f in self.table(name).schema().fields]
+
+
+class TrainingLab(Lab):
+    """A project whose jobs serve features, to build training sets in: a Feast repository
+    (applied on demand, for ``engine="feast"``), the env's settings for the tests, and training
+    sets of ``service`` written under ``out/`` on the shared session."""
+
+    def __init__(self, root: Path, spark: object, service: str) -> None:
+        super().__init__(root, spark)
+        self.service = service
+        (root / "feature_repo").mkdir(exist_ok=True)
+        shutil.copy(REPO / "feature_repo" / "features.py", root / "feature_repo" / "features.py")
+        self.project = Project(root)
+        self.settings: Settings = with_test_conf(load_settings(self.project, "local"))
+
+    def apply_feast(self) -> None:
+        """Feast's registry of the jobs' views and services, as ``engine="feast"`` needs it."""
+        features.apply(self.project, self.settings)
+
+    def out(self, name: str) -> Path:
+        return self.root / "out" / name
+
+    def build(self, spine: Path | str | None, out: str, **kwargs: Any) -> TrainingSetResult:
+        """The training set of ``service`` (unless given) for ``spine`` (None: give ``start`` and
+        ``end``) into ``out/<out>``."""
+        return training_set(self.project, self.settings, spine=None if spine is None else str(spine),
+                            out=str(self.out(out)), spark=self.spark,  # type: ignore[arg-type]
+                            **{"service": self.service, **kwargs})
+
+    def out_rows(self, out: str, by: list[str] | None = None) -> list[dict[str, Any]]:
+        """A training set's rows read by delta-rs, sorted (see :func:`sort_rows`)."""
+        return sort_rows(DeltaTable(str(self.out(out))).to_pyarrow_table().to_pylist(), by)
 
 
 @pytest.fixture(scope="module")

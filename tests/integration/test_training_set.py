@@ -5,7 +5,6 @@ versions pinned and recorded; the session featurekit runs on left as it was."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -18,15 +17,12 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from featurekit import pipeline
-from featurekit.config import Project, Settings
 from featurekit.cli.present import flag
 from featurekit.errors import ConfigError, DataError, face
 from featurekit.lineage import RunLogLineage
-from featurekit.pipeline import features, training
-from featurekit.pipeline.training import TrainingSetResult, training_set
-from tests.conftest import REPO
-from tests.integration.conftest import with_test_conf
-from tests.integration.helpers import Lab
+from featurekit.pipeline import training
+from featurekit.pipeline.training import TrainingSetResult
+from tests.integration.helpers import TrainingLab
 
 pytestmark = pytest.mark.feast
 
@@ -88,37 +84,27 @@ def by_label(path: str | Path) -> dict[str, dict[str, Any]]:
     return {row["label"]: row for row in DeltaTable(str(path)).to_pyarrow_table().to_pylist()}
 
 
-class PitLab:
+class PitLab(TrainingLab):
     """A project with the pit_stats job run and its Feast repository applied."""
 
     def __init__(self, root: Path, spark: Any) -> None:
-        self.lab = Lab(root, spark)
-        self.spark = spark
-        (root / "feature_repo").mkdir()
-        shutil.copy(REPO / "feature_repo" / "features.py", root / "feature_repo" / "features.py")
+        super().__init__(root, spark, service="pit_stats")
         self.run_job(events())
-        self.project = Project(root)
-        _, settings = pipeline.load(self.project, "pit_stats", "local")
-        self.settings: Settings = with_test_conf(settings)
-        features.apply(self.project, self.settings)
+        self.apply_feast()
 
     def run_job(self, table: pa.Table) -> pipeline.RunResult:
-        self.lab.parquet("pit_events", table)
-        return self.lab.run("pit_stats", JOB)
+        self.parquet("pit_events", table)
+        return self.run("pit_stats", JOB)
 
     @property
     def table(self) -> str:
-        return str(self.lab.lake / "pit_stats")
+        return str(self.lake / "pit_stats")
 
     def spine(self, name: str, cases: dict[str, tuple[int, datetime | None, float | None]]) -> Path:
-        path = self.lab.root / "spines" / f"{name}.parquet"
+        path = self.root / "spines" / f"{name}.parquet"
         path.parent.mkdir(exist_ok=True)
         pq.write_table(spine_table(cases), path)
         return path
-
-    def build(self, spine: Path | str, out: str, **kwargs: Any) -> TrainingSetResult:
-        return training_set(self.project, self.settings, spine=str(spine), out=str(self.lab.root / "out" / out),
-                            spark=self.spark, **{"service": "pit_stats", **kwargs})
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +175,7 @@ def test_featurekit_session_is_left_as_it_was(spark: Any, result: TrainingSetRes
 @pytest.mark.parametrize("kind", ["csv", "delta"])
 def test_csv_and_delta_spines(pit: PitLab, kind: str) -> None:
     cases = {k: CASES[k] for k in ("between", "before_t1", "at_t2", "beyond_ttl")}
-    folder = pit.lab.root / "spines" / f"small_{kind}"
+    folder = pit.root / "spines" / f"small_{kind}"
     if kind == "csv":
         folder.mkdir(parents=True)
         lines = ["driver_id,label,when"] + [f"{d},{label},{t:%Y-%m-%d %H:%M:%S}" for label, (d, t, _) in cases.items()]
@@ -274,24 +260,24 @@ def test_feast_engine_refuses_duplicate_feature_rows_and_keeps_the_previous_vers
 
 def test_unknown_service_suggests_a_close_name(pit: PitLab) -> None:
     with pytest.raises(ConfigError) as info, face(flag):   # the parameters as the CLI names them
-        pit.build(pit.lab.root / "nowhere", "never", service="pit_stat")
+        pit.build(pit.root / "nowhere", "never", service="pit_stat")
     assert str(info.value) == ("command line --service: unknown feature service 'pit_stat' — "
                                "did you mean 'pit_stats'? (services: pit_stats)")
 
 
 def test_spine_without_the_join_key_names_it_and_lists_the_columns(pit: PitLab) -> None:
-    path = pit.lab.root / "spines" / "no_key.parquet"
+    path = pit.root / "spines" / "no_key.parquet"
     pq.write_table(pa.table({"driver": pa.array([1], pa.int64()),
                              "event_timestamp": pa.array([T1], pa.timestamp("us", tz="UTC"))}), path)
     with pytest.raises(ConfigError) as info:
         pit.build(path, "no_key")
     assert str(info.value) == ("spine columns: missing join key(s) 'driver_id' of feature view(s) pit_stats — "
                                "the spine has: driver (bigint), event_timestamp (timestamp)")
-    assert not (pit.lab.root / "out" / "no_key").exists()
+    assert not (pit.root / "out" / "no_key").exists()
 
 
 def test_spine_without_a_timestamp_says_how_to_name_it(pit: PitLab) -> None:
-    path = pit.lab.root / "spines" / "no_ts.parquet"
+    path = pit.root / "spines" / "no_ts.parquet"
     pq.write_table(pa.table({"driver_id": pa.array([1], pa.int64()),
                              "ts": pa.array([T1], pa.timestamp("us", tz="UTC"))}), path)
     with pytest.raises(ConfigError) as info, face(flag):
