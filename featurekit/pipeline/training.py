@@ -24,7 +24,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ from featurekit.config.storage import absolute
 from featurekit.engine.point_in_time import point_in_time, spine_counts
 from featurekit.engine.spine import check_time_zone, read_spine
 from featurekit.errors import DataError, FeaturekitError, UsageError, arg
-from featurekit.feast.definitions import ViewSpec
+from featurekit.feast.definitions import ServiceSpec, ViewSpec
 from featurekit.lineage import LineageStore, OfflineFeatureSetRecord, TrainingSetRecord
 from featurekit.pipeline.core import new_run_id, session
 from featurekit.pipeline.lineage import lineage_store, lineage_warning
@@ -104,7 +104,7 @@ def training_set(project: Project, settings: Settings, *, service: str, out: str
         if engine == "feast":
             _build_with_feast(project, settings, spark, chosen, views, timestamp, meta, result)
         else:
-            built, rows = _join(spark, views, timestamp, start, end, result)
+            built, rows = _join(spark, _served(chosen, views), timestamp, start, end, result)
             _write(spark, built, rows, meta, result)
     except FeaturekitError:
         raise
@@ -130,6 +130,12 @@ def offline_feature_set(feast_project: str, view: ViewSpec, recorded_at: str) ->
         feast_project=feast_project, feature_view=view.name, job=view.job.name, spec_fingerprint=view.job.fingerprint,
         delta_path=view.path, delta_version=view.version, recorded_at=recorded_at,
         view_schema={"join_keys": view.join_keys, "timestamp": view.timestamp, "features": view.features})
+
+
+def _served(chosen: ServiceSpec, views: list[ViewSpec]) -> list[ViewSpec]:
+    """``views`` with only the features the service lists, in its order (as Feast returns them):
+    a service may take some features of a view, not all."""
+    return [replace(v, features={f: v.features[f] for f in chosen.features[v.name]}) for v in views]
 
 
 def _join(spark: "SparkSession", views: list[ViewSpec], timestamp: str, start: datetime | None,
