@@ -4,14 +4,16 @@ For each spine row and each view: the view's latest row of the same join key at 
 spine row's time, and no older than the view's ttl (0: no limit); else nulls. One output row per
 spine row, duplicates included; the spine's columns first (as they were), then the features.
 
-How (the shape the benchmark in ``benchmarks/training_set.py`` chose):
+How (``benchmarks/training_set.py`` measures it against the join written by hand, a window
+pass per view, and Feast's retrieval):
 
 - The views are grouped by their join keys. For each group, the spine's rows and the group's
   feature rows become one union ordered by (key, time, kind): at one instant, feature rows come
   before spine rows, so an event at the spine's time counts. A running ``last(…, ignorenulls)``
-  per view over that order is each spine row's latest row: one shuffle and one sort per group,
-  no join. The spine row travels through the union as one struct, so nothing is joined back
-  afterwards, and the next group starts from the first's output.
+  per view over that order is each spine row's latest row: one shuffle and one sort per group.
+  The spine row travels through the union as one struct, so nothing is joined back afterwards
+  (a join back on a row id would shuffle the spine a second time), and the next group starts
+  from the first's output.
 - A view's row travels as a struct of its time and its features, so the row chosen is the
   latest *row* (with its null features, as Feast returns them), not the latest non-null value
   of each feature.
