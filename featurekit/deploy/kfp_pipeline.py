@@ -65,18 +65,22 @@ def job_task(job: str) -> str:
     return f"job-{resource_name(job)}"
 
 
-def plan_pipeline(project: Project, settings: Settings, jobs: Sequence[LoadedJob]) -> PipelinePlan:
+def plan_pipeline(project: Project, settings: Settings, jobs: Sequence[LoadedJob],
+                  image: str | None = None) -> PipelinePlan:
     """The pipeline for ``jobs`` in ``settings``' environment; a config error if that environment
-    has no ``kubernetes:`` settings (they name the image), a spec error if the jobs cannot be ordered."""
-    k8s = kubernetes_of(project, settings)
+    has no ``kubernetes:`` settings (they name the image), a spec error if the jobs cannot be ordered.
+
+    With ``image`` (a run with ``kfp.local``'s subprocess runner, which starts no container) an
+    environment without ``kubernetes:`` will do, and the project folder is this one."""
+    k8s = kubernetes_of(project, settings) if image is None or settings.kubernetes is not None else None
     graph = job_graph(jobs)
     features = [job.spec.features for job in jobs if job.spec.features is not None]
     return PipelinePlan(
         name=resource_name(settings.feast.project),
-        image=k8s.image,
+        image=image or k8s.image,  # type: ignore[union-attr]
         env=settings.env,
-        project_dir=k8s.project_dir,
-        env_vars=dict(sorted(k8s.env.items())),
+        project_dir=k8s.project_dir if k8s is not None else str(project.root),
+        env_vars=dict(sorted(k8s.env.items())) if k8s is not None else {},
         graph=graph,
         feast_apply=bool(features),
         materialize=any(f.online for f in features),

@@ -197,6 +197,9 @@ def test_an_env_without_kubernetes_settings_has_no_image(tmp_path: Path) -> None
     loaded, _ = load_jobs(project.job_files(), settings.vars, base=project.root)
     with pytest.raises(ConfigError, match="environment 'cluster' has no kubernetes: settings"):
         plan_pipeline(project, settings, loaded)
+    # for kfp.local, which starts no container: any image name, and this project's folder
+    plan = plan_pipeline(project, settings, loaded, image="featurekit:local")
+    assert (plan.image, plan.project_dir, plan.env, plan.env_vars) == ("featurekit:local", str(project.root), "cluster", {})
 
 
 # -- the command ---------------------------------------------------------------------------------
