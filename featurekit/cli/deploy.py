@@ -94,6 +94,34 @@ def render_pipeline(
     err.print(f"wrote pipeline {plan.name!r} ({len(plan.graph.order)} job(s)) for env {env}: {output}", markup=False)
 
 
+pipeline_app = typer.Typer(no_args_is_help=True, help="Run the Kubeflow pipeline of `featurekit render pipeline`.")
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    ctx: typer.Context,
+    local: Annotated[bool, typer.Option("--local", help="With KFP's local runner on this machine (the only way yet).")] = False,
+    env: Env = "local",
+    end: Annotated[Optional[str], typer.Option(help="The interval's end for every job (ISO 8601, UTC if no zone; default now).")] = None,
+) -> None:
+    """Run the Kubeflow pipeline of `render pipeline` here, with KFP's local runner: the jobs in
+    dependency order, then feast apply, the incremental materialization and the lineage flush."""
+    from featurekit.deploy.kfp_pipeline import run_local
+    from featurekit.spec.loader import load_jobs
+
+    if not local:
+        raise ConfigError.single("only --local runs are supported yet; on a cluster, upload the YAML of "
+                                 "`featurekit render pipeline` to Kubeflow Pipelines", file="pipeline run", field="--local")
+    at = when(end, "--end")
+    project = options(ctx).project()
+    settings = load_settings(project, env)
+    jobs, problems = load_jobs(project.job_files(), settings.vars, base=project.root)
+    if problems:
+        raise SpecError(problems)
+    plan = run_local(project, settings, jobs, end=at.isoformat() if at is not None else "")
+    err.print(f"pipeline {plan.name!r} ran {len(plan.graph.order)} job(s) locally for env {env}", markup=False)
+
+
 def _write(rendered: list[Rendered], output: Path) -> list[Path]:
     """Every manifest into one .yaml file, or one file per job into a folder."""
     from featurekit.deploy.sparkapp import to_yaml

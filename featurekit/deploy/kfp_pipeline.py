@@ -103,6 +103,39 @@ def render_pipeline(project: Project, settings: Settings, jobs: Sequence[LoadedJ
     return compile_pipeline(plan_pipeline(project, settings, jobs))
 
 
+LOCAL_IMAGE = "featurekit:local"
+
+
+def run_local(project: Project, settings: Settings, jobs: Sequence[LoadedJob], end: str = "",
+              pipeline_root: Path | None = None) -> PipelinePlan:
+    """Run the pipeline of ``jobs`` on this machine with KFP's local runner, each task a process
+    of this Python (``kfp.local.SubprocessRunner(use_venv=False)``: no container, no pip), up to
+    ``end`` (empty: now). The same compiled definition a cluster runs, loaded back from its YAML.
+
+    A failed task fails the run with an :class:`InfraError` naming it; the task's own error is
+    in the log above (the local runner prints each task's output)."""
+    import re
+
+    from kfp import components, local
+
+    from featurekit.errors import InfraError
+
+    plan = plan_pipeline(project, settings, jobs, image=LOCAL_IMAGE)
+    root = pipeline_root or project.root / ".featurekit" / "kfp"
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f"{plan.name}-{settings.env}.yaml"
+    path.write_text(compile_pipeline(plan), encoding="utf-8")
+    pipeline = components.load_component_from_file(str(path))
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    try:
+        pipeline(end=end, project_dir=str(project.root))
+    except RuntimeError as exc:  # kfp.local's one way to say a task failed; colored for a terminal
+        said = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+        task = re.search(r"Inner task failed: '([^']+)'", said)
+        raise InfraError(f"the pipeline stopped at task {task.group(1)!r}; its error is above" if task else said) from exc
+    return plan
+
+
 def _component(func: Callable[..., Any], name: str, image: str) -> Any:
     """A KFP lightweight component of ``func`` named ``name`` (its task's name), run in ``image``.
 

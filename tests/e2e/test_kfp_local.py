@@ -1,29 +1,24 @@
-"""The compiled Kubeflow pipeline run end to end by KFP's local runner (``kfp.local``), on the
-local env of a small project: each task a process, each job a real ``featurekit run``."""
+"""The compiled Kubeflow pipeline run end to end by KFP's local runner (``featurekit pipeline
+run --local``, over ``kfp.local``) on the local env of a small project: each task a process,
+each job a real ``featurekit run``."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
-from kfp import components, local
 
-from featurekit.config import Project, load_settings
-from featurekit.deploy.kfp_pipeline import compile_pipeline, plan_pipeline
-from featurekit.spec.loader import load_jobs
 from tests.conftest import REPO
 
-pytestmark = [
-    pytest.mark.spark, pytest.mark.e2e,
-    # the local runner ignores display names and warns that it runs the image's tasks in this Python:
-    # both are what this test means
-    pytest.mark.filterwarnings("ignore:Task .* have no effect in the current local runner:UserWarning"),
-    pytest.mark.filterwarnings("ignore:You may be attemping to run a task:RuntimeWarning"),
-]
+pytestmark = [pytest.mark.spark, pytest.mark.e2e]
 
+FEATUREKIT = [sys.executable, "-m", "featurekit"]
 JOBS = {
     "base": """
         name: base
@@ -51,46 +46,41 @@ registry:
 """
 
 
-def _pipeline(root: Path, folder: Path) -> object:
-    """The project's pipeline compiled for the local env and loaded back, as a user's file would be."""
-    project = Project(root)
-    settings = load_settings(project, "local")
-    jobs, problems = load_jobs(project.job_files(), settings.vars, base=project.root)
-    assert problems == []
-    path = folder / "pipeline.yaml"
-    path.write_text(compile_pipeline(plan_pipeline(project, settings, jobs, image="featurekit:local")))
-    return components.load_component_from_file(str(path))
-
-
-@pytest.fixture
-def tasks_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The task processes import this checkout and find the jars the repository already has."""
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
-    monkeypatch.setenv("FEATUREKIT_JARS_DIR", str(REPO / ".featurekit" / "jars"))
-
-
-def test_the_local_runner_runs_the_jobs_in_order(make_project: Callable[..., Path], tmp_path: Path,
-                                                   tasks_env: None) -> None:
+def _project(make_project: Callable[..., Path]) -> Path:
     root = make_project({name: textwrap.dedent(text) for name, text in JOBS.items()})
     (root / "conf" / "local" / "featurekit.yaml").write_text(LOCAL)
+    return root
+
+
+def _run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # the task processes import this checkout and find the jars the repository already has
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FEATUREKIT_JARS_DIR": str(REPO / ".featurekit" / "jars")}
+    return subprocess.run([*FEATUREKIT, "pipeline", "run", *args], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=900)
+
+
+def test_the_local_runner_runs_the_jobs_in_order(make_project: Callable[..., Path]) -> None:
+    root = _project(make_project)
     (root / "data" / "raw" / "things").mkdir(parents=True)
     (root / "data" / "raw" / "things" / "part-0.csv").write_text("id,v\n1,10\n2,-1\n3,30\n")
-    pipeline = _pipeline(root, tmp_path)
 
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
-    pipeline(end="2026-03-01T00:00:00Z")  # type: ignore[operator]
-
+    done = _run(root, "--local", "--end", "2026-03-01T00:00:00Z")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "pipeline 'featurekit' ran 2 job(s) locally for env local" in done.stderr
     # doubled read base's table: it ran after base committed
     doubled = DeltaTable(str(root / "data" / "lake" / "doubled")).to_pyarrow_table().to_pylist()
     assert sorted((row["id"], row["v"]) for row in doubled) == [(1, 20), (3, 60)]
+    assert (root / ".featurekit" / "kfp" / "featurekit-local.yaml").is_file()  # the definition it ran
 
 
-def test_a_failed_job_fails_the_local_run_at_its_task(make_project: Callable[..., Path], tmp_path: Path,
-                                                       tasks_env: None) -> None:
-    root = make_project({name: textwrap.dedent(text) for name, text in JOBS.items()})
-    (root / "conf" / "local" / "featurekit.yaml").write_text(LOCAL)
-    pipeline = _pipeline(root, tmp_path)
+def test_a_failed_job_stops_the_local_run_at_its_task(make_project: Callable[..., Path]) -> None:
+    root = _project(make_project)  # no raw files: the first job fails, the second never starts
 
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
-    with pytest.raises(RuntimeError, match=r"Inner task failed: .*job-base"):
-        pipeline(project_dir=str(tmp_path / "nowhere"))  # type: ignore[operator]
+    done = _run(root, "--local")
+    assert done.returncode == 1
+    assert "error: the pipeline stopped at task 'job-base'; its error is above" in done.stderr
+    assert "job-doubled" not in done.stdout + done.stderr  # never started
+    assert not (root / "data" / "lake" / "doubled").exists()
+
+    done = _run(root)
+    assert done.returncode == 2 and "only --local runs are supported yet" in done.stderr
