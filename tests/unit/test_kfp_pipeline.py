@@ -192,7 +192,7 @@ def test_the_compile_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_an_env_without_kubernetes_settings_has_no_image(tmp_path: Path) -> None:
-    project = _project(tmp_path, {"a": _job("a")}, conf="vars: {lake_root: /tmp/lake}\n")
+    project = _project(tmp_path, {"a": _job("a")}, conf="vars: {lake_root: /lake}\n")
     settings = load_settings(project, "cluster")
     loaded, _ = load_jobs(project.job_files(), settings.vars, base=project.root)
     with pytest.raises(ConfigError, match="environment 'cluster' has no kubernetes: settings"):
