@@ -41,6 +41,7 @@ for command, name in (
 app.add_typer(jobs.runs_app, name="runs")
 app.add_typer(feast.feast_app, name="feast")
 app.add_typer(deploy.render_app, name="render")
+app.add_typer(deploy.pipeline_app, name="pipeline")
 app.add_typer(lineage.registry_app, name="registry")
 app.add_typer(lineage.lineage_app, name="lineage")
 

@@ -1,4 +1,4 @@
-"""``featurekit render``: deployment manifests from the job specs and conf/."""
+"""``featurekit render``: deployment manifests (and the Kubeflow pipeline) from the job specs and conf/."""
 
 from __future__ import annotations
 
@@ -66,6 +66,60 @@ def render_sparkapp(
     written = _write(rendered, output)
     kind = "ScheduledSparkApplication" if schedule else "SparkApplication"
     err.print(f"wrote {len(rendered)} {kind}(s) for env {env}: {', '.join(str(p) for p in written)}")
+
+
+@render_app.command("pipeline")
+def render_pipeline(
+    ctx: typer.Context,
+    env: Env = "k8s",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the YAML to this file (default: stdout).")] = None,
+) -> None:
+    """A Kubeflow Pipelines v2 pipeline (compiled YAML): every job in dependency order, then feast
+    apply, the incremental materialization and the lineage flush. Parameters: env, end, project_dir."""
+    from featurekit.deploy.kfp_pipeline import plan_pipeline, compile_pipeline
+    from featurekit.spec.loader import load_jobs
+
+    project = options(ctx).project()
+    settings = load_settings(project, env)
+    jobs, problems = load_jobs(project.job_files(), settings.vars, base=project.root)
+    if problems:
+        raise SpecError(problems)
+    plan = plan_pipeline(project, settings, jobs)
+    compiled = compile_pipeline(plan)
+    if output is None:
+        sys.stdout.write(compiled)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(compiled, encoding="utf-8")
+    err.print(f"wrote pipeline {plan.name!r} ({len(plan.graph.order)} job(s)) for env {env}: {output}", markup=False)
+
+
+pipeline_app = typer.Typer(no_args_is_help=True, help="Run the Kubeflow pipeline of `featurekit render pipeline`.")
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    ctx: typer.Context,
+    local: Annotated[bool, typer.Option("--local", help="With KFP's local runner on this machine (the only way yet).")] = False,
+    env: Env = "local",
+    end: Annotated[Optional[str], typer.Option(help="The interval's end for every job (ISO 8601, UTC if no zone; default now).")] = None,
+) -> None:
+    """Run the Kubeflow pipeline of `render pipeline` here, with KFP's local runner: the jobs in
+    dependency order, then feast apply, the incremental materialization and the lineage flush."""
+    from featurekit.deploy.kfp_pipeline import run_local
+    from featurekit.spec.loader import load_jobs
+
+    if not local:
+        raise ConfigError.single("only --local runs are supported yet; on a cluster, upload the YAML of "
+                                 "`featurekit render pipeline` to Kubeflow Pipelines", file="pipeline run", field="--local")
+    at = when(end, "--end")
+    project = options(ctx).project()
+    settings = load_settings(project, env)
+    jobs, problems = load_jobs(project.job_files(), settings.vars, base=project.root)
+    if problems:
+        raise SpecError(problems)
+    plan = run_local(project, settings, jobs, end=at.isoformat() if at is not None else "")
+    err.print(f"pipeline {plan.name!r} ran {len(plan.graph.order)} job(s) locally for env {env}", markup=False)
 
 
 def _write(rendered: list[Rendered], output: Path) -> list[Path]:
