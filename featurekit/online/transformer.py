@@ -21,6 +21,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from featurekit.config import Project, Settings
@@ -96,8 +97,9 @@ def _names(value: Any) -> list[str]:
 class Enricher:
     """Adds the linked online features to V1 instances (see the module doc).
 
-    The online client is made on first use in each process: KServe's ``--workers N`` forks the
-    server after the model is built, and a store connection must not cross a fork.
+    The online client is made on first use in each process: with ``--workers N`` KServe pickles
+    the model into each worker, and a store connection must not travel (it is left out of the
+    pickle; ``make_client`` must pickle).
     """
 
     def __init__(self, make_client: Callable[[], OnlineFeatures], linked: LinkedFeatures,
@@ -105,6 +107,9 @@ class Enricher:
         self._make_client = make_client
         self.linked = linked
         self._client, self._pid = client, (os.getpid() if client is not None else 0)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_client": None, "_pid": 0}
 
     @property
     def client(self) -> OnlineFeatures:
@@ -159,6 +164,6 @@ def enricher_for(project: Project, settings: Settings, model: str, version: str)
     catalog = OnlineFeatures(settings.env, project, settings)
     with registry_client(settings) as client:
         linked = linked_features(client, settings.feast.project, model, version, catalog.services)
-    enricher = Enricher(lambda: OnlineFeatures(settings.env, project, settings), linked, catalog)
+    enricher = Enricher(partial(OnlineFeatures, settings.env, project, settings), linked, catalog)
     enricher.check()
     return enricher

@@ -94,6 +94,7 @@ def _link(registry_url: str, settings: Settings, model: str, version: str) -> No
 class Running:
     transformer: str            # base URLs
     registry: str
+    predictor: str              # host:port
     project: Project
 
 
@@ -120,7 +121,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     try:
         _wait_ready(f"http://127.0.0.1:{predictor_port}/v1/models/eta-isvc", predictor, predictor_log)
         _wait_ready(f"http://127.0.0.1:{transformer_port}/v1/models/eta-isvc", transformer, transformer_log)
-        yield Running(f"http://127.0.0.1:{transformer_port}", registry_url, project)
+        yield Running(f"http://127.0.0.1:{transformer_port}", registry_url, f"127.0.0.1:{predictor_port}", project)
     finally:
         _stop(transformer)
         _stop(predictor)
@@ -157,6 +158,23 @@ def test_a_bad_request_is_a_400_with_the_reason(running: Running, body: dict, re
     url = running.transformer
     answer = httpx.post(f"{url}/v1/models/eta-isvc:predict", json=body, timeout=30)
     assert (answer.status_code, answer.json()) == (400, {"error": reason})
+
+
+def test_forked_workers_reach_the_predictor_and_the_store(running: Running, tmp_path: Path) -> None:
+    port, log = _free_port(), tmp_path / "workers.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FEATUREKIT_REGISTRY_URL": running.registry}
+    proc = _start([sys.executable, "-c", CLI, "--project", str(running.project.root), "transformer", "--model", "eta",
+                   "--version", "1", "--model_name", "eta-isvc", "--predictor_host", running.predictor,
+                   "--http_port", str(port), "--workers", "2"], log, env)
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}/v1/models/eta-isvc", proc, log)
+        for _ in range(4):       # both workers, whichever answers
+            answer = httpx.post(f"http://127.0.0.1:{port}/v1/models/eta-isvc:predict",
+                                json={"instances": [{"rider_id": 2}]}, timeout=30)
+            assert answer.status_code == 200, answer.text + log.read_text()[-3000:]
+            assert answer.json()["predictions"] == [{"rider_id": 2, "trips": 5, "rating": 3.25, "city": None}]
+    finally:
+        _stop(proc)
 
 
 def test_a_version_without_linked_features_stops_the_transformer_before_it_listens(running: Running) -> None:
