@@ -2,9 +2,10 @@
 transformer, served by KServe's own ``ModelServer`` (V1 ``/v1/models/<name>:predict``; the
 enriched request goes on to the predictor, whose answer comes back unchanged).
 
-KServe is imported here only (the CLI imports this module when it serves), with ``sys.argv`` hidden: ``kserve.model_server`` parses the
-command line when imported (``parse_known_args``, which takes abbreviations, so featurekit's own
-``--model`` would be read as KServe's ``--model_name``); everything it needs is passed explicitly.
+KServe is imported here only (the CLI imports this module when it serves), with ``sys.argv``
+hidden: ``kserve.model_server`` parses the command line when imported (``parse_known_args``,
+which takes abbreviations, so featurekit's own ``--model`` would be read as KServe's
+``--model_name``); everything it needs is passed explicitly.
 """
 
 from __future__ import annotations
@@ -14,9 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from featurekit.online.transformer import BadRequest, Enricher
-
-PROTOCOLS = ("v1", "v2", "grpc-v2")
-
 
 @dataclass(frozen=True)
 class ServerArgs:
