@@ -1,4 +1,5 @@
-"""Commands that answer requests: online lookups, the online feature server, the metadata API."""
+"""Commands that answer requests: online lookups, the online feature server, the KServe transformer,
+the metadata API."""
 
 from __future__ import annotations
 
@@ -55,6 +56,34 @@ def serve(
     os.environ["FEATUREKIT_PROJECT"], os.environ["FEATUREKIT_ENV"] = str(project.root), env
     uvicorn.run("featurekit.online.http:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", access_log=False)
+
+
+def transformer(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option(help="Registered model in the Model Registry.")],
+    version: Annotated[str, typer.Option(help="Its version: the features linked to it are looked up.")],
+    env: Env = "local",
+    model_name: Annotated[Optional[str], typer.Option("--model_name", help="Name served under /v1/models/<name> "
+                                                      "and asked of the predictor (default: --model).")] = None,
+    predictor_host: Annotated[str, typer.Option("--predictor_host", help="The predictor's host[:port].")] = "localhost:8081",
+    http_port: Annotated[int, typer.Option("--http_port", help="Port (on every address, as KServe serves).")] = 8080,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Server processes.")] = 1,
+    protocol: Annotated[str, typer.Option("--protocol", "--predictor_protocol",
+                                          help="The predictor's protocol (v1 only, for now).")] = "v1",
+) -> None:
+    """A KServe transformer: adds the online features linked to a model version to each instance of a
+    V1 predict request, then forwards it to the predictor. Takes the arguments KServe appends."""
+    from featurekit.online.kserve_model import ServerArgs, serve
+    from featurekit.online.transformer import enricher_for
+
+    if protocol != "v1":
+        raise ConfigError.single(f"only the v1 protocol is supported; got {protocol!r}", file="command line",
+                                 field="--protocol")
+    project = options(ctx).project()
+    enricher = enricher_for(project, load_settings(project, env), model, version)
+    out.print(f"transformer for {model} version {version}: {enricher.linked.describe()}; predictor "
+              f"{predictor_host}, http://0.0.0.0:{http_port}/v1/models/{model_name or model}:predict", markup=False)
+    serve(enricher, ServerArgs(model_name or model, predictor_host, http_port, workers, protocol))
 
 
 def api(

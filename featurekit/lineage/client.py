@@ -22,12 +22,14 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 
+from featurekit.config import Settings
 from featurekit.errors import ConfigError, InfraError, Problem
 from featurekit.redaction import redact, redact_text
 
@@ -343,6 +345,19 @@ class RegistryClient:
             raise RegistryBadResponse(f"the Model Registry at {self.url} created a resource without an id "
                                       f"(POST {self.prefix}{path}): {_snippet(response.text)}")
         return created
+
+
+def registry_client(settings: Settings) -> RegistryClient:
+    """A client of the environment's registry (``FEATUREKIT_REGISTRY_URL`` wins over conf), with the
+    bearer token of ``registry.token_env`` (required then), else of ``FEATUREKIT_REGISTRY_TOKEN`` if set.
+    Here rather than in the pipeline's lineage wiring so that serving reaches it without the batch side."""
+    conf = settings.registry
+    token = os.environ.get(conf.token_variable) or None
+    if conf.token_env and not token:
+        raise ConfigError.single(f"registry.token_env names the environment variable {conf.token_env}, "
+                                 "which is not set (or empty)", file="conf", field="registry.token_env")
+    return RegistryClient(conf.effective_url, token=token, token_env=conf.token_variable, timeout_s=conf.timeout_s,
+                          retries=conf.retries, backoff_s=conf.backoff_s)
 
 
 def _snippet(text: str, limit: int = 160) -> str:

@@ -20,7 +20,6 @@ gives the validation summary and the sources read.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -37,7 +36,7 @@ from featurekit.lineage import (
     TrainingSetRecord,
     is_queued,
 )
-from featurekit.lineage.client import RegistryClient, RegistryUnavailable, untagged
+from featurekit.lineage.client import RegistryClient, RegistryUnavailable, registry_client, untagged
 from featurekit.lineage.registry_lineage import (
     FEATURE_SET,
     KIND,
@@ -61,18 +60,6 @@ _WALK_BACK = 20
 
 
 # -- the store ------------------------------------------------------------------------------
-
-
-def registry_client(settings: Settings) -> RegistryClient:
-    """A client of the environment's registry (``FEATUREKIT_REGISTRY_URL`` wins over conf), with the
-    bearer token of ``registry.token_env`` (required then), else of ``FEATUREKIT_REGISTRY_TOKEN`` if set."""
-    conf = settings.registry
-    token = os.environ.get(conf.token_variable) or None
-    if conf.token_env and not token:
-        raise ConfigError.single(f"registry.token_env names the environment variable {conf.token_env}, "
-                                 "which is not set (or empty)", file="conf", field="registry.token_env")
-    return RegistryClient(conf.effective_url, token=token, token_env=conf.token_variable, timeout_s=conf.timeout_s,
-                          retries=conf.retries, backoff_s=conf.backoff_s)
 
 
 def registry_lineage(settings: Settings, client: RegistryClient | None = None) -> RegistryLineage:

@@ -1,0 +1,169 @@
+"""The KServe transformer's work, without KServe: which features a model version was linked to,
+and how a V1 request is enriched with them.
+
+- :func:`linked_features` reads the model version's DataSet artifacts in the Model Registry, as
+  ``featurekit lineage link`` attached them: a training set names its feature service; feature
+  sets (``link --service``) name their view and its features. The link records no service name,
+  so feature sets are read back as the one catalog service over exactly those views when there is
+  one (its own choice and order of features), else as every feature of each linked view.
+- :class:`Enricher` turns ``{"instances": [{join keys..., other fields...}, ...]}`` into the same
+  instances with the online features added under their names, in one store read per view for
+  the whole request. An entity the store does not hold gets nulls (as Feast does); a field the
+  instance already carries is kept as given. A bad request is :class:`BadRequest`, which the
+  KServe face answers with a 400 and the reason.
+
+``featurekit.online.kserve_model`` puts this behind ``kserve.Model``; KServe is imported there only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from featurekit.config import Project, Settings
+from featurekit.errors import NotFound
+from featurekit.lineage.client import DATASET, RegistryClient, registry_client, untagged
+from featurekit.lineage.registry_lineage import FEATURE_SET, KIND, TRAINING_SET
+from featurekit.online.client import OnlineFeatures, UnknownFeature
+
+
+class BadRequest(ValueError):
+    """A request the transformer cannot enrich; the message is the reason given to the caller."""
+
+
+@dataclass(frozen=True)
+class LinkedFeatures:
+    """What to look up for a model version: a feature service, or ``view:feature`` references."""
+
+    service: str | None
+    features: list[str] | None
+    origin: str                         # for the log: where the choice came from
+
+    def describe(self) -> str:
+        what = f"feature service {self.service}" if self.service else f"{len(self.features or [])} feature(s)"
+        return f"{what} ({self.origin})"
+
+
+def linked_features(client: RegistryClient, feast_project: str, model: str, version: str,
+                    services: dict[str, list[tuple[str, list[str]]]]) -> LinkedFeatures:
+    """The features linked to version ``version`` of ``model`` (see the module doc); ``services``
+    is the online catalog's (service -> [(view, features)])."""
+    registered = client.find_registered_model(model)
+    if registered is None:
+        raise NotFound("registered model", model, f"no registered model {model!r} in the Model Registry at "
+                       f"{client.url}", param="model")
+    found = client.find_model_version(registered["id"], version)
+    if found is None:
+        raise NotFound("model version", version, f"registered model {model!r} has no version {version!r} in the "
+                       f"Model Registry at {client.url}", param="version")
+    training_services: list[str] = []
+    views: dict[str, list[str]] = {}
+    for artifact in client.version_artifacts(found["id"], DATASET):
+        props = untagged(artifact.get("customProperties"))
+        if props.get("feast_project") not in (None, feast_project):
+            continue
+        if props.get(KIND) == TRAINING_SET and props.get("feature_service"):
+            training_services.append(str(props["feature_service"]))
+        elif props.get(KIND) == FEATURE_SET and props.get("feast_view"):
+            views[str(props["feast_view"])] = _names(props.get("features"))
+    where = f"model {model} version {version}"
+    if training_services:
+        # the training set recorded last (the registry lists a version's artifacts by id)
+        return LinkedFeatures(training_services[-1], None, f"training set of {where}")
+    if not views:
+        raise NotFound("feature link", f"{model}/{version}", f"{where} has no linked training set or feature sets "
+                       "(link them with `featurekit lineage link --service`)", param="version")
+    matching = [name for name, parts in services.items() if {view for view, _ in parts} == set(views)]
+    if len(matching) == 1:
+        return LinkedFeatures(matching[0], None, f"feature sets of {where}")
+    refs = [f"{view}:{feature}" for view, features in views.items() for feature in features]
+    return LinkedFeatures(None, refs, f"feature sets of {where}")
+
+
+def _names(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else []
+    except ValueError:
+        parsed = []
+    return [str(v) for v in parsed] if isinstance(parsed, list) else []
+
+
+class Enricher:
+    """Adds the linked online features to V1 instances (see the module doc).
+
+    The online client is made on first use in each process: with ``--workers N`` KServe pickles
+    the model into each worker, and a store connection must not travel (it is left out of the
+    pickle; ``make_client`` must pickle).
+    """
+
+    def __init__(self, make_client: Callable[[], OnlineFeatures], linked: LinkedFeatures,
+                 client: OnlineFeatures | None = None) -> None:
+        self._make_client = make_client
+        self.linked = linked
+        self._client, self._pid = client, (os.getpid() if client is not None else 0)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_client": None, "_pid": 0}
+
+    @property
+    def client(self) -> OnlineFeatures:
+        if self._client is None or self._pid != os.getpid():
+            self._client, self._pid = self._make_client(), os.getpid()
+        return self._client
+
+    def check(self) -> tuple[list[str], list[str]]:
+        """(join keys, feature names) of the linked features; raises if the catalog lacks them."""
+        plan = self.client.plan(self.linked.features, self.linked.service)
+        return plan.join_keys, [name for _, names in plan.views for name in names]
+
+    def enrich_v1(self, payload: Any) -> dict[str, Any]:
+        """``payload`` with each instance given its features (a new dict; ``payload`` is not changed)."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list):
+            raise BadRequest('expected a JSON object with "instances": a list of objects')
+        instances = payload["instances"]
+        client = self.client
+        plan = client.plan(self.linked.features, self.linked.service)
+        entities: dict[str, list[Any]] = {key: [] for key in plan.join_keys}
+        for i, instance in enumerate(instances):
+            if not isinstance(instance, dict):
+                raise BadRequest(f"instances[{i}]: expected an object with the join key(s) "
+                                 f"{', '.join(plan.join_keys)}; got {type(instance).__name__}")
+            missing = [key for key in plan.join_keys if instance.get(key) is None]
+            if missing:
+                raise BadRequest(f"instances[{i}]: missing join key(s) {', '.join(missing)}")
+            for key in plan.join_keys:
+                value = instance[key]
+                if isinstance(value, (dict, list, float)):
+                    raise BadRequest(f"instances[{i}].{key}: expected a string or an integer; got {value!r}")
+                entities[key].append(value)
+        try:
+            found = client.get(entities, features=self.linked.features, service=self.linked.service)
+        except UnknownFeature as exc:
+            raise BadRequest(exc.problems[0].message) from None
+        except (TypeError, ValueError) as exc:       # a key value the store cannot take
+            raise BadRequest(f"bad entity value: {exc}") from None
+        names = [name for name in found if name not in plan.join_keys]
+        enriched = []
+        for i, instance in enumerate(instances):
+            row = dict(instance)
+            for name in names:
+                row.setdefault(name, found[name][i])
+            enriched.append(row)
+        return {**payload, "instances": enriched}
+
+
+def enricher_for(project: Project, settings: Settings, model: str, version: str) -> Enricher:
+    """The enricher of ``model`` version ``version`` in ``settings``' registry and online store,
+    checked against the online catalog before any request comes."""
+    catalog = OnlineFeatures(settings.env, project, settings)
+    with registry_client(settings) as client:
+        linked = linked_features(client, settings.feast.project, model, version, catalog.services)
+    enricher = Enricher(partial(OnlineFeatures, settings.env, project, settings), linked, catalog)
+    enricher.check()
+    return enricher
