@@ -56,6 +56,27 @@ def lineage_link(
                                 training_set=training_set, service=service))
 
 
+@lineage_app.command("register-model")
+def lineage_register_model(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option(help="Registered model (created if absent).")],
+    version: Annotated[str, typer.Option(help="Model version (created if absent).")],
+    uri: Annotated[str, typer.Option(help="Where the trained model is: the predictor's storageUri (s3://, gs://, pvc://...).")],
+    model_format: Annotated[str, typer.Option("--format", help="Model format, NAME or NAME:VERSION (KServe's modelFormat, e.g. sklearn:1).")],
+    env: Env = "local",
+) -> None:
+    """Give a model version its model artifact (uri and format), which `render inferenceservice` serves."""
+    from featurekit.pipeline import lineage
+
+    name, _, format_version = model_format.partition(":")
+    if not name:
+        raise ConfigError.single(f"expected NAME or NAME:VERSION; got {model_format!r}", file="command line", field="--format")
+    project = options(ctx).project()
+    done = lineage.register_model(load_settings(project, env), model, version, uri, name, format_version or None)
+    out.print(f"model {done.model['name']} version {done.version['name']} (model version {done.version['id']}): "
+              f"{uri} ({model_format})  {done.url}", markup=False)
+
+
 @lineage_app.command("flush")
 def lineage_flush(ctx: typer.Context, env: Env = "local") -> None:
     """Send the lineage records waiting in the outbox (each exactly once)."""

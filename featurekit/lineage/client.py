@@ -38,6 +38,7 @@ PREFIXES = ("/api/model_registry/v1", "/api/model_registry/v1alpha3")
 _NOT_THIS_VERSION = frozenset({404, 405, 501})
 _AUTH_STATUS = frozenset({401, 403})
 DATASET = "dataset-artifact"
+MODEL = "model-artifact"
 _INT32 = (-(2**31), 2**31 - 1)
 _RETRIED_STATUS = frozenset({500, 502, 503, 504})
 
@@ -298,6 +299,16 @@ class RegistryClient:
         """Attach the existing artifact to the model version (many-to-many; linking twice is a no-op)."""
         return self._resource("POST", f"/model_versions/{version_id}/artifacts",
                               body={"artifactType": artifact_type, "id": artifact_id})
+
+    def version_model_artifact(self, version_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The version's model artifact set to ``body`` (uri, model format...): the one it has is
+        updated in place, else one is created under it."""
+        existing = self.version_artifacts(version_id, MODEL)
+        if existing:
+            # an artifact's name cannot change (the update body has none)
+            changes = {k: v for k, v in body.items() if k != "name"}
+            return self._resource("PATCH", f"/model_artifacts/{existing[0]['id']}", body=changes)
+        return self._resource("POST", f"/model_versions/{version_id}/artifacts", body={"artifactType": MODEL, **body})
 
     def version_artifacts(self, version_id: str, artifact_type: str | None = None) -> list[dict[str, Any]]:
         params = {"artifactType": artifact_type} if artifact_type else {}

@@ -272,3 +272,36 @@ def show(project: Project, settings: Settings, *, model: str | None = None, vers
     finally:
         if own:
             client.close()
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A model version and its model artifact, as the registry holds them now."""
+
+    model: dict[str, Any]
+    version: dict[str, Any]
+    artifact: dict[str, Any]
+    url: str
+
+
+def register_model(settings: Settings, model: str, version: str, uri: str, model_format: str,
+                   format_version: str | None = None, *, author: str | None = None,
+                   client: RegistryClient | None = None) -> Registered:
+    """Give version ``version`` of ``model`` (both created if absent) its model artifact: where the
+    trained model is (``uri``, the predictor's ``storageUri``) and its format (KServe's
+    ``modelFormat``). Registering again updates the version's one model artifact."""
+    if "://" not in uri:
+        raise UsageError("uri", f"expected a URI with a scheme (s3://, gs://, pvc://, https://, file://...); got {uri!r}")
+    own = client is None
+    client = client or registry_client(settings)
+    try:
+        registered = client.registered_model(model, **({"owner": author} if author else {}))
+        mv = client.model_version(registered["id"], version, **({"author": author} if author else {}))
+        # named after the model, as the official client names it and finds it (name + version id)
+        body = {"name": model, "uri": uri, "modelFormatName": model_format,
+                **({"modelFormatVersion": format_version} if format_version else {})}
+        artifact = client.version_model_artifact(mv["id"], body)
+        return Registered(registered, mv, artifact, client.api_url(f"/model_artifacts/{artifact['id']}"))
+    finally:
+        if own:
+            client.close()

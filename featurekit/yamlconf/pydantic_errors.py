@@ -199,7 +199,10 @@ def body_message(errors: Iterable[Mapping[str, Any]], fields: Sequence[str],
         path = [str(p) for p in error["loc"] if str(p) not in skipped and not str(p).startswith("function-")]
         where = ".".join(path) or "body"
         if error["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown field" + did_you_mean(path[-1], fields))
+            if path and path[-1] in fields:        # a field of another body: here it cannot be given
+                lines.append(f"{where}: not accepted here (it cannot be set or changed by this request)")
+            else:
+                lines.append(f"{where}: unknown field" + did_you_mean(path[-1], fields))
         elif error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             tag = str((error.get("ctx") or {}).get("discriminator", "")).strip("'")
             got = error["input"].get(tag) if isinstance(error["input"], dict) else None
