@@ -73,10 +73,15 @@ def render_pipeline(
     ctx: typer.Context,
     env: Env = "k8s",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the YAML to this file (default: stdout).")] = None,
+    rbac: Annotated[Optional[Path], typer.Option(
+        help="Also write the Role and RoleBinding the job tasks need to submit SparkApplications to this file.")] = None,
 ) -> None:
     """A Kubeflow Pipelines v2 pipeline (compiled YAML): every job in dependency order, then feast
-    apply, the incremental materialization and the lineage flush. Parameters: env, end, project_dir."""
-    from featurekit.deploy.kfp_pipeline import plan_pipeline, compile_pipeline
+    apply, the incremental materialization and the lineage flush. Parameters: env, end, project_dir.
+    On a cluster env (pipeline.run_jobs: sparkapp) each job task submits the job's SparkApplication
+    and waits for its end."""
+    from featurekit.deploy.kfp_pipeline import compile_pipeline, pipeline_rbac, plan_pipeline
+    from featurekit.deploy.sparkapp import manifests_yaml
     from featurekit.spec.loader import load_jobs
 
     project = options(ctx).project()
@@ -85,13 +90,28 @@ def render_pipeline(
     if problems:
         raise SpecError(problems)
     plan = plan_pipeline(project, settings, jobs)
+    roles = pipeline_rbac(plan)
+    if rbac is not None and not roles:
+        raise ConfigError.single(f"no job task of env {env} submits a SparkApplication (pipeline.run_jobs: in_task), "
+                                 "so the pipeline needs no Role", file="render pipeline", field="--rbac")
     compiled = compile_pipeline(plan)
+    for warning in plan.warnings:
+        err.print(f"[yellow]warning[/] {flagged(warning)}", markup=True)
     if output is None:
         sys.stdout.write(compiled)
-        return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(compiled, encoding="utf-8")
-    err.print(f"wrote pipeline {plan.name!r} ({len(plan.graph.order)} job(s)) for env {env}: {output}", markup=False)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(compiled, encoding="utf-8")
+        err.print(f"wrote pipeline {plan.name!r} ({len(plan.graph.order)} job(s)) for env {env}: {output}", markup=False)
+    if rbac is not None:
+        rbac.parent.mkdir(parents=True, exist_ok=True)
+        rbac.write_text(manifests_yaml(roles), encoding="utf-8")
+        err.print(f"wrote the Role and RoleBinding of {plan.account_namespace}/{plan.service_account} "
+                  f"in namespace {plan.namespace}: {rbac}", markup=False)
+    elif roles:
+        err.print(f"note: {len(plan.applications)} job task(s) submit SparkApplications in namespace {plan.namespace}; "
+                  f"the run's service account ({plan.account_namespace}/{plan.service_account}, conf pipeline.*) "
+                  "needs the Role and RoleBinding of --rbac FILE", markup=False)
 
 
 pipeline_app = typer.Typer(no_args_is_help=True, help="Run the Kubeflow pipeline of `featurekit render pipeline`.")

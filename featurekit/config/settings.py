@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from featurekit import redaction
 from featurekit.config.kubernetes import CREDENTIAL_SETTING, EnvName, KubernetesSettings, refuse_credentials
+from featurekit.config.pipeline import PipelineSettings
 from featurekit.config.project import Project
 from featurekit.config.storage import delta_rs_options
 from featurekit.errors import ConfigError, NotFound, Problem
@@ -184,6 +185,8 @@ class Settings(_Strict):
     concurrency: ConcurrencySettings = Field(default_factory=ConcurrencySettings)
     # Only cluster environments have it (see conf/k8s).
     kubernetes: KubernetesSettings | None = None
+    # How the Kubeflow pipeline runs the jobs (featurekit render pipeline).
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     secrets: SecretSettings = Field(default_factory=SecretSettings)
 
     def secret_env(self) -> list[str]:

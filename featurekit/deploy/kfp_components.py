@@ -4,7 +4,8 @@ KFP copies each function's source, alone, into the compiled pipeline and runs it
 featurekit image: so each one imports what it uses inside its body and calls nothing else of
 this module. Each runs a ``featurekit`` command in a process of its own (``python -m
 featurekit``), so the task's log shows the command's own output and error, and a failed
-command fails the task with its exit code.
+command fails the task with its exit code; or, for a job run as its SparkApplication, submits
+it and waits on it (:mod:`featurekit.deploy.submission`).
 
 This module has no ``from __future__ import annotations``: KFP reads the parameter types from
 the annotations, and string annotations would hide them.
@@ -65,3 +66,18 @@ def lineage_flush(project_dir: str, env: str) -> None:
     code = subprocess.run([sys.executable, "-m", "featurekit", *args], check=False).returncode
     if code != 0:
         raise RuntimeError(f"featurekit lineage flush --env {env} failed (exit {code}); its error is above")
+
+
+def submit_sparkapp(application: str, job: str, env: str, end: str, run_id: str, timeout_s: int) -> None:
+    """The job's SparkApplication (``application``: the manifest ``featurekit render sparkapp``
+    made when the pipeline was compiled, as JSON), submitted as this run's and computing up to
+    ``end``, then watched until it ends; a failed one fails the task with the driver's error."""
+    import json
+
+    from featurekit.deploy.submission import submit_and_wait
+    from featurekit.errors import FeaturekitError
+
+    try:
+        submit_and_wait(json.loads(application), env=env, end=end, run_id=run_id, timeout_s=timeout_s)
+    except FeaturekitError as exc:  # its message says it all: no traceback of featurekit's insides
+        raise RuntimeError(f"job {job}: {exc}") from None

@@ -4,9 +4,13 @@
 
 1. fixes the interval's end once (the ``end`` parameter, else the time the run starts), so
    every task computes up to the same moment;
-2. runs each job (``featurekit run JOB --env ENV --end END``) after the jobs whose Delta output
-   it reads (:mod:`featurekit.deploy.graph`); jobs with no path between them have no edge, so
-   Kubeflow runs them at the same time;
+2. runs each job after the jobs whose Delta output it reads (:mod:`featurekit.deploy.graph`);
+   jobs with no path between them have no edge, so Kubeflow runs them at the same time. As
+   ``pipeline.run_jobs`` (or ``run_jobs_per_job``) says, a job task either submits the job's
+   SparkApplication (``featurekit render sparkapp``'s manifest, rendered now, given the run's
+   name and end when it runs) and waits for its end (``sparkapp``:
+   :mod:`featurekit.deploy.submission`), or runs ``featurekit run JOB --env ENV --end END``
+   inside its own pod, Spark in local mode there (``in_task``);
 3. after every job: ``featurekit feast apply``, then the incremental materialization of the
    online views, then ``featurekit lineage flush`` (each only when the jobs have something for
    it: features, online features, a registry).
@@ -14,10 +18,13 @@
 Parameters: ``env`` (default: the environment rendered for), ``end`` (ISO 8601; empty = now)
 and ``project_dir`` (where the project is inside the image, ``kubernetes.project_dir``; another
 folder to run the same pipeline elsewhere, e.g. with ``kfp.local``). The tasks run in
-``kubernetes.image``, the image the SparkApplications use, with ``kubernetes.env`` set.
+``kubernetes.image``, the image the SparkApplications use, with ``kubernetes.env`` set. A
+SparkApplication is rendered for one environment: a run whose ``env`` is another fails its
+job tasks at once.
 
-Every task runs its command inside its own pod (Spark in local mode there). Submitting the
-job's SparkApplication instead and waiting on it is not done yet.
+A task submitting SparkApplications needs a Role in ``kubernetes.namespace``
+(:func:`pipeline_rbac`). KFP sets a run's service account when the run is created, so the
+pipeline cannot carry it: the Role is bound to ``pipeline.service_account``.
 
 Caching is off for every task: a task's inputs (job, env, end) do not say what its sources
 hold, and a cached "success" would skip a job whose data changed.
@@ -27,16 +34,20 @@ The compile is deterministic: the same specs and conf give the same YAML, byte f
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from featurekit.config import Project, Settings
 from featurekit.deploy.graph import JobGraph, job_graph
-from featurekit.deploy.sparkapp import kubernetes_of, resource_name
+from featurekit.deploy.sparkapp import kubernetes_of, render_jobs, resource_name
+from featurekit.deploy.submission import rbac_manifests
+from featurekit.errors import ConfigError, Problem
 from featurekit.spec.loader import LoadedJob
+from featurekit.yamlconf.names import did_you_mean
 
 # Task names in the compiled pipeline (job tasks are "job-<name>").
 END_TASK = "interval-end"
@@ -58,6 +69,15 @@ class PipelinePlan:
     feast_apply: bool
     materialize: bool
     lineage_flush: bool
+    # The jobs run as their SparkApplication: job name -> its manifest as JSON.
+    applications: dict[str, str] = field(default_factory=dict)
+    job_timeout_s: int = 6 * 3600
+    # Where the SparkApplications go, and who submits them (for their Role).
+    namespace: str = ""
+    service_account: str = ""
+    account_namespace: str = ""
+    # What rendering the SparkApplications noticed but did not refuse.
+    warnings: tuple[str, ...] = ()
 
 
 def job_task(job: str) -> str:
@@ -69,12 +89,16 @@ def plan_pipeline(project: Project, settings: Settings, jobs: Sequence[LoadedJob
                   image: str | None = None) -> PipelinePlan:
     """The pipeline for ``jobs`` in ``settings``' environment; a config error if that environment
     has no ``kubernetes:`` settings (they name the image), a spec error if the jobs cannot be ordered.
+    The SparkApplications of the jobs run as such are rendered here, every problem of every job at once.
 
     With ``image`` (a run with ``kfp.local``'s subprocess runner, which starts no container) an
     environment without ``kubernetes:`` will do, and the project folder is this one."""
     k8s = kubernetes_of(project, settings) if image is None or settings.kubernetes is not None else None
     graph = job_graph(jobs)
     features = [job.spec.features for job in jobs if job.spec.features is not None]
+    submitted = _submitted_jobs(project, settings, jobs)
+    rendered = render_jobs(project, settings, submitted) if submitted else []
+    account = settings.pipeline
     return PipelinePlan(
         name=resource_name(settings.feast.project),
         image=image or k8s.image,  # type: ignore[union-attr]
@@ -85,7 +109,45 @@ def plan_pipeline(project: Project, settings: Settings, jobs: Sequence[LoadedJob
         feast_apply=bool(features),
         materialize=any(f.online for f in features),
         lineage_flush=settings.registry.enabled,
+        # compact JSON: a constant string of the compiled pipeline, the exact manifest render made
+        # (a struct parameter would turn its integers into floats)
+        applications={r.job: json.dumps(r.manifest, separators=(",", ":")) for r in rendered},
+        job_timeout_s=account.job_timeout_s,
+        namespace=k8s.namespace if k8s is not None else "",
+        service_account=account.service_account,
+        account_namespace=account.namespace or (k8s.namespace if k8s is not None else ""),
+        warnings=tuple(w for r in rendered for w in r.warnings),
     )
+
+
+def _submitted_jobs(project: Project, settings: Settings, jobs: Sequence[LoadedJob]) -> list[LoadedJob]:
+    """The jobs whose task submits their SparkApplication (``pipeline.run_jobs``, per job
+    ``run_jobs_per_job``); a config error for a job name conf gives that no job has, or for a
+    restart policy under which an application never ends."""
+    conf_file = project.shown(project.conf_dir / settings.env)
+    names = sorted(job.name for job in jobs)
+    problems = [Problem(conf_file, None, None, f"pipeline.run_jobs_per_job.{name}",
+                        "no job of that name in jobs/" + did_you_mean(name, names))
+                for name in sorted(settings.pipeline.run_jobs_per_job) if name not in names]
+    submitted = [job for job in jobs if settings.pipeline.run_of(job.name) == "sparkapp"]
+    if submitted:
+        k8s = kubernetes_of(project, settings)
+        if k8s.restart_policy.type == "Always":
+            problems.append(Problem(conf_file, None, None, "kubernetes.restart_policy.type",
+                                    "Always runs an application again after it completes, so it never ends and the "
+                                    "pipeline task waiting on it would wait forever; use OnFailure or Never, or "
+                                    "pipeline.run_jobs: in_task"))
+    if problems:
+        raise ConfigError(problems)
+    return sorted(submitted, key=lambda job: job.name)
+
+
+def pipeline_rbac(plan: PipelinePlan) -> list[dict[str, Any]]:
+    """The Role and RoleBinding that let the pipeline's pods submit and watch the SparkApplications
+    of ``plan`` in their namespace (none when no job task submits one)."""
+    if not plan.applications:
+        return []
+    return rbac_manifests(plan.namespace, plan.service_account, plan.account_namespace)
 
 
 def compile_pipeline(plan: PipelinePlan) -> str:
@@ -171,8 +233,13 @@ def _pipeline_func(plan: PipelinePlan) -> Any:
         resolved = end_task.output
         tasks: dict[str, Any] = {}
         for job in order:
-            task = configured(_component(steps.run_job, job_task(job), plan.image)(
-                project_dir=project_dir, job=job, env=env, end=resolved))
+            if job in plan.applications:
+                task = configured(_component(steps.submit_sparkapp, job_task(job), plan.image)(
+                    application=plan.applications[job], job=job, env=env, end=resolved,
+                    run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, timeout_s=plan.job_timeout_s))
+            else:
+                task = configured(_component(steps.run_job, job_task(job), plan.image)(
+                    project_dir=project_dir, job=job, env=env, end=resolved))
             task.set_display_name(job)
             for before in upstream[job]:
                 task.after(tasks[before])

@@ -98,8 +98,13 @@ def resource_name(job: str) -> str:
 
 def backfill_name(job: str, backfill: Backfill) -> str:
     """``driver-hourly-stats-backfill-20260101t0000-20260131t0000``: a name of its own per range,
-    apart from the job's scheduled app; a long job name is cut and told apart by a hash of it."""
-    suffix = f"-backfill-{_stamp(backfill.start)}-{_stamp(backfill.end)}"
+    apart from the job's scheduled app (:func:`suffixed_name`)."""
+    return suffixed_name(job, f"-backfill-{_stamp(backfill.start)}-{_stamp(backfill.end)}")
+
+
+def suffixed_name(job: str, suffix: str) -> str:
+    """The job's resource name ending in ``suffix``, within the operator's name limit: a long job
+    name is cut and told apart by a hash of it."""
     name = resource_name(job)
     if len(name) + len(suffix) > _MAX_NAME:
         digest = hashlib.sha256(job.encode()).hexdigest()[:6]
@@ -379,6 +384,11 @@ def render_jobs(project: Project, settings: Settings, jobs: list[LoadedJob], sch
 
 def to_yaml(rendered: list[Rendered]) -> str:
     """The manifests as one YAML stream (``kubectl apply -f`` takes it as it is)."""
+    return manifests_yaml([r.manifest for r in rendered])
+
+
+def manifests_yaml(manifests: list[dict[str, Any]]) -> str:
+    """Kubernetes objects as one YAML stream, each key in the order written."""
     import io
 
     from ruamel.yaml import YAML
@@ -388,5 +398,5 @@ def to_yaml(rendered: list[Rendered]) -> str:
     yaml.width = 4096  # one line per value: no folded class names
     yaml.sort_base_mapping_type_on_output = False  # keep the order written: apiVersion, kind, ...
     buffer = io.StringIO()
-    yaml.dump_all([r.manifest for r in rendered], buffer)
+    yaml.dump_all(manifests, buffer)
     return buffer.getvalue()

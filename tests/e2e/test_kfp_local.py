@@ -1,10 +1,11 @@
 """The compiled Kubeflow pipeline run end to end by KFP's local runner (``featurekit pipeline
 run --local``, over ``kfp.local``) on the local env of a small project: each task a process,
-each job a real ``featurekit run``."""
+each job a real ``featurekit run``; on the cluster env, each job task a real submission."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -52,9 +53,9 @@ def _project(make_project: Callable[..., Path]) -> Path:
     return root
 
 
-def _run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(root: Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
     # the task processes import this checkout and find the jars the repository already has
-    env = {**os.environ, "PYTHONPATH": str(REPO), "FEATUREKIT_JARS_DIR": str(REPO / ".featurekit" / "jars")}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FEATUREKIT_JARS_DIR": str(REPO / ".featurekit" / "jars"), **env_vars}
     return subprocess.run([*FEATUREKIT, "pipeline", "run", *args], cwd=root, env=env, capture_output=True,
                           text=True, timeout=900)
 
@@ -84,3 +85,30 @@ def test_a_failed_job_stops_the_local_run_at_its_task(make_project: Callable[...
 
     done = _run(root)
     assert done.returncode == 2 and "only --local runs are supported yet" in done.stderr
+
+
+def test_on_a_cluster_env_the_job_tasks_submit_to_the_kubeconfigs_api(make_project: Callable[..., Path]) -> None:
+    """``--env k8s`` (pipeline.run_jobs: sparkapp): the tasks run here and submit each job's
+    SparkApplication to the cluster of the kubeconfig; with no API server there (none runs in
+    tests) the first job task fails saying so, and nothing after it starts."""
+    root = _project(make_project)
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    kubeconfig = root / "kubeconfig"
+    kubeconfig.write_text(textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: Config
+        clusters: [{{name: test, cluster: {{server: "http://127.0.0.1:{port}"}}}}]
+        users: [{{name: test, user: {{token: not-a-secret}}}}]
+        contexts: [{{name: test, context: {{cluster: test, user: test}}}}]
+        current-context: test
+        """))
+
+    done = _run(root, "--local", "--env", "k8s", "--end", "2026-03-01T00:00:00Z", KUBECONFIG=str(kubeconfig),
+                KUBERNETES_SERVICE_HOST="")  # a CI runner in a pod: not its own cluster
+    said = done.stdout + done.stderr
+    assert done.returncode == 1, said[-3000:]
+    assert "error: the pipeline stopped at task 'job-base'; its error is above" in done.stderr
+    assert f"RuntimeError: job base: could not reach the Kubernetes API at http://127.0.0.1:{port}" in said
+    assert "job-doubled" not in said

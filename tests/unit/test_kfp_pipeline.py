@@ -1,8 +1,10 @@
 """``featurekit render pipeline``: the job graph from the specs, and the compiled Kubeflow
-pipeline loaded back with kfp, its DAG and parameters checked (no Spark, no cluster)."""
+pipeline loaded back with kfp, its DAG and parameters checked (no Spark, no cluster; the
+SparkApplications its job tasks submit are checked against the operator's CRD)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -15,10 +17,13 @@ from ruamel.yaml import YAML
 
 from featurekit.config import Project, load_settings
 from featurekit.deploy.graph import JobGraph, job_graph, table_key
-from featurekit.deploy.kfp_pipeline import plan_pipeline, render_pipeline
+from featurekit.deploy.kfp_pipeline import pipeline_rbac, plan_pipeline, render_pipeline
+from featurekit.deploy.sparkapp import render
+from featurekit.deploy.submission import patch_application
 from featurekit.errors import ConfigError, SpecError
 from featurekit.spec.loader import load_jobs
 from tests.conftest import REPO
+from tests.unit.test_sparkapp import schema_errors
 
 FEATUREKIT = [sys.executable, "-m", "featurekit"]
 
@@ -57,12 +62,17 @@ def _graph(tmp_path: Path, jobs: dict[str, str]) -> JobGraph:
     return job_graph(loaded)
 
 
-def _compiled(tmp_path: Path, jobs: dict[str, str], conf: str = _CLUSTER) -> tuple[str, Any]:
-    """The compiled YAML and the pipeline kfp loads back from it."""
+def _loaded(tmp_path: Path, jobs: dict[str, str], conf: str = _CLUSTER) -> tuple[Project, Any, list[Any]]:
     project = _project(tmp_path, jobs, conf)
     settings = load_settings(project, "cluster")
     loaded, problems = load_jobs(project.job_files(), settings.vars, base=project.root)
     assert problems == []
+    return project, settings, loaded
+
+
+def _compiled(tmp_path: Path, jobs: dict[str, str], conf: str = _CLUSTER) -> tuple[str, Any]:
+    """The compiled YAML and the pipeline kfp loads back from it."""
+    project, settings, loaded = _loaded(tmp_path, jobs, conf)
     text = render_pipeline(project, settings, loaded)
     path = tmp_path / "pipeline.yaml"
     path.write_text(text)
@@ -202,16 +212,90 @@ def test_an_env_without_kubernetes_settings_has_no_image(tmp_path: Path) -> None
     assert (plan.image, plan.project_dir, plan.env, plan.env_vars) == ("featurekit:local", str(project.root), "cluster", {})
 
 
+# -- job tasks submitting SparkApplications --------------------------------------------------------
+
+_SUBMITTING = _CLUSTER + """\
+pipeline:
+  run_jobs: sparkapp
+  run_jobs_per_job: {solo: in_task}
+  job_timeout_s: 900
+  namespace: kubeflow-user-team
+"""
+RUN = "5f0c1a2b-9d3e-4c1f-8a7b-0e6d5c4b3a29"
+
+
+def test_sparkapp_job_tasks_carry_the_rendered_sparkapplication(tmp_path: Path) -> None:
+    jobs = {"a": _job("a"), "b": _job("b", ("a",)), "solo": _job("solo")}
+    text, pipeline = _compiled(tmp_path, jobs, _SUBMITTING)
+    assert _dag(pipeline) == {"interval-end": set(), "job-a": {"interval-end"}, "job-b": {"interval-end", "job-a"},
+                              "job-solo": {"interval-end"}}
+    project, settings, loaded = _loaded(tmp_path, jobs, _SUBMITTING)
+    executors = YAML(typ="safe", pure=True).load(text)["deploymentSpec"]["executors"]
+    tasks = pipeline.pipeline_spec.root.dag.tasks
+    for job in loaded:
+        if job.name == "solo":  # run_jobs_per_job: this one runs in its task's pod, as before
+            assert executors["exec-job-solo"]["container"]["args"][-1] == "run_job"
+            assert tasks["job-solo"].inputs.parameters["project_dir"].component_input_parameter == "project_dir"
+            continue
+        container = executors[f"exec-job-{job.name}"]["container"]
+        assert container["args"][-1] == "submit_sparkapp"
+        assert container["image"] == "registry.example.com/fk:1"
+        given = tasks[f"job-{job.name}"].inputs.parameters
+        # the manifest `render sparkapp` makes, as it is, and valid for the operator
+        application = json.loads(given["application"].runtime_value.constant.string_value)
+        assert application == render(project, settings, job).manifest
+        assert schema_errors(application) == []
+        assert given["job"].runtime_value.constant.string_value == job.name
+        assert given["run_id"].runtime_value.constant.string_value == "{{$.pipeline_job_uuid}}"
+        assert given["timeout_s"].runtime_value.constant.number_value == 900
+        assert given["env"].component_input_parameter == "env"
+        assert given["end"].task_output_parameter.producer_task == "interval-end"
+        # what the task submits at run time: this run's name and end, still valid for the operator
+        run = patch_application(application, env="cluster", end="2026-03-01T00:00:00+00:00", run_id=RUN)
+        assert schema_errors(run) == []
+        assert run["metadata"]["name"] == f"{job.name}-5f0c1a2b"
+        assert run["spec"]["arguments"] == ["run", job.name, "--env", "cluster", "--end", "2026-03-01T00:00:00+00:00"]
+    assert pipeline_rbac(plan_pipeline(project, settings, loaded))[1]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "default-editor", "namespace": "kubeflow-user-team"}]
+
+
+@pytest.mark.parametrize(("conf", "expected"), [
+    (_CLUSTER + "pipeline: {run_jobs: sparkapp, run_jobs_per_job: {sollo: in_task}}\n",
+     ["conf/cluster pipeline.run_jobs_per_job.sollo: no job of that name in jobs/ — did you mean 'solo'?"]),
+    (_CLUSTER.replace("  env:", "  restart_policy: {type: Always}\n  env:") + "pipeline: {run_jobs: sparkapp}\n",
+     ["conf/cluster kubernetes.restart_policy.type: Always runs an application again after it completes, so it never "
+      "ends and the pipeline task waiting on it would wait forever; use OnFailure or Never, or pipeline.run_jobs: in_task"]),
+    ("vars: {lake_root: /lake}\npipeline: {run_jobs: sparkapp}\n",
+     ["conf/cluster kubernetes: environment 'cluster' has no kubernetes: settings, so it cannot run on the Spark "
+      "operator; add them to conf/cluster/ (conf/k8s is the example)"]),
+    (_CLUSTER + "pipeline: {run_jobs: spark_app}\n",
+     ["conf/cluster/featurekit.yaml:8:22 pipeline.run_jobs: expected one of 'sparkapp', 'in_task'; got 'spark_app' "
+      "— did you mean 'sparkapp'?"]),
+])
+def test_a_pipeline_conf_that_cannot_run_is_a_clear_error(tmp_path: Path, conf: str, expected: list[str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        project, settings, loaded = _loaded(tmp_path, {"solo": _job("solo")}, conf)
+        plan_pipeline(project, settings, loaded)
+    assert [str(p) for p in caught.value.problems] == expected
+
+
 # -- the command ---------------------------------------------------------------------------------
 
 def test_render_pipeline_writes_the_repository_pipeline(tmp_path: Path) -> None:
-    out = tmp_path / "manifests" / "pipeline.yaml"
-    done = subprocess.run([*FEATUREKIT, "render", "pipeline", "--env", "k8s", "-o", str(out)],
+    out, rbac = tmp_path / "manifests" / "pipeline.yaml", tmp_path / "manifests" / "rbac.yaml"
+    done = subprocess.run([*FEATUREKIT, "render", "pipeline", "--env", "k8s", "-o", str(out), "--rbac", str(rbac)],
                           cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "wrote pipeline 'featurekit' (2 job(s)) for env k8s" in done.stderr
+    assert ("wrote the Role and RoleBinding of kubeflow-user-example-com/default-editor in namespace featurekit"
+            in done.stderr)
+    assert [(m["kind"], m["metadata"]["namespace"]) for m in YAML(typ="safe", pure=True).load_all(rbac.read_text())] == [
+        ("Role", "featurekit"), ("RoleBinding", "featurekit")]
     printed = subprocess.run([*FEATUREKIT, "render", "pipeline"], cwd=REPO, capture_output=True, text=True)
     assert printed.returncode == 0 and printed.stdout == out.read_text()
+    assert ("note: 2 job task(s) submit SparkApplications in namespace featurekit; the run's service account "
+            "(kubeflow-user-example-com/default-editor, conf pipeline.*) needs the Role and RoleBinding of --rbac FILE"
+            in printed.stderr)
     pipeline = components.load_component_from_file(str(out))
     assert _dag(pipeline) == {
         "interval-end": set(),
@@ -221,6 +305,9 @@ def test_render_pipeline_writes_the_repository_pipeline(tmp_path: Path) -> None:
         "materialize": {"feast-apply", "interval-end"},
         "lineage-flush": {"materialize"},
     }
+    executors = YAML(typ="safe", pure=True).load(out.read_text())["deploymentSpec"]["executors"]
+    assert {name: e["container"]["args"][-1] for name, e in executors.items() if name.startswith("exec-job-")} == {
+        "exec-job-driver-hourly-stats": "submit_sparkapp", "exec-job-driver-profile": "submit_sparkapp"}
 
     done = subprocess.run([*FEATUREKIT, "render", "pipeline", "--env", "local"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 2 and "environment 'local' has no kubernetes: settings" in done.stderr
