@@ -120,7 +120,7 @@ pipeline_app = typer.Typer(no_args_is_help=True, help="Run the Kubeflow pipeline
 @pipeline_app.command("run")
 def pipeline_run(
     ctx: typer.Context,
-    local: Annotated[bool, typer.Option("--local", help="With KFP's local runner on this machine (the only way yet).")] = False,
+    local: Annotated[bool, typer.Option("--local", help="With KFP's local runner on this machine (required: on a cluster, upload the YAML of `render pipeline`).")] = False,
     env: Env = "local",
     end: Annotated[Optional[str], typer.Option(help="The interval's end for every job (ISO 8601, UTC if no zone; default now).")] = None,
 ) -> None:
@@ -130,7 +130,7 @@ def pipeline_run(
     from featurekit.spec.loader import load_jobs
 
     if not local:
-        raise ConfigError.single("only --local runs are supported yet; on a cluster, upload the YAML of "
+        raise ConfigError.single("give --local (runs here); on a cluster, upload the YAML of "
                                  "`featurekit render pipeline` to Kubeflow Pipelines", file="pipeline run", field="--local")
     at = when(end, "--end")
     project = options(ctx).project()

@@ -84,7 +84,7 @@ def test_a_failed_job_stops_the_local_run_at_its_task(make_project: Callable[...
     assert not (root / "data" / "lake" / "doubled").exists()
 
     done = _run(root)
-    assert done.returncode == 2 and "only --local runs are supported yet" in done.stderr
+    assert done.returncode == 2 and "give --local (runs here); on a cluster, upload the YAML" in done.stderr
 
 
 def test_on_a_cluster_env_the_job_tasks_submit_to_the_kubeconfigs_api(make_project: Callable[..., Path]) -> None:
