@@ -114,8 +114,9 @@ def _term(ident: str, op: str, value: str | int | float | bool, kind: Kind, fiel
         return f"{column} {op} ?", [value]
     if typed is None and name == "artifactType" and kind.table == "artifacts":
         return f"artifact_type {op} ?", [value]
-    if typed is None and name == "registeredModelId" and kind.parent:
-        return f"registered_model_id {op} ?", [int(str(value)) if str(value).isdigit() else value]
+    reference = next((r for r in kind.all_references() if r.field is not None and r.field == name), None)
+    if typed is None and reference is not None:  # ids are strings in the API, integers in their columns
+        return f"{reference.column} {op} ?", [int(str(value)) if str(value).isdigit() else value]
     if typed is None and name in fields:
         return f"json_extract(body, ?) {op} ?", [_json_path(name), value]
     accessors = [typed] if typed else _TYPED

@@ -14,7 +14,14 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, TypeAdapter, create_model
 from pydantic_core import PydanticCustomError
 
-from featurekit.registry.resources import ARTIFACT, MODEL_VERSION, REGISTERED_MODEL
+from featurekit.registry.resources import (
+    ARTIFACT,
+    INFERENCE_SERVICE,
+    MODEL_VERSION,
+    REGISTERED_MODEL,
+    SERVE_MODEL,
+    SERVING_ENVIRONMENT,
+)
 
 _ID = r"^[1-9][0-9]{0,8}$"
 _INT32 = re.compile(r"-?([1-9][0-9]{0,8}|0)")
@@ -112,6 +119,43 @@ class ModelVersionInModel(ModelVersionUpdate):
     registeredModelId: str | None = Field(default=None, pattern=_ID)
 
 
+class ServingEnvironmentUpdate(_Resource):
+    pass
+
+
+class ServingEnvironmentCreate(ServingEnvironmentUpdate):
+    name: str = Field(min_length=1)
+
+
+class InferenceServiceUpdate(_Resource):
+    modelVersionId: str | None = Field(default=None, pattern=_ID)
+    runtime: str | None = None
+    desiredState: Literal["DEPLOYED", "UNDEPLOYED"] | None = None
+
+
+class InferenceServiceCreate(InferenceServiceUpdate):
+    name: str | None = Field(default=None, min_length=1)
+    registeredModelId: str = Field(pattern=_ID)
+    servingEnvironmentId: str = Field(pattern=_ID)
+
+
+class InferenceServiceInEnvironment(InferenceServiceUpdate):
+    """``POST /serving_environments/{id}/inference_services``: the parent comes from the path."""
+
+    name: str | None = Field(default=None, min_length=1)
+    registeredModelId: str = Field(pattern=_ID)
+    servingEnvironmentId: str | None = Field(default=None, pattern=_ID)
+
+
+class ServeModelUpdate(_Resource):
+    lastKnownState: Literal["UNKNOWN", "NEW", "RUNNING", "COMPLETE", "FAILED", "CACHED", "CANCELED"] | None = None
+
+
+class ServeModelCreate(ServeModelUpdate):
+    name: str | None = Field(default=None, min_length=1)
+    modelVersionId: str = Field(pattern=_ID)
+
+
 ArtifactState = Literal["UNKNOWN", "PENDING", "LIVE", "MARKED_FOR_DELETION", "DELETED", "ABANDONED", "REFERENCE"]
 
 
@@ -198,8 +242,12 @@ FIELDS = {
     REGISTERED_MODEL.table: _fields(RegisteredModelCreate),
     MODEL_VERSION.table: _fields(ModelVersionCreate),
     ARTIFACT.table: _fields(*_CREATES.values()),
+    SERVING_ENVIRONMENT.table: _fields(ServingEnvironmentCreate),
+    INFERENCE_SERVICE.table: _fields(InferenceServiceCreate),
+    SERVE_MODEL.table: _fields(ServeModelCreate),
 }
-_BODIES: tuple[type[BaseModel], ...] = (RegisteredModelCreate, ModelVersionCreate, *_UPSERTS.values())
+_BODIES: tuple[type[BaseModel], ...] = (RegisteredModelCreate, ModelVersionCreate, *_UPSERTS.values(),
+                                        ServingEnvironmentCreate, InferenceServiceCreate, ServeModelCreate)
 # The words a body problem is explained with: every field name, and each union's choices by its tag.
 KNOWN = sorted({f.alias or n for m in _BODIES for n, f in m.model_fields.items()})
 TAGS: dict[str, tuple[str, ...]] = {

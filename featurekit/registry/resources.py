@@ -11,17 +11,45 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A column holding the id of another resource; ``field`` is its property in the API (None
+    when the API does not show it, as a serve model's inference service, given by the path)."""
+
+    field: str | None
+    column: str
+    target: "Kind"
+
+
+@dataclass(frozen=True)
 class Kind:
-    """A resource kind: its table, its name in messages, and its parent column if any."""
+    """A resource kind: its table, its name in messages, the parent its names are unique within
+    (None: unique in the registry, or not at all without ``unique_names``), and the other
+    resources it refers to."""
 
     table: str
     label: str
-    parent: str | None = None
+    parent: Reference | None = None
+    references: tuple[Reference, ...] = ()
+    unique_names: bool = True
+
+    def all_references(self) -> tuple[Reference, ...]:
+        """The parent first, then the other references."""
+        return ((self.parent,) if self.parent is not None else ()) + self.references
 
 
 REGISTERED_MODEL = Kind("registered_models", "registered model")
-MODEL_VERSION = Kind("model_versions", "model version", parent="registered_model_id")
-ARTIFACT = Kind("artifacts", "artifact")
+MODEL_VERSION = Kind("model_versions", "model version",
+                     parent=Reference("registeredModelId", "registered_model_id", REGISTERED_MODEL))
+ARTIFACT = Kind("artifacts", "artifact", unique_names=False)
+SERVING_ENVIRONMENT = Kind("serving_environments", "serving environment")
+INFERENCE_SERVICE = Kind("inference_services", "inference service",
+                         parent=Reference("servingEnvironmentId", "serving_environment_id", SERVING_ENVIRONMENT),
+                         references=(Reference("registeredModelId", "registered_model_id", REGISTERED_MODEL),
+                                     Reference("modelVersionId", "model_version_id", MODEL_VERSION)))
+SERVE_MODEL = Kind("serve_models", "serve model",
+                   parent=Reference(None, "inference_service_id", INFERENCE_SERVICE),
+                   references=(Reference("modelVersionId", "model_version_id", MODEL_VERSION),))
+KINDS = (REGISTERED_MODEL, MODEL_VERSION, ARTIFACT, SERVING_ENVIRONMENT, INFERENCE_SERVICE, SERVE_MODEL)
 
 
 class RegistryError(Exception):

@@ -23,20 +23,30 @@ from featurekit.registry.models import (
     TAGS,
     ArtifactCreate,
     ArtifactUpsert,
+    InferenceServiceCreate,
+    InferenceServiceInEnvironment,
+    InferenceServiceUpdate,
     ModelArtifactCreate,
     ModelVersionCreate,
     ModelVersionInModel,
     ModelVersionUpdate,
     RegisteredModelCreate,
     RegisteredModelUpdate,
+    ServeModelCreate,
+    ServingEnvironmentCreate,
+    ServingEnvironmentUpdate,
 )
 from featurekit.registry.resources import (
     ARTIFACT,
+    INFERENCE_SERVICE,
     MODEL_VERSION,
     REGISTERED_MODEL,
+    SERVE_MODEL,
+    SERVING_ENVIRONMENT,
     BadRequest,
     Kind,
     NotFound,
+    Unprocessable,
     parse_id,
 )
 from featurekit.registry.store import ListQuery, RegistryStore
@@ -128,8 +138,8 @@ def registry_routes(store: RegistryStore) -> APIRouter:
                              f"to find a {kind.label}")
         if needs_parent and external_id is None and parent is None:
             raise BadRequest(f"name needs parentResourceId: {kind.label} names are unique only within their parent")
-        if parent is not None and kind is not REGISTERED_MODEL:
-            scope["parent" if kind is MODEL_VERSION else "linked_to"] = parent
+        if parent is not None and (kind.parent is not None or kind is ARTIFACT):
+            scope["parent" if kind.parent is not None else "linked_to"] = parent
         matches = store.find(kind, name=name, external_id=external_id, **scope)
         if not matches:
             asked = ", ".join(f"{k}={v!r}" for k, v in request.query_params.items())
@@ -316,5 +326,131 @@ def registry_routes(store: RegistryStore) -> APIRouter:
     def find_model_artifact(request: Request, name: Name = None, external_id: ExternalId = None,
                             parent_id: ParentParam = None) -> JSONResponse:
         return found(request, ARTIFACT, name, external_id, parent_id, artifact_type=MODEL_ARTIFACT)
+
+    # -- serving environments, their inference services, and what those serve
+
+    def in_path(kind: Kind) -> Any:
+        def resolve(id: str) -> int:
+            rid = parse_id(id, kind.label)
+            store.get(kind, rid)
+            return rid
+        return resolve
+
+    # The spec gives these creates no 422: a body naming a resource that is not there is a 400.
+
+    def version_of_model(version_id: str | None, model_id: str) -> None:
+        """400 unless ``version_id`` (when given) is a version of registered model ``model_id``."""
+        if version_id is None:
+            return
+        try:
+            version = store.get(MODEL_VERSION, version_id)
+        except NotFound:
+            raise BadRequest(f"modelVersionId {version_id}: no such model version") from None
+        if version["registeredModelId"] != model_id:
+            raise BadRequest(f"modelVersionId {version_id} is a version of registered model "
+                             f"{version['registeredModelId']}, not of registered model {model_id}")
+
+    def create_serving(kind: Kind, fields: dict[str, Any], parent: int | None) -> dict[str, Any]:
+        try:
+            return store.create(kind, fields, parent=parent)
+        except Unprocessable as exc:
+            raise BadRequest(exc.message) from None
+
+    def create_inference_service(request: Request, fields: dict[str, Any], environment: int | None) -> JSONResponse:
+        version_of_model(fields.get("modelVersionId"), fields["registeredModelId"])
+        return answer(request, create_serving(INFERENCE_SERVICE, {"desiredState": "DEPLOYED", **fields}, environment),
+                      201)
+
+    @router.api_route("/serving_environments", methods=READ)
+    def list_serving_environments(request: Request, paging: Paging) -> JSONResponse:
+        return listed(request, SERVING_ENVIRONMENT, paging)
+
+    @router.post("/serving_environments")
+    def create_serving_environment(request: Request, body: ServingEnvironmentCreate) -> JSONResponse:
+        return answer(request, store.create(SERVING_ENVIRONMENT, _given(body)), 201)
+
+    @router.api_route("/serving_environments/{id}", methods=READ)
+    def get_serving_environment(request: Request, id: str) -> JSONResponse:
+        return answer(request, store.get(SERVING_ENVIRONMENT, id))
+
+    @router.patch("/serving_environments/{id}")
+    def update_serving_environment(request: Request, id: str, body: ServingEnvironmentUpdate) -> JSONResponse:
+        return answer(request, store.update(SERVING_ENVIRONMENT, id, _given(body)))
+
+    @router.api_route("/serving_environment", methods=READ)
+    def find_serving_environment(request: Request, name: Name = None, external_id: ExternalId = None) -> JSONResponse:
+        return found(request, SERVING_ENVIRONMENT, name, external_id, None)
+
+    @router.api_route("/serving_environments/{id}/inference_services", methods=READ)
+    def list_environment_inference_services(request: Request, id: str, paging: Paging, name: Name = None,
+                                            external_id: ExternalId = None) -> JSONResponse:
+        environment = parse_id(id, SERVING_ENVIRONMENT.label)
+        return listed(request, INFERENCE_SERVICE, paging, parent=environment, name=name, external_id=external_id)
+
+    @router.post("/serving_environments/{id}/inference_services")
+    def create_environment_inference_service(
+            request: Request, environment: Annotated[int, Depends(in_path(SERVING_ENVIRONMENT))],
+            body: InferenceServiceInEnvironment) -> JSONResponse:
+        fields = _given(body)
+        if fields.pop("servingEnvironmentId", str(environment)) != str(environment):
+            raise BadRequest(f"servingEnvironmentId differs from the serving environment in the path ({environment})")
+        return create_inference_service(request, fields, environment)
+
+    @router.api_route("/inference_services", methods=READ)
+    def list_inference_services(request: Request, paging: Paging) -> JSONResponse:
+        return listed(request, INFERENCE_SERVICE, paging)
+
+    @router.post("/inference_services")
+    def create_inference_service_anywhere(request: Request, body: InferenceServiceCreate) -> JSONResponse:
+        """201 like every other create (and the official client, which reads only a 201 as the created
+        resource), where the vendored spec alone writes 200 for this one."""
+        return create_inference_service(request, _given(body), None)
+
+    @router.api_route("/inference_services/{id}", methods=READ)
+    def get_inference_service(request: Request, id: str) -> JSONResponse:
+        return answer(request, store.get(INFERENCE_SERVICE, id))
+
+    @router.patch("/inference_services/{id}")
+    def update_inference_service(request: Request, id: str, body: InferenceServiceUpdate) -> JSONResponse:
+        existing = store.get(INFERENCE_SERVICE, id)
+        fields = _given(body)
+        version_of_model(fields.get("modelVersionId"), existing["registeredModelId"])
+        return answer(request, store.update(INFERENCE_SERVICE, id, fields))
+
+    @router.api_route("/inference_service", methods=READ)
+    def find_inference_service(request: Request, name: Name = None, external_id: ExternalId = None,
+                               parent_id: ParentParam = None) -> JSONResponse:
+        return found(request, INFERENCE_SERVICE, name, external_id, parent_id, needs_parent=True)
+
+    @router.api_route("/inference_services/{id}/model", methods=READ)
+    def get_inference_service_model(request: Request, id: str) -> JSONResponse:
+        return answer(request, store.get(REGISTERED_MODEL, store.get(INFERENCE_SERVICE, id)["registeredModelId"]))
+
+    @router.api_route("/inference_services/{id}/version", methods=READ)
+    def get_inference_service_version(request: Request, id: str) -> JSONResponse:
+        """The version it names, else (as the spec says) the registered model's latest by creation."""
+        service = store.get(INFERENCE_SERVICE, id)
+        if "modelVersionId" in service:
+            return answer(request, store.get(MODEL_VERSION, service["modelVersionId"]))
+        model = int(service["registeredModelId"])
+        newest = store.list(MODEL_VERSION, ListQuery(order_by="CREATE_TIME", sort_order="DESC", page_size=1),
+                            parent=model)
+        if not newest.items:
+            raise NotFound(f"inference service {id} names no model version, and its registered model {model} "
+                           "has none")
+        return answer(request, newest.items[0])
+
+    @router.api_route("/inference_services/{id}/serves", methods=READ)
+    def list_inference_service_serves(request: Request, id: str, paging: Paging, name: Name = None,
+                                      external_id: ExternalId = None) -> JSONResponse:
+        service = parse_id(id, INFERENCE_SERVICE.label)
+        return listed(request, SERVE_MODEL, paging, parent=service, name=name, external_id=external_id)
+
+    @router.post("/inference_services/{id}/serves")
+    def create_inference_service_serve(request: Request, service: Annotated[int, Depends(in_path(INFERENCE_SERVICE))],
+                                       body: ServeModelCreate) -> JSONResponse:
+        fields = _given(body)
+        version_of_model(fields["modelVersionId"], store.get(INFERENCE_SERVICE, service)["registeredModelId"])
+        return answer(request, create_serving(SERVE_MODEL, {"lastKnownState": "UNKNOWN", **fields}, service), 201)
 
     return router

@@ -1,10 +1,12 @@
 """SQLite storage of the embedded Model Registry (``featurekit registry serve``).
 
-One table per resource kind (registered models, model versions, artifacts), a link table for the
-many-to-many between model versions and artifacts, and a table that keeps ``externalId`` unique
-across every resource, as the Model Registry spec asks. Each row keeps its columns for what is
-queried (name, external id, parent, times) and the rest of the resource as JSON (``body``), so
-new optional fields of the API need no migration.
+One table per resource kind (registered models, model versions, artifacts, serving environments,
+inference services, serve models), a link table for the many-to-many between model versions and
+artifacts, and a table that keeps ``externalId`` unique across every resource, as the Model
+Registry spec asks. Each row keeps its columns for what is queried (name, external id, the ids
+of the resources it refers to, times) and the rest of the resource as JSON (``body``), so new
+optional fields of the API need no migration. A new kind does: ``_MIGRATIONS`` takes a file
+written by an older featurekit to the current schema (``PRAGMA user_version``) in one transaction.
 
 Nothing is ever deleted (the API archives through ``state``). Lists page by keyset: the opaque
 ``nextPageToken`` holds the last (sort value, id) seen and a fingerprint of the query it belongs to;
@@ -33,17 +35,18 @@ from featurekit.errors import InfraError
 from featurekit.registry.filters import compile_filter
 from featurekit.registry.resources import (
     ARTIFACT,
+    KINDS,
     MODEL_VERSION,
-    REGISTERED_MODEL,
     BadRequest,
     Conflict,
     Kind,
     NotFound,
+    Reference,
     Unprocessable,
     parse_id,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE registered_models (
@@ -87,6 +90,43 @@ CREATE TABLE external_ids (
   resource_id INTEGER NOT NULL
 );
 """
+# Version 2: the serving side (a serving environment's inference services, and their serve models).
+_SERVING = """
+CREATE TABLE serving_environments (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL UNIQUE,
+  external_id TEXT UNIQUE,
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  body TEXT NOT NULL
+);
+CREATE TABLE inference_services (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  serving_environment_id INTEGER NOT NULL REFERENCES serving_environments(id),
+  registered_model_id INTEGER NOT NULL REFERENCES registered_models(id),
+  model_version_id INTEGER REFERENCES model_versions(id),
+  name TEXT,
+  external_id TEXT UNIQUE,
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  UNIQUE (serving_environment_id, name)
+);
+CREATE INDEX inference_services_model_version ON inference_services(model_version_id);
+CREATE TABLE serve_models (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  inference_service_id INTEGER NOT NULL REFERENCES inference_services(id),
+  model_version_id INTEGER NOT NULL REFERENCES model_versions(id),
+  name TEXT,
+  external_id TEXT UNIQUE,
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  UNIQUE (inference_service_id, name)
+);
+"""
+# The statements taking a file of schema version N to N + 1.
+_MIGRATIONS = {0: _SCHEMA, 1: _SERVING}
 
 
 ORDER_COLUMNS = {"ID": "id", "CREATE_TIME": "created_ms", "LAST_UPDATE_TIME": "updated_ms"}
@@ -156,13 +196,16 @@ class RegistryStore:
     def _migrate(self, conn: sqlite3.Connection) -> None:
         with self._write():
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                for statement in _SCHEMA.split(";"):  # not executescript: it would commit first
+            if version > SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(f"schema version {version}; this featurekit reads up to {SCHEMA_VERSION} "
+                                            "(written by a newer featurekit?)")
+            if version == SCHEMA_VERSION:
+                return
+            for step in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[step].split(";"):  # not executescript: it would commit first
                     if statement.strip():
                         conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version != SCHEMA_VERSION:
-                raise sqlite3.DatabaseError(f"schema version {version}; this featurekit reads {SCHEMA_VERSION}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -179,17 +222,17 @@ class RegistryStore:
     # -- rows -> resources ---------------------------------------------------------------------
 
     @staticmethod
-    def _resource(row: sqlite3.Row) -> dict[str, Any]:
+    def _resource(kind: Kind, row: sqlite3.Row) -> dict[str, Any]:
         resource: dict[str, Any] = {"id": str(row["id"])}
         if row["name"] is not None:
             resource["name"] = row["name"]
         if row["external_id"] is not None:
             resource["externalId"] = row["external_id"]
-        keys = row.keys()
-        if "artifact_type" in keys:
+        if kind is ARTIFACT:
             resource["artifactType"] = row["artifact_type"]
-        if "registered_model_id" in keys:
-            resource["registeredModelId"] = str(row["registered_model_id"])
+        for reference in kind.all_references():
+            if reference.field is not None and row[reference.column] is not None:
+                resource[reference.field] = str(row[reference.column])
         resource.update(json.loads(row["body"]))
         resource["createTimeSinceEpoch"] = str(row["created_ms"])
         resource["lastUpdateTimeSinceEpoch"] = str(row["updated_ms"])
@@ -202,7 +245,7 @@ class RegistryStore:
         row = self._row(self._connection(), kind, parse_id(rid, kind.label))
         if row is None:
             raise NotFound(f"no {kind.label} with id {rid}")
-        return self._resource(row)
+        return self._resource(kind, row)
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -213,7 +256,7 @@ class RegistryStore:
             return
         taken = conn.execute("SELECT kind, resource_id FROM external_ids WHERE external_id = ?", (external_id,)).fetchone()
         if taken is not None:
-            label = {k.table: k.label for k in (REGISTERED_MODEL, MODEL_VERSION, ARTIFACT)}[taken["kind"]]
+            label = {k.table: k.label for k in KINDS}[taken["kind"]]
             raise Conflict(f"externalId {external_id!r} is already used by {label} {taken['resource_id']}")
 
     @staticmethod
@@ -224,26 +267,25 @@ class RegistryStore:
 
     def create(self, kind: Kind, fields: dict[str, Any], *, parent: int | None = None,
                artifact_type: str | None = None, link_to: int | None = None) -> dict[str, Any]:
-        """Insert a resource from its API fields (``name``, ``externalId`` and the rest; nulls dropped)."""
+        """Insert a resource from its API fields (``name``, ``externalId``, the ids it refers to, the
+        rest; nulls dropped); ``parent`` is the id of its parent when the path gives it."""
         body = {k: v for k, v in fields.items() if v is not None}
         name = body.pop("name", None)
         external_id = body.pop("externalId", None)
         now = _now_ms()
         with self._write() as conn:
-            columns = {"name": name, "external_id": external_id, "created_ms": now, "updated_ms": now,
-                       "body": json.dumps(body, separators=(",", ":"))}
-            if kind is REGISTERED_MODEL:
-                if conn.execute("SELECT 1 FROM registered_models WHERE name = ?", (name,)).fetchone():
-                    raise Conflict(f"a registered model named {name!r} already exists")
-            elif kind is MODEL_VERSION:
-                if self._row(conn, REGISTERED_MODEL, parent or 0) is None:
-                    raise Unprocessable(f"registeredModelId {parent}: no such registered model")
-                if conn.execute("SELECT 1 FROM model_versions WHERE registered_model_id = ? AND name = ?",
-                                (parent, name)).fetchone():
-                    raise Conflict(f"registered model {parent} already has a version named {name!r}")
-                columns["registered_model_id"] = parent
-            else:
+            columns = {"name": name, "external_id": external_id, "created_ms": now, "updated_ms": now}
+            for reference in kind.all_references():
+                given = body.pop(reference.field, None) if reference.field is not None else None
+                if reference is kind.parent and parent is not None:
+                    given = parent
+                if given is not None:
+                    columns[reference.column] = self._referred(conn, reference, given)
+            columns["body"] = json.dumps(body, separators=(",", ":"))
+            if kind is ARTIFACT:
                 columns["artifact_type"] = artifact_type
+            if kind.unique_names and name is not None:
+                self._check_name(conn, kind, name, columns.get(kind.parent.column) if kind.parent else None)
             if link_to is not None and self._row(conn, MODEL_VERSION, link_to) is None:
                 raise NotFound(f"no model version with id {link_to}")
             self._check_external_id(conn, external_id)
@@ -254,7 +296,27 @@ class RegistryStore:
             self._claim_external_id(conn, kind, rid, external_id)
             if link_to is not None:
                 conn.execute("INSERT INTO model_version_artifacts VALUES (?, ?, ?)", (link_to, rid, now))
-            return self._resource(self._row(conn, kind, rid))  # type: ignore[arg-type]
+            return self._resource(kind, self._row(conn, kind, rid))  # type: ignore[arg-type]
+
+    def _referred(self, conn: sqlite3.Connection, reference: Reference, value: str | int) -> int:
+        """The id ``value`` of the resource ``reference`` points at; 422 when there is none."""
+        key = int(value)
+        if self._row(conn, reference.target, key) is None:
+            raise Unprocessable(f"{reference.field or reference.column} {value}: no such {reference.target.label}")
+        return key
+
+    @staticmethod
+    def _check_name(conn: sqlite3.Connection, kind: Kind, name: str, parent: int | None) -> None:
+        """Conflict when ``name`` is taken in the registry (or, for a kind with a parent, in that parent)."""
+        if kind.parent is None:
+            if conn.execute(f"SELECT 1 FROM {kind.table} WHERE name = ?", (name,)).fetchone():
+                raise Conflict(f"a {kind.label} named {name!r} already exists")
+            return
+        if conn.execute(f"SELECT 1 FROM {kind.table} WHERE {kind.parent.column} = ? AND name = ?",
+                        (parent, name)).fetchone():
+            child = "version" if kind is MODEL_VERSION else kind.label
+            raise Conflict(f"{kind.parent.target.label} {parent} already has a{'n' if child[0] in 'aeiou' else ''} "
+                           f"{child} named {name!r}")
 
     def update(self, kind: Kind, rid: str | int, changes: dict[str, Any]) -> dict[str, Any]:
         """Apply the given fields (PATCH: absent fields keep their value, null ones are removed)."""
@@ -265,6 +327,11 @@ class RegistryStore:
                 raise NotFound(f"no {kind.label} with id {rid}")
             body = json.loads(row["body"])
             changes = dict(changes)
+            references = {}
+            for reference in kind.references:  # the parent never changes; other references may
+                if reference.field is not None and reference.field in changes:
+                    given = changes.pop(reference.field)
+                    references[reference.column] = None if given is None else self._referred(conn, reference, given)
             external_id = changes.pop("externalId", row["external_id"])
             if external_id != row["external_id"]:
                 self._check_external_id(conn, external_id)
@@ -275,9 +342,10 @@ class RegistryStore:
                     body.pop(field, None)
                 else:
                     body[field] = value
-            conn.execute(f"UPDATE {kind.table} SET external_id = ?, body = ?, updated_ms = ? WHERE id = ?",
-                         (external_id, json.dumps(body, separators=(",", ":")), _now_ms(), key))
-            return self._resource(self._row(conn, kind, key))  # type: ignore[arg-type]
+            assigned = "".join(f", {column} = ?" for column in references)
+            conn.execute(f"UPDATE {kind.table} SET external_id = ?, body = ?, updated_ms = ?{assigned} WHERE id = ?",
+                         (external_id, json.dumps(body, separators=(",", ":")), _now_ms(), *references.values(), key))
+            return self._resource(kind, self._row(conn, kind, key))  # type: ignore[arg-type]
 
     def link(self, model_version_id: int, artifact_id: int) -> bool:
         """Associate an artifact with a model version; False when it already was."""
@@ -297,7 +365,8 @@ class RegistryStore:
         where: list[str] = []
         params: list[Any] = []
         if parent is not None:
-            where.append(f"{kind.parent} = ?")
+            assert kind.parent is not None, kind
+            where.append(f"{kind.parent.column} = ?")
             params.append(parent)
         if linked_to is not None:
             where.append("id IN (SELECT artifact_id FROM model_version_artifacts WHERE model_version_id = ?)")
@@ -320,13 +389,14 @@ class RegistryStore:
         where, params = self._scope(kind, parent=parent, linked_to=linked_to, artifact_type=artifact_type,
                                     name=name, external_id=external_id)
         sql = f"SELECT * FROM {kind.table} WHERE {' AND '.join(where) or '1'} ORDER BY id LIMIT 2"
-        return [self._resource(r) for r in self._connection().execute(sql, params)]
+        return [self._resource(kind, r) for r in self._connection().execute(sql, params)]
 
     def list(self, kind: Kind, query: ListQuery, *, parent: int | None = None, linked_to: int | None = None,
              artifact_type: str | None = None, name: str | None = None,
              external_id: str | None = None) -> Page:
-        if parent is not None and self._row(self._connection(), REGISTERED_MODEL, parent) is None:
-            raise NotFound(f"no registered model with id {parent}")
+        if parent is not None and kind.parent is not None and self._row(self._connection(), kind.parent.target,
+                                                                         parent) is None:
+            raise NotFound(f"no {kind.parent.target.label} with id {parent}")
         if linked_to is not None and self._row(self._connection(), MODEL_VERSION, linked_to) is None:
             raise NotFound(f"no model version with id {linked_to}")
         where, params = self._scope(kind, parent=parent, linked_to=linked_to, artifact_type=artifact_type,
@@ -355,7 +425,7 @@ class RegistryStore:
         if len(rows) > query.page_size:
             rows = rows[:query.page_size]
             token = _make_token(rows[-1][order], rows[-1]["id"], fingerprint)
-        return Page(items=[self._resource(r) for r in rows], next_page_token=token, page_size=query.page_size)
+        return Page(items=[self._resource(kind, r) for r in rows], next_page_token=token, page_size=query.page_size)
 
 
 def _make_token(value: int, rid: int, fingerprint: str) -> str:

@@ -268,10 +268,128 @@ def test_unknown_resources_are_404_with_an_error_body(registry: Registry) -> Non
                          (f"{V1}/model_artifact", {"externalId": "nope"})]:
         got = http.get(path, params=params)
         assert got.status_code == 404 and got.json()["message"].startswith("no "), path
-    # experiments (not in v1), serving environments and inference services are not served
-    for path in (f"{V1}/experiments", f"{ALPHA}/experiments", f"{V1}/inference_services"):
+    for path, message in [
+        (f"{V1}/serving_environments/999999", "no serving environment with id 999999"),
+        (f"{ALPHA}/inference_services/999999", "no inference service with id 999999"),
+        (f"{V1}/inference_services/999999/serves", "no inference service with id 999999"),
+        (f"{V1}/inference_services/999999/version", "no inference service with id 999999"),
+        (f"{V1}/serving_environments/999999/inference_services", "no serving environment with id 999999"),
+    ]:
+        got = http.get(path)
+        assert (got.status_code, got.json()) == (404, {"code": "404", "message": message}), path
+    # experiments (not in v1) are not served
+    for path in (f"{V1}/experiments", f"{ALPHA}/experiments"):
         unserved = registry.raw.get(path)
         assert (unserved.status_code, unserved.json()["message"]) == (404, f"no such endpoint: GET {path}")
+
+
+@pytest.mark.parametrize("prefix", [ALPHA, V1])
+def test_serving_environments_inference_services_and_serve_models(registry: Registry, prefix: str) -> None:
+    http, raw, tag = registry.http, registry.raw, prefix.rsplit("/", 1)[1]
+    model, v1 = _model_and_version(http, prefix, f"served-{tag}")
+    v2 = http.post(f"{prefix}/model_versions", json={"name": "2", "registeredModelId": model["id"]}).json()
+    created = http.post(f"{prefix}/serving_environments", json={"name": f"team-{tag}", "description": "namespace"})
+    assert created.status_code == 201
+    env = created.json()
+    assert http.get(f"{prefix}/serving_environment", params={"name": f"team-{tag}"}).json() == env
+    assert http.get(f"{prefix}/serving_environments/{env['id']}").json() == env
+    assert http.patch(f"{prefix}/serving_environments/{env['id']}", json={"externalId": f"ns:{tag}"}).json()[
+        "externalId"] == f"ns:{tag}"
+    twice = raw.post(f"{prefix}/serving_environments", json={"name": f"team-{tag}"})
+    assert (twice.status_code, twice.json()["message"]) == (409, f"a serving environment named 'team-{tag}' already exists")
+
+    # an inference service of version 1, and one naming no version (it serves the latest)
+    body = {"name": "eta", "registeredModelId": model["id"], "servingEnvironmentId": env["id"],
+            "modelVersionId": v1["id"], "runtime": "kserve"}
+    created = http.post(f"{prefix}/inference_services", json=body)
+    assert created.status_code == 201  # as every create, and as the official client reads it (the spec says 200)
+    isvc = created.json()
+    assert {k: isvc[k] for k in body} == body and isvc["desiredState"] == "DEPLOYED"
+    latest = http.post(f"{prefix}/serving_environments/{env['id']}/inference_services",
+                       json={"name": "eta-latest", "registeredModelId": model["id"], "servingEnvironmentId": env["id"]})
+    assert latest.status_code == 201 and latest.json()["servingEnvironmentId"] == env["id"]
+    assert http.get(f"{prefix}/inference_service", params={"name": "eta", "parentResourceId": env["id"]}).json() == isvc
+    listed = http.get(f"{prefix}/serving_environments/{env['id']}/inference_services").json()
+    assert [i["name"] for i in listed["items"]] == ["eta", "eta-latest"]
+    assert http.get(f"{prefix}/inference_services/{isvc['id']}/model").json()["id"] == model["id"]
+    assert http.get(f"{prefix}/inference_services/{isvc['id']}/version").json()["id"] == v1["id"]
+    assert http.get(f"{prefix}/inference_services/{latest.json()['id']}/version").json()["id"] == v2["id"]
+
+    # what it served: serve models, whose state starts unknown
+    served = http.post(f"{prefix}/inference_services/{isvc['id']}/serves", json={"modelVersionId": v1["id"]})
+    assert served.status_code == 201 and served.json()["lastKnownState"] == "UNKNOWN"
+    time.sleep(0.002)
+    moved = http.patch(f"{prefix}/inference_services/{isvc['id']}",
+                       json={"modelVersionId": v2["id"], "desiredState": "UNDEPLOYED"}).json()
+    assert (moved["modelVersionId"], moved["desiredState"], moved["runtime"]) == (v2["id"], "UNDEPLOYED", "kserve")
+    assert int(moved["lastUpdateTimeSinceEpoch"]) > int(isvc["lastUpdateTimeSinceEpoch"])
+    http.post(f"{prefix}/inference_services/{isvc['id']}/serves",
+              json={"modelVersionId": v2["id"], "lastKnownState": "RUNNING", "name": "rollout-2"})
+    serves = http.get(f"{prefix}/inference_services/{isvc['id']}/serves").json()["items"]
+    assert [(s["modelVersionId"], s["lastKnownState"]) for s in serves] == [(v1["id"], "UNKNOWN"), (v2["id"], "RUNNING")]
+    assert http.get(f"{prefix}/inference_services/{isvc['id']}/serves", params={"name": "rollout-2"}).json()["size"] == 1
+    by_version = http.get(f"{prefix}/inference_services", params={"filterQuery": f'modelVersionId = "{v2["id"]}"'})
+    assert [i["id"] for i in by_version.json()["items"]] == [isvc["id"]]
+
+    # refusals, each with its reason
+    other, other_version = _model_and_version(http, prefix, f"other-{tag}")
+    for path, sent, status, message in [
+        (f"{prefix}/inference_services", {**body, "desiredState": "RUNNING"}, 400,
+         "desiredState: Input should be 'DEPLOYED' or 'UNDEPLOYED'"),
+        (f"{prefix}/inference_services", body, 409,
+         f"serving environment {env['id']} already has an inference service named 'eta'"),
+        (f"{prefix}/inference_services", {**body, "name": "x", "modelVersionId": other_version["id"]}, 400,
+         f"modelVersionId {other_version['id']} is a version of registered model {other['id']}, not of registered "
+         f"model {model['id']}"),
+        (f"{prefix}/inference_services", {**body, "name": "x", "servingEnvironmentId": "999999"}, 400,
+         "servingEnvironmentId 999999: no such serving environment"),
+        (f"{prefix}/inference_services/{isvc['id']}/serves", {"modelVersionId": v1["id"], "lastKnownState": "up"},
+         400, "lastKnownState: Input should be 'UNKNOWN', 'NEW', 'RUNNING', 'COMPLETE', 'FAILED', 'CACHED' or "
+              "'CANCELED'"),
+        (f"{prefix}/inference_services/{isvc['id']}/serves", {"modelVersionId": other_version["id"]}, 400,
+         f"modelVersionId {other_version['id']} is a version of registered model {other['id']}, not of registered "
+         f"model {model['id']}"),
+    ]:
+        got = raw.post(path, json=sent)
+        assert (got.status_code, got.json()) == (status, {"code": str(status), "message": message}), sent
+    no_parent = raw.get(f"{prefix}/inference_service", params={"name": "eta"})
+    assert no_parent.status_code == 400 and "parentResourceId" in no_parent.json()["message"]
+
+
+def test_a_registry_file_of_an_older_featurekit_gains_the_serving_tables(tmp_path: Path) -> None:
+    """A registry.db written before the serving resources (schema 1) is migrated in place, its resources kept."""
+    import sqlite3
+
+    from featurekit.registry.store import _SCHEMA, RegistryStore
+
+    db = tmp_path / "registry.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(_SCHEMA)
+    conn.execute("INSERT INTO registered_models (name, created_ms, updated_ms, body) VALUES ('old', 1, 1, '{}')")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    server, thread, port = _serve(create_registry_app(db))
+    try:
+        url = f"http://127.0.0.1:{port}{V1}"
+        assert httpx.get(f"{url}/registered_model", params={"name": "old"}).json()["id"] == "1"
+        env = httpx.post(f"{url}/serving_environments", json={"name": "ns"})
+        isvc = httpx.post(f"{url}/inference_services", json={"registeredModelId": "1", "servingEnvironmentId": "1"})
+        assert (env.status_code, isvc.status_code) == (201, 201)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    store = RegistryStore(db)
+    try:
+        assert store._connection().execute("PRAGMA user_version").fetchone()[0] == 2
+    finally:
+        store.close()
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version = 9")
+    conn.commit()
+    conn.close()
+    with pytest.raises(Exception, match="schema version 9; this featurekit reads up to 2"):
+        RegistryStore(db)
 
 
 def test_nothing_is_deletable_resources_are_archived(registry: Registry) -> None:
@@ -398,6 +516,28 @@ def test_the_official_client_registers_a_model_and_reads_featurekits_datasets(re
     searched = _run(api.get_artifacts(filter_query='externalId = "featurekit:training_set:run-42"'))
     assert [a.id for a in searched] == [dataset["id"]]
     assert [v.name for v in client.get_model_versions("driver-eta")] == ["1.0.0"]
+
+    # the serving side, through the client's generated API: where that version is deployed
+    from mr_openapi import InferenceServiceCreate, InferenceServiceUpdate, ServeModelCreate, ServingEnvironmentCreate
+
+    async def deploy() -> tuple[Any, ...]:
+        async with api.get_client() as mr:
+            env = await mr.create_serving_environment(ServingEnvironmentCreate(name="prod"))
+            isvc = await mr.create_inference_service(InferenceServiceCreate(
+                name="driver-eta", registered_model_id=model.id, serving_environment_id=env.id,
+                model_version_id=version.id, runtime="kserve"))
+            serve = await mr.create_inference_service_serve(isvc.id, ServeModelCreate(model_version_id=version.id))
+            await mr.update_inference_service(isvc.id, InferenceServiceUpdate(runtime="ovms"))
+            found = await mr.find_inference_service(name="driver-eta", parent_resource_id=env.id)
+            serves = await mr.get_inference_service_serves(isvc.id)
+            served = await mr.get_inference_service_version(isvc.id)
+            return isvc, serve, found, serves, served
+
+    isvc, serve, found, serves, served = _run(deploy())
+    assert isvc.id is not None and isvc.desired_state.value == "DEPLOYED"
+    assert (found.id, found.runtime) == (isvc.id, "ovms")
+    assert [s.id for s in serves.items] == [serve.id] and serve.last_known_state.value == "UNKNOWN"
+    assert served.id == version.id
 
     # every exchange of this conversation, the client's requests included, is the spec's
     exchanges = registry.recorder.exchanges[start:]
