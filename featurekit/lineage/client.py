@@ -327,6 +327,59 @@ class RegistryClient:
                 break
         return found
 
+    # -- serving: where a model version is deployed ------------------------------------------
+
+    def find_serving_environment(self, name: str) -> dict[str, Any] | None:
+        return self.request("GET", "/serving_environment", params={"name": name}, missing_ok=True)
+
+    def serving_environment(self, name: str, **fields: Any) -> dict[str, Any]:
+        """The serving environment ``name`` (a Kubernetes namespace, as KServe's controllers name
+        them), created with ``fields`` if absent."""
+        found = self.find_serving_environment(name)
+        if found is not None:
+            return found
+        return self._create_or(lambda: self.find_serving_environment(name), "/serving_environments",
+                               {"name": name, **fields})
+
+    def find_inference_service(self, environment_id: str, name: str) -> dict[str, Any] | None:
+        return self.request("GET", "/inference_service", params={"name": name, "parentResourceId": environment_id},
+                            missing_ok=True)
+
+    def inference_service(self, environment_id: str, name: str, registered_model_id: str,
+                          **fields: Any) -> tuple[dict[str, Any], bool]:
+        """The inference service ``name`` of the serving environment, created with ``fields`` or,
+        when it exists, updated to them: (the resource, whether this call created it). Its
+        registered model cannot change (the API has no field for it): the caller checks."""
+        found = self.find_inference_service(environment_id, name)
+        if found is None:
+            body = {"name": name, "servingEnvironmentId": environment_id, "registeredModelId": registered_model_id,
+                    **fields}
+            response = self._send("POST", f"{self.prefix}/inference_services", body=body)
+            if response.status_code != 409:  # 409: created meanwhile (a retry, a concurrent render)
+                return self._created(response, "/inference_services"), True
+            found = self.find_inference_service(environment_id, name)
+            if found is None:
+                self._raise(response, "POST", f"{self.prefix}/inference_services")
+        assert found is not None
+        return self._resource("PATCH", f"/inference_services/{found['id']}", body=fields), False
+
+    def inference_services(self, filter_query: str = "") -> list[dict[str, Any]]:
+        """Inference services matching ``filter_query`` (e.g. ``modelVersionId = "7"``), oldest first."""
+        return list(self._pages("/inference_services", {"filterQuery": filter_query} if filter_query else {}))
+
+    def serves(self, inference_service_id: str) -> list[dict[str, Any]]:
+        """The serve models (serving actions) of an inference service, oldest first."""
+        return list(self._pages(f"/inference_services/{inference_service_id}/serves", {}))
+
+    def serve_model(self, inference_service_id: str, model_version_id: str, **fields: Any) -> tuple[dict[str, Any], bool]:
+        """The serve model of ``model_version_id`` in the inference service, created with ``fields``
+        if it has none: (the resource, whether this call created it)."""
+        for serve in self.serves(inference_service_id):
+            if serve.get("modelVersionId") == model_version_id:
+                return serve, False
+        return self._resource("POST", f"/inference_services/{inference_service_id}/serves",
+                              body={"modelVersionId": model_version_id, **fields}), True
+
     def _pages(self, path: str, params: dict[str, str], page_size: int = 100) -> Iterator[dict[str, Any]]:
         token = ""
         while True:
@@ -349,6 +402,10 @@ class RegistryClient:
             found = find()
             if found is not None:
                 return found
+        return self._created(response, path)
+
+    def _created(self, response: httpx.Response, path: str) -> dict[str, Any]:
+        """The resource a POST to ``path`` answered with; the errors of the module doc otherwise."""
         if response.status_code >= 400:
             self._raise(response, "POST", f"{self.prefix}{path}")
         created = self._json(response, "POST", f"{self.prefix}{path}")

@@ -13,7 +13,7 @@ import json
 from typing import Any, Callable
 
 from featurekit.errors import NotFound
-from featurekit.lineage.client import DATASET, RegistryClient, untagged
+from featurekit.lineage.client import DATASET, RegistryClient, RegistryRefused, untagged
 from featurekit.lineage.registry_lineage import (
     FEATURE_SET,
     KIND,
@@ -50,7 +50,27 @@ class TreeBuilder:
             root.add(self.artifact(artifact))
         if not root.children:
             root.add(Node("note", "no dataset artifacts linked (featurekit lineage link)"))
+        for deployment in self.deployments(mv["id"]):
+            root.add(deployment)
         return root
+
+    def deployments(self, version_id: str) -> list[Node]:
+        """Where the version is deployed: the inference services serving it (``render inferenceservice
+        --record``, or the registry's InferenceService controller)."""
+        try:
+            services = self.client.inference_services(f'modelVersionId = "{version_id}"')
+        except RegistryRefused:  # a registry that cannot filter inference services so: lineage without them
+            return []
+        nodes = []
+        for service in services:
+            environment = self.client.request("GET", f"/serving_environments/{service.get('servingEnvironmentId')}",
+                                              missing_ok=True) or {}
+            where = environment.get("name") or f"serving environment {service.get('servingEnvironmentId')}"
+            nodes.append(Node("note", f"deployed: inference service {service.get('name') or service['id']} in {where}",
+                              key=f"isvc:{service['id']}",
+                              details=[f"inference service {service['id']}, desired state "
+                                       f"{service.get('desiredState', 'DEPLOYED')}, runtime {service.get('runtime', '?')}"]))
+        return nodes
 
     def of_view(self, view: str, limit: int) -> Node:
         project = self.feast_project
