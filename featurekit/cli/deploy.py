@@ -114,6 +114,41 @@ def render_pipeline(
                   "needs the Role and RoleBinding of --rbac FILE", markup=False)
 
 
+@render_app.command("inferenceservice")
+def render_inferenceservice(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option(help="Registered model in the Model Registry.")],
+    version: Annotated[str, typer.Option(help="Its version: the predictor serves its model artifact.")],
+    env: Env = "k8s",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the YAML to this file (default: stdout).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="The InferenceService's name (default: from the model and version).")] = None,
+    record: Annotated[bool, typer.Option(
+        "--record", help="Record the deployment in the Model Registry (serving environment, inference service, serve model).")] = False,
+) -> None:
+    """A KServe InferenceService: the predictor serves the model version's artifact from the Model
+    Registry, featurekit's transformer adds the online features linked to the version."""
+    from featurekit.deploy import inferenceservice
+    from featurekit.lineage.client import registry_client
+
+    project = options(ctx).project()
+    settings = load_settings(project, env)
+    with registry_client(settings) as client:
+        rendered = inferenceservice.render(project, settings, client, model, version, name)
+        if record:
+            rendered = inferenceservice.record(client, rendered)
+            assert rendered.recorded is not None
+            err.print(f"recorded inference service {rendered.recorded['id']} ({rendered.name}, serving environment "
+                      f"{rendered.namespace}) in the Model Registry at {client.url}", markup=False)
+    text = inferenceservice.to_yaml(rendered)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    err.print(f"wrote InferenceService {rendered.name!r} (model {model} version {version}) for env {env}: {output}",
+              markup=False)
+
+
 pipeline_app = typer.Typer(no_args_is_help=True, help="Run the Kubeflow pipeline of `featurekit render pipeline`.")
 
 

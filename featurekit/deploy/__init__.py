@@ -1,4 +1,5 @@
-"""Running jobs elsewhere: Kubeflow Spark operator manifests from job specs and conf/."""
+"""Running elsewhere: Kubeflow Spark operator manifests and the Kubeflow pipeline from job specs and
+conf/, and KServe InferenceServices of model versions in the Model Registry."""
 
 from featurekit.deploy.sparkapp import Rendered, kubernetes_of, render
 

@@ -232,11 +232,11 @@ def _application_spec(settings: Settings, k8s: KubernetesSettings, job: LoadedJo
             } if k8s.restart_policy.type != "Never" else {}),
         },
         "driver": {
-            **_pod(k8s.driver, labels, _env(k8s), _env_from(k8s)),
+            **_pod(k8s.driver, labels, pod_env(k8s), pod_env_from(k8s)),
             "serviceAccount": k8s.service_account,
         },
         "executor": {
-            **_pod(k8s.executor, labels, _env(k8s), _env_from(k8s)),
+            **_pod(k8s.executor, labels, pod_env(k8s), pod_env_from(k8s)),
             "instances": k8s.executor.instances,
         },
     }
@@ -273,7 +273,9 @@ def _pod(resources: Any, labels: dict[str, str], env: list[dict[str, Any]], env_
     return pod
 
 
-def _env(k8s: KubernetesSettings) -> list[dict[str, Any]]:
+def pod_env(k8s: KubernetesSettings) -> list[dict[str, Any]]:
+    """The environment of a featurekit container in this cluster env: the project folder, then
+    ``kubernetes.env``, then ``kubernetes.secret_env`` as secret references (never values)."""
     env: list[dict[str, Any]] = [{"name": "FEATUREKIT_PROJECT", "value": k8s.project_dir}]
     env += [{"name": name, "value": value} for name, value in sorted(k8s.env.items())]
     env += [
@@ -283,7 +285,8 @@ def _env(k8s: KubernetesSettings) -> list[dict[str, Any]]:
     return env
 
 
-def _env_from(k8s: KubernetesSettings) -> list[dict[str, Any]]:
+def pod_env_from(k8s: KubernetesSettings) -> list[dict[str, Any]]:
+    """``kubernetes.env_from_secrets``: whole secrets as environment variables."""
     return [{"secretRef": {"name": secret}} for secret in k8s.env_from_secrets]
 
 
