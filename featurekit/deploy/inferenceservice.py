@@ -37,12 +37,11 @@ from urllib.parse import urlsplit
 from featurekit.config import Project, Settings
 from featurekit.deploy.sparkapp import LABEL_PREFIX, kubernetes_of, manifests_yaml, pod_env, pod_env_from
 from featurekit.errors import ConfigError, NotFound, Problem, UsageError
-from featurekit.lineage.client import RegistryClient
+from featurekit.lineage.client import MODEL, RegistryClient
 from featurekit.redaction import leaks
 
 API_VERSION = "serving.kserve.io/v1beta1"
 MODEL_REGISTRY = "modelregistry.kubeflow.org"
-MODEL_ARTIFACT = "model-artifact"
 RUNTIME = "kserve"
 # KServe names the transformer's Service "<name>-transformer", a DNS-1035 label (at most 63).
 MAX_NAME = 63 - len("-transformer")
@@ -58,7 +57,7 @@ class ModelSource:
 
     model: dict[str, Any]       # the registered model
     version: dict[str, Any]     # the model version
-    artifact: dict[str, Any]    # its model artifact (the one created last, when it has several)
+    artifact: dict[str, Any]    # its model artifact (the first, which `lineage register-model` keeps current)
 
 
 @dataclass
@@ -108,12 +107,12 @@ def model_source(client: RegistryClient, model: str, version: str) -> ModelSourc
     if found is None:
         raise NotFound("model version", version, f"registered model {model!r} has no version {version!r} in the "
                        f"Model Registry at {client.url}", param="version")
-    artifacts = client.version_artifacts(found["id"], MODEL_ARTIFACT)
+    artifacts = client.version_artifacts(found["id"], MODEL)
     if not artifacts:
         raise NotFound("model artifact", f"{model}/{version}", f"model {model!r} version {version!r} has no model "
                        "artifact in the Model Registry: the predictor's storageUri and model format come from it "
-                       "(register the version with its uri and model format)", param="version")
-    artifact = artifacts[-1]
+                       "(featurekit lineage register-model gives it one)", param="version")
+    artifact = artifacts[0]
     missing = [key for key in ("uri", "modelFormatName") if not artifact.get(key)]
     if missing:
         raise UsageError("version", f"the model artifact {artifact['id']} of model {model!r} version {version!r} has "

@@ -242,7 +242,7 @@ def test_a_version_that_cannot_be_served_is_a_clear_error(setup: Setup) -> None:
             render(project, settings, client, "no-artifact", "1")
         assert missing.value.param == "version" and missing.value.text() == (
             "model 'no-artifact' version '1' has no model artifact in the Model Registry: the predictor's "
-            "storageUri and model format come from it (register the version with its uri and model format)")
+            "storageUri and model format come from it (featurekit lineage register-model gives it one)")
         version = client.model_version(model["id"], "2")
         artifact = client.request("POST", f"/model_versions/{version['id']}/artifacts",
                                   body={"artifactType": "model-artifact", "name": "weights", "uri": "s3://m/2"})
@@ -253,6 +253,10 @@ def test_a_version_that_cannot_be_served_is_a_clear_error(setup: Setup) -> None:
             f"the model artifact {artifact['id']} of model 'no-artifact' version '2' has no modelFormatName: "
             f"the predictor's model format comes from it (set it in the Model Registry: PATCH "
             f"/model_artifacts/{artifact['id']})")
+        # set as `lineage register-model` sets it: then it serves
+        client.version_model_artifact(version["id"], {"uri": "s3://m/2", "modelFormatName": "xgboost"})
+        fixed = render(project, settings, client, "no-artifact", "2")
+        assert fixed.manifest["spec"]["predictor"]["model"] == {"modelFormat": {"name": "xgboost"}, "storageUri": "s3://m/2"}
         with pytest.raises(NotFound) as no_version:
             render(project, settings, client, "Driver ETA", "9")
         assert no_version.value.text() == (f"registered model 'Driver ETA' has no version '9' in the Model "
