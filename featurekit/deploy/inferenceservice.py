@@ -113,12 +113,13 @@ def model_source(client: RegistryClient, model: str, version: str) -> ModelSourc
                        "artifact in the Model Registry: the predictor's storageUri and model format come from it "
                        "(featurekit lineage register-model gives it one)", param="version")
     artifact = artifacts[0]
-    missing = [key for key in ("uri", "modelFormatName") if not artifact.get(key)]
+    uses = {"uri": "storageUri", "modelFormatName": "modelFormat"}
+    missing = [key for key in uses if not artifact.get(key)]
     if missing:
         raise UsageError("version", f"the model artifact {artifact['id']} of model {model!r} version {version!r} has "
-                         f"no {' and no '.join(missing)}: the predictor's "
-                         f"{'storageUri' if 'uri' in missing else 'model format'} comes from it (set it in the "
-                         f"Model Registry: PATCH /model_artifacts/{artifact['id']})")
+                         f"no {' and no '.join(missing)}, which the predictor's "
+                         f"{' and '.join(uses[key] for key in missing)} come{'s' if len(missing) == 1 else ''} from "
+                         "(featurekit lineage register-model --uri URI --format NAME sets them)")
     return ModelSource(registered, found, artifact)
 
 

@@ -250,9 +250,8 @@ def test_a_version_that_cannot_be_served_is_a_clear_error(setup: Setup) -> None:
         with pytest.raises(UsageError) as no_format:
             render(project, settings, client, "no-artifact", "2")
         assert no_format.value.param == "version" and no_format.value.text() == (
-            f"the model artifact {artifact['id']} of model 'no-artifact' version '2' has no modelFormatName: "
-            f"the predictor's model format comes from it (set it in the Model Registry: PATCH "
-            f"/model_artifacts/{artifact['id']})")
+            f"the model artifact {artifact['id']} of model 'no-artifact' version '2' has no modelFormatName, which the "
+            "predictor's modelFormat comes from (featurekit lineage register-model --uri URI --format NAME sets them)")
         # set as `lineage register-model` sets it: then it serves
         client.version_model_artifact(version["id"], {"uri": "s3://m/2", "modelFormatName": "xgboost"})
         fixed = render(project, settings, client, "no-artifact", "2")
