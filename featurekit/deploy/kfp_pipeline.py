@@ -18,13 +18,21 @@
 Parameters: ``env`` (default: the environment rendered for), ``end`` (ISO 8601; empty = now)
 and ``project_dir`` (where the project is inside the image, ``kubernetes.project_dir``; another
 folder to run the same pipeline elsewhere, e.g. with ``kfp.local``). The tasks run in
-``kubernetes.image``, the image the SparkApplications use, with ``kubernetes.env`` set. A
-SparkApplication is rendered for one environment: a run whose ``env`` is another fails its
-job tasks at once.
+``kubernetes.image``, the image the SparkApplications use, pulled as ``image_pull_policy`` with
+``image_pull_secrets``, with ``kubernetes.env`` set. The tasks that run featurekit in their own
+pod (feast apply, materialize, lineage flush, ``in_task`` jobs) also get each
+``kubernetes.secret_env`` entry from its secret (kfp-kubernetes' ``use_secret_as_env``, in the
+compiled pipeline's ``platforms.kubernetes`` part): the credentials the SparkApplications get.
+The others (the interval end, the tasks submitting a SparkApplication) need none, so they get
+none. kfp-kubernetes cannot give a whole secret as environment variables, so
+``kubernetes.env_from_secrets`` reaches the SparkApplications only; ``render pipeline`` warns
+when a task would need them. A SparkApplication is rendered for one environment: a run whose
+``env`` is another fails its job tasks at once.
 
 A task submitting SparkApplications needs a Role in ``kubernetes.namespace``
 (:func:`pipeline_rbac`). KFP sets a run's service account when the run is created, so the
-pipeline cannot carry it: the Role is bound to ``pipeline.service_account``.
+pipeline cannot carry it (kfp-kubernetes has no setting for it either): the Role is bound to
+``pipeline.service_account``.
 
 Caching is off for every task: a task's inputs (job, env, end) do not say what its sources
 hold, and a cached "success" would skip a job whose data changed.
@@ -37,7 +45,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +84,22 @@ class PipelinePlan:
     namespace: str = ""
     service_account: str = ""
     account_namespace: str = ""
-    # What rendering the SparkApplications noticed but did not refuse.
+    # The task pods on Kubernetes (none for kfp.local's runner without kubernetes: settings):
+    # how they pull the image, and the secret_env entries (variable -> (secret, key)) given to
+    # the tasks running featurekit in their pod.
+    image_pull_policy: str = ""
+    image_pull_secrets: tuple[str, ...] = ()
+    secret_env: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # What rendering the SparkApplications (and the task pods) noticed but did not refuse.
     warnings: tuple[str, ...] = ()
+
+    @property
+    def in_pod_tasks(self) -> tuple[str, ...]:
+        """The tasks that run a featurekit command in their own pod, and so need the env's
+        credentials: ``in_task`` jobs, feast apply, materialize, lineage flush."""
+        return (*(job_task(job) for job in self.graph.order if job not in self.applications),
+                *((APPLY_TASK,) if self.feast_apply else ()), *((MATERIALIZE_TASK,) if self.materialize else ()),
+                *((FLUSH_TASK,) if self.lineage_flush else ()))
 
 
 def job_task(job: str) -> str:
@@ -99,7 +121,7 @@ def plan_pipeline(project: Project, settings: Settings, jobs: Sequence[LoadedJob
     submitted = _submitted_jobs(project, settings, jobs)
     rendered = render_jobs(project, settings, submitted) if submitted else []
     account = settings.pipeline
-    return PipelinePlan(
+    plan = PipelinePlan(
         name=resource_name(settings.feast.project),
         image=image or k8s.image,  # type: ignore[union-attr]
         env=settings.env,
@@ -116,8 +138,24 @@ def plan_pipeline(project: Project, settings: Settings, jobs: Sequence[LoadedJob
         namespace=k8s.namespace if k8s is not None else "",
         service_account=account.service_account,
         account_namespace=account.namespace or (k8s.namespace if k8s is not None else ""),
+        image_pull_policy=k8s.image_pull_policy if k8s is not None else "",
+        image_pull_secrets=tuple(k8s.image_pull_secrets) if k8s is not None else (),
+        secret_env={name: (ref.secret, ref.key) for name, ref in sorted(k8s.secret_env.items())} if k8s is not None else {},
         warnings=tuple(w for r in rendered for w in r.warnings),
     )
+    if k8s is not None and k8s.env_from_secrets and plan.in_pod_tasks:
+        plan = replace(plan, warnings=(*plan.warnings, _env_from_warning(project, settings, k8s.env_from_secrets, plan)))
+    return plan
+
+
+def _env_from_warning(project: Project, settings: Settings, secrets: Sequence[str], plan: PipelinePlan) -> str:
+    """That the tasks of ``plan`` running featurekit in their pod do not get the whole ``secrets``
+    (``kubernetes.env_from_secrets``): kfp-kubernetes sets single keys of a secret
+    (``use_secret_as_env``), never a whole one (it has no ``envFrom``)."""
+    return (f"{project.shown(project.conf_dir / settings.env)} kubernetes.env_from_secrets: the pipeline's tasks "
+            f"{', '.join(plan.in_pod_tasks)} do not get the secret(s) {', '.join(secrets)} (a Kubeflow "
+            "pipeline gives a task single keys of a secret, not whole ones; the SparkApplications do get them): "
+            "name the keys those tasks need in kubernetes.secret_env")
 
 
 def _submitted_jobs(project: Project, settings: Settings, jobs: Sequence[LoadedJob]) -> list[LoadedJob]:
@@ -221,39 +259,40 @@ def _pipeline_func(plan: PipelinePlan) -> Any:
                    + (", the lineage flush" if plan.lineage_flush else "")
                    + f"; rendered for env {plan.env}")
 
-    def configured(task: Any) -> Any:
+    def step(func: Callable[..., Any], name: str, **inputs: Any) -> Any:
+        """The task ``name`` running ``func`` on ``inputs``, uncached, in the env's pod settings;
+        one that runs featurekit in its pod (:attr:`PipelinePlan.in_pod_tasks`) gets its secrets too."""
+        task = _component(func, name, plan.image)(**inputs)
         task.set_caching_options(False)
-        for name, value in plan.env_vars.items():
-            task.set_env_variable(name, value)
+        for variable, value in plan.env_vars.items():
+            task.set_env_variable(variable, value)
+        _on_kubernetes(task, plan, secrets=name in plan.in_pod_tasks)
         return task
 
     def pipeline(env: str = plan.env, end: str = "", project_dir: str = plan.project_dir) -> None:
-        end_task = configured(_component(steps.interval_end, END_TASK, plan.image)(end=end))
+        end_task = step(steps.interval_end, END_TASK, end=end)
         end_task.set_display_name("interval end")
         resolved = end_task.output
         tasks: dict[str, Any] = {}
         for job in order:
             if job in plan.applications:
-                task = configured(_component(steps.submit_sparkapp, job_task(job), plan.image)(
-                    application=plan.applications[job], job=job, env=env, end=resolved,
-                    run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, timeout_s=plan.job_timeout_s))
+                task = step(steps.submit_sparkapp, job_task(job), application=plan.applications[job], job=job, env=env,
+                            end=resolved, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, timeout_s=plan.job_timeout_s)
             else:
-                task = configured(_component(steps.run_job, job_task(job), plan.image)(
-                    project_dir=project_dir, job=job, env=env, end=resolved))
+                task = step(steps.run_job, job_task(job), project_dir=project_dir, job=job, env=env, end=resolved)
             task.set_display_name(job)
             for before in upstream[job]:
                 task.after(tasks[before])
             tasks[job] = task
         last: list[Any] = list(tasks.values())
         if plan.feast_apply:
-            apply = configured(_component(steps.feast_apply, APPLY_TASK, plan.image)(project_dir=project_dir, env=env))
+            apply = step(steps.feast_apply, APPLY_TASK, project_dir=project_dir, env=env)
             last = [apply.after(*last) if last else apply]
         if plan.materialize:
-            fill = configured(_component(steps.materialize, MATERIALIZE_TASK, plan.image)(
-                project_dir=project_dir, env=env, end=resolved))
+            fill = step(steps.materialize, MATERIALIZE_TASK, project_dir=project_dir, env=env, end=resolved)
             last = [fill.after(*last) if last else fill]
         if plan.lineage_flush:
-            flush = configured(_component(steps.lineage_flush, FLUSH_TASK, plan.image)(project_dir=project_dir, env=env))
+            flush = step(steps.lineage_flush, FLUSH_TASK, project_dir=project_dir, env=env)
             if last:
                 flush.after(*last)
 
@@ -261,3 +300,33 @@ def _pipeline_func(plan: PipelinePlan) -> Any:
     # ``from __future__ import annotations`` turns into strings.
     pipeline.__annotations__ = {"env": str, "end": str, "project_dir": str, "return": None}
     return dsl.pipeline(name=plan.name, description=description)(pipeline)
+
+
+def _on_kubernetes(task: Any, plan: PipelinePlan, secrets: bool) -> None:
+    """Set ``task``'s pod as ``plan`` says, through kfp-kubernetes (the compiled pipeline's
+    ``platforms.kubernetes`` part, which KFP's backend applies and ``kfp.local`` ignores)."""
+    if not (plan.image_pull_policy or plan.image_pull_secrets or (secrets and plan.secret_env)):
+        return
+    from kfp import kubernetes
+
+    if plan.image_pull_policy:
+        kubernetes.set_image_pull_policy(task, plan.image_pull_policy)
+    if plan.image_pull_secrets:
+        kubernetes.set_image_pull_secrets(task, list(plan.image_pull_secrets))
+    if secrets:
+        for secret, keys in _secret_groups(plan.secret_env):
+            kubernetes.use_secret_as_env(task, secret, keys)
+
+
+def _secret_groups(secret_env: dict[str, tuple[str, str]]) -> list[tuple[str, dict[str, str]]]:
+    """``secret_env`` (variable -> (secret, key)) as ``use_secret_as_env`` takes it: per secret, its
+    keys and the variable each fills. A key given to two variables starts a second group of its
+    secret, since one group maps a key to one variable."""
+    groups: list[tuple[str, dict[str, str]]] = []
+    for name, (secret, key) in secret_env.items():
+        keys = next((keys for of, keys in groups if of == secret and key not in keys), None)
+        if keys is None:
+            keys = {}
+            groups.append((secret, keys))
+        keys[key] = name
+    return groups

@@ -1,6 +1,7 @@
 """``featurekit render pipeline``: the job graph from the specs, and the compiled Kubeflow
-pipeline loaded back with kfp, its DAG and parameters checked (no Spark, no cluster; the
-SparkApplications its job tasks submit are checked against the operator's CRD)."""
+pipeline loaded back with kfp, its DAG, parameters and task pods (the kfp-kubernetes platform
+spec) checked (no Spark, no cluster; the SparkApplications its job tasks submit are checked
+against the operator's CRD)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf import json_format
 from kfp import components
 from ruamel.yaml import YAML
 
 from featurekit.config import Project, load_settings
 from featurekit.deploy.graph import JobGraph, job_graph, table_key
-from featurekit.deploy.kfp_pipeline import pipeline_rbac, plan_pipeline, render_pipeline
+from featurekit.deploy.kfp_pipeline import LOCAL_IMAGE, compile_pipeline, pipeline_rbac, plan_pipeline, render_pipeline
 from featurekit.deploy.sparkapp import render
 from featurekit.deploy.submission import patch_application
 from featurekit.errors import ConfigError, SpecError
@@ -81,6 +83,25 @@ def _compiled(tmp_path: Path, jobs: dict[str, str], conf: str = _CLUSTER) -> tup
 
 def _dag(pipeline: Any) -> dict[str, set[str]]:
     return {name: set(task.dependent_tasks) for name, task in pipeline.pipeline_spec.root.dag.tasks.items()}
+
+
+def _executors(text: str) -> dict[str, Any]:
+    """The executors of the compiled pipeline (its first YAML document; the platform spec follows)."""
+    return next(iter(YAML(typ="safe", pure=True).load_all(text)))["deploymentSpec"]["executors"]
+
+
+def _pods(pipeline: Any) -> dict[str, dict[str, Any]]:
+    """Each executor's Kubernetes settings in the loaded pipeline's platform spec (kfp-kubernetes')."""
+    if "kubernetes" not in pipeline.platform_spec.platforms:
+        return {}
+    spec = json_format.MessageToDict(pipeline.platform_spec.platforms["kubernetes"].deployment_spec)
+    return spec["executors"]  # type: ignore[no-any-return]
+
+
+def _secrets(pod: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(variable, secret, key) of each secret-backed variable of ``pod``."""
+    return {(pair["envVar"], item["secretName"], pair["secretKey"])
+            for item in pod.get("secretAsEnv", []) for pair in item["keyToEnv"]}
 
 
 # -- the graph -----------------------------------------------------------------------------------
@@ -175,7 +196,7 @@ def test_the_compiled_dag_orders_jobs_then_apply_materialize_flush(tmp_path: Pat
 
 def test_tasks_run_the_featurekit_commands_in_the_conf_image(tmp_path: Path) -> None:
     text, pipeline = _compiled(tmp_path, {"a": _job("a", features=_ONLINE)})
-    executors = YAML(typ="safe", pure=True).load(text)["deploymentSpec"]["executors"]
+    executors = _executors(text)
     assert sorted(executors) == ["exec-feast-apply", "exec-interval-end", "exec-job-a", "exec-materialize"]
     for executor in executors.values():
         container = executor["container"]
@@ -230,7 +251,7 @@ def test_sparkapp_job_tasks_carry_the_rendered_sparkapplication(tmp_path: Path) 
     assert _dag(pipeline) == {"interval-end": set(), "job-a": {"interval-end"}, "job-b": {"interval-end", "job-a"},
                               "job-solo": {"interval-end"}}
     project, settings, loaded = _loaded(tmp_path, jobs, _SUBMITTING)
-    executors = YAML(typ="safe", pure=True).load(text)["deploymentSpec"]["executors"]
+    executors = _executors(text)
     tasks = pipeline.pipeline_spec.root.dag.tasks
     for job in loaded:
         if job.name == "solo":  # run_jobs_per_job: this one runs in its task's pod, as before
@@ -279,6 +300,89 @@ def test_a_pipeline_conf_that_cannot_run_is_a_clear_error(tmp_path: Path, conf: 
     assert [str(p) for p in caught.value.problems] == expected
 
 
+# -- the task pods: the env's secrets and image pull settings (kfp-kubernetes) ------------------------
+
+_SECRETS = _SUBMITTING.replace("  env: {FEATUREKIT_MODE: pipeline}\n", """\
+  env: {FEATUREKIT_MODE: pipeline}
+  image_pull_policy: Always
+  image_pull_secrets: [regcred, mirror-cred]
+  secret_env:
+    AWS_SECRET_ACCESS_KEY: {secret: s3, key: secret-access-key}
+    AWS_ACCESS_KEY_ID: {secret: s3, key: access-key-id}
+    FS_S3A_ACCESS_KEY: {secret: s3, key: access-key-id}
+    FEATUREKIT_REGISTRY_TOKEN: {secret: registry-token, key: token}
+""") + "registry:\n  enabled: true\n  url: http://registry.example.com:8080\n"
+
+
+def test_tasks_running_featurekit_in_their_pod_get_exactly_the_envs_secrets(tmp_path: Path) -> None:
+    jobs = {"a": _job("a"), "solo": _job("solo", features=_ONLINE)}  # a: sparkapp; solo: in_task
+    text, pipeline = _compiled(tmp_path, jobs, _SECRETS)
+    pods = _pods(pipeline)
+    assert sorted(pods) == sorted(_executors(text)) == [
+        "exec-feast-apply", "exec-interval-end", "exec-job-a", "exec-job-solo", "exec-lineage-flush", "exec-materialize"]
+    conf = {("AWS_ACCESS_KEY_ID", "s3", "access-key-id"), ("AWS_SECRET_ACCESS_KEY", "s3", "secret-access-key"),
+            ("FEATUREKIT_REGISTRY_TOKEN", "registry-token", "token"), ("FS_S3A_ACCESS_KEY", "s3", "access-key-id")}
+    secrets = {name[len("exec-"):]: _secrets(pod) for name, pod in pods.items()}
+    assert secrets == {
+        # featurekit commands in the task's own pod: S3, the registry, ...
+        "job-solo": conf, "feast-apply": conf, "materialize": conf, "lineage-flush": conf,
+        # the end's time and a submission (the SparkApplication carries the secrets to its pods)
+        "interval-end": set(), "job-a": set(),
+    }
+    # a key given to two variables: a second reference to its secret, each variable set
+    assert [item["secretName"] for item in pods["exec-feast-apply"]["secretAsEnv"]] == ["s3", "registry-token", "s3"]
+    assert not any(item["optional"] for item in pods["exec-feast-apply"]["secretAsEnv"])
+    for pod in pods.values():  # every pod pulls the image as the SparkApplications do
+        assert pod["imagePullPolicy"] == "Always"
+        assert [item["secretName"] for item in pod["imagePullSecret"]] == ["regcred", "mirror-cred"]
+    # the SparkApplication gets the same secrets from the same conf
+    project, settings, loaded = _loaded(tmp_path, jobs, _SECRETS)
+    driver_env = render(project, settings, next(j for j in loaded if j.name == "a")).manifest["spec"]["driver"]["env"]
+    assert {(e["name"], e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+            for e in driver_env if "valueFrom" in e} == conf
+    # every secret is carried: nothing to warn about
+    assert plan_pipeline(project, settings, loaded).warnings == ()
+
+
+def test_whole_secrets_reach_the_sparkapplications_only_and_render_says_so(tmp_path: Path) -> None:
+    conf = _SECRETS.replace("  secret_env:\n", "  env_from_secrets: [redis-auth, extra]\n  secret_env:\n")
+    project, settings, loaded = _loaded(tmp_path, {"a": _job("a"), "solo": _job("solo")}, conf)
+    plan = plan_pipeline(project, settings, loaded)
+    assert plan.warnings == (
+        "conf/cluster kubernetes.env_from_secrets: the pipeline's tasks job-solo, lineage-flush do not get the "
+        "secret(s) redis-auth, extra (a Kubeflow pipeline gives a task single keys of a secret, not whole ones; "
+        "the SparkApplications do get them): name the keys those tasks need in kubernetes.secret_env",)
+    done = subprocess.run([*FEATUREKIT, "--project", str(project.root), "render", "pipeline", "--env", "cluster"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"warning {plan.warnings[0]}" in " ".join(done.stderr.split())
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(done.stdout)
+    pipeline = components.load_component_from_file(str(path))
+    assert "redis-auth" not in json.dumps(_pods(pipeline))
+    application = json.loads(pipeline.pipeline_spec.root.dag.tasks["job-a"].inputs.parameters["application"]
+                             .runtime_value.constant.string_value)
+    assert application["spec"]["driver"]["envFrom"] == [{"secretRef": {"name": "redis-auth"}},
+                                                        {"secretRef": {"name": "extra"}}]
+    # every task submits a SparkApplication, and nothing follows: no task misses them
+    only_submitting = conf.replace("  run_jobs_per_job: {solo: in_task}\n", "").replace("  enabled: true", "  enabled: false")
+    project, settings, loaded = _loaded(tmp_path / "all", {"a": _job("a"), "solo": _job("solo")}, only_submitting)
+    assert plan_pipeline(project, settings, loaded).warnings == ()
+
+
+def test_the_local_env_pipeline_has_no_platform_spec(tmp_path: Path) -> None:
+    """`pipeline run --local` on the local env: no kubernetes: settings, so no pod settings at all."""
+    project = Project(REPO)
+    settings = load_settings(project, "local")
+    loaded, problems = load_jobs(project.job_files(), settings.vars, base=project.root)
+    assert problems == []
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(compile_pipeline(plan_pipeline(project, settings, loaded, image=LOCAL_IMAGE)))
+    assert "platforms" not in path.read_text()
+    pipeline = components.load_component_from_file(str(path))
+    assert _pods(pipeline) == {} and "exec-feast-apply" in _executors(path.read_text())
+
+
 # -- the command ---------------------------------------------------------------------------------
 
 def test_render_pipeline_writes_the_repository_pipeline(tmp_path: Path) -> None:
@@ -305,9 +409,16 @@ def test_render_pipeline_writes_the_repository_pipeline(tmp_path: Path) -> None:
         "materialize": {"feast-apply", "interval-end"},
         "lineage-flush": {"materialize"},
     }
-    executors = YAML(typ="safe", pure=True).load(out.read_text())["deploymentSpec"]["executors"]
+    executors = _executors(out.read_text())
     assert {name: e["container"]["args"][-1] for name, e in executors.items() if name.startswith("exec-job-")} == {
         "exec-job-driver-hourly-stats": "submit_sparkapp", "exec-job-driver-profile": "submit_sparkapp"}
+    # conf/k8s's credentials on the tasks running featurekit in their pod; the job tasks only submit
+    k8s = {("AWS_ACCESS_KEY_ID", "featurekit-s3", "access-key-id"),
+           ("AWS_SECRET_ACCESS_KEY", "featurekit-s3", "secret-access-key"),
+           ("FEATUREKIT_REGISTRY_TOKEN", "model-registry-token", "token")}
+    assert {name: _secrets(pod) for name, pod in _pods(pipeline).items()} == {
+        "exec-interval-end": set(), "exec-job-driver-hourly-stats": set(), "exec-job-driver-profile": set(),
+        "exec-feast-apply": k8s, "exec-materialize": k8s, "exec-lineage-flush": k8s}
 
     done = subprocess.run([*FEATUREKIT, "render", "pipeline", "--env", "local"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 2 and "environment 'local' has no kubernetes: settings" in done.stderr
