@@ -52,6 +52,10 @@ ARRIVAL_END ?= 2026-01-16T00:00:00Z
 DEMO_WINDOW ?= --start 2026-01-01T00:00:00Z --end $(ARRIVAL_END)
 REGISTRY_PORT ?= 8080
 REGISTRY_URL := http://127.0.0.1:$(REGISTRY_PORT)
+# The demo model's KServe predictor and featurekit's transformer in front of it (README "Running on Kubeflow").
+PREDICTOR_PORT ?= 8091
+TRANSFORMER_PORT ?= 8092
+MODEL_DIR := data/models/driver-eta/demo
 
 demo: setup  ## raw data -> jobs -> Delta -> feast apply -> materialize -> online lookups -> training set -> lineage
 	test -f data/raw/_manifest.json || $(FK) generate-demo-data --rows $(ROWS)
@@ -66,8 +70,9 @@ demo: setup  ## raw data -> jobs -> Delta -> feast apply -> materialize -> onlin
 	$(FK) render sparkapp --all --env k8s -o .featurekit/manifests/  # the same jobs for the Spark operator (README "Running on Kubernetes")
 	$(FK) feast apply
 	@mkdir -p .featurekit
-	$(FK) registry serve --port $(REGISTRY_PORT) > .featurekit/registry.log 2>&1 & pid=$$!; trap "kill $$pid" EXIT; \
-	for _ in $$(seq 100); do $(PY) -c "import httpx; httpx.get('$(REGISTRY_URL)/api/model_registry/v1/registered_models', timeout=1).raise_for_status()" 2>/dev/null && break; sleep 0.2; done; \
+	$(FK) registry serve --port $(REGISTRY_PORT) > .featurekit/registry.log 2>&1 & pids=$$!; trap 'kill $$pids 2>/dev/null' EXIT; \
+	ready() { for _ in $$(seq 300); do $(PY) -c "import httpx; httpx.get('$$1', timeout=1).raise_for_status()" 2>/dev/null && return 0; sleep 0.2; done; echo "$$1 did not answer" >&2; return 1; }; \
+	ready $(REGISTRY_URL)/api/model_registry/v1/registered_models; \
 	export FEATUREKIT_REGISTRY_URL=$(REGISTRY_URL); set -e; \
 	$(FK) materialize $(DEMO_WINDOW); \
 	echo "driver 100001 stopped driving on $(DATA_END): its windows have emptied (expire: true)"; \
@@ -77,7 +82,19 @@ demo: setup  ## raw data -> jobs -> Delta -> feast apply -> materialize -> onlin
 	$(FK) lineage flush; \
 	$(FK) lineage link --model driver-eta --version demo --service driver_activity; \
 	$(FK) lineage show --model driver-eta --version demo; \
-	$(FK) lineage show --model driver-eta --version demo --format mermaid --out .featurekit/lineage.mmd
+	$(FK) lineage show --model driver-eta --version demo --format mermaid --out .featurekit/lineage.mmd; \
+	$(PY) -m featurekit.demo.model train --training-set data/lake/training/driver_activity --out $(MODEL_DIR); \
+	$(FK) lineage register-model --model driver-eta --version demo --uri file://$(abspath $(MODEL_DIR)) --format featurekit-demo-linear:1; \
+	$(FK) render pipeline --env k8s -o .featurekit/manifests/pipeline.yaml --rbac .featurekit/manifests/pipeline-rbac.yaml; \
+	$(FK) render inferenceservice --model driver-eta --version demo --env k8s -o .featurekit/manifests/inferenceservice.yaml; \
+	$(PY) -m featurekit.demo.model serve --model_dir $(MODEL_DIR) --model_name driver-eta --http_port $(PREDICTOR_PORT) \
+	  > .featurekit/predictor.log 2>&1 & pids="$$pids $$!"; \
+	$(FK) transformer --model driver-eta --version demo --model_name driver-eta --predictor_host 127.0.0.1:$(PREDICTOR_PORT) \
+	  --http_port $(TRANSFORMER_PORT) > .featurekit/transformer.log 2>&1 & pids="$$pids $$!"; \
+	ready http://127.0.0.1:$(PREDICTOR_PORT)/v1/models/driver-eta; ready http://127.0.0.1:$(TRANSFORMER_PORT)/v1/models/driver-eta; \
+	echo "one request through the transformer (it adds driver_activity's online features; driver 999 is unknown):"; \
+	$(PY) -c "import httpx, json; r = httpx.post('http://127.0.0.1:$(TRANSFORMER_PORT)/v1/models/driver-eta:predict', \
+	  json={'instances': [{'driver_id': 100002}, {'driver_id': 999}]}, timeout=30); r.raise_for_status(); print(json.dumps(r.json()))"
 
 test: setup  ## every tier: unit, integration (Spark + Delta), e2e (CLI, spark-submit)
 	$(PY) -m pytest $(PYTEST_ARGS) tests
