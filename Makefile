@@ -86,13 +86,15 @@ demo: setup  ## raw data -> jobs -> Delta -> feast apply -> materialize -> onlin
 	$(PY) -m featurekit.demo.model train --training-set data/lake/training/driver_activity --out $(MODEL_DIR); \
 	$(FK) lineage register-model --model driver-eta --version demo --uri file://$(abspath $(MODEL_DIR)) --format featurekit-demo-linear:1; \
 	$(FK) render pipeline --env k8s -o .featurekit/manifests/pipeline.yaml --rbac .featurekit/manifests/pipeline-rbac.yaml; \
-	$(FK) render inferenceservice --model driver-eta --version demo --env k8s -o .featurekit/manifests/inferenceservice.yaml; \
+	FEATUREKIT_REGISTRY_TOKEN=not-checked-by-the-embedded-registry \
+	  $(FK) render inferenceservice --model driver-eta --version demo --env k8s -o .featurekit/manifests/inferenceservice.yaml; \
 	$(PY) -m featurekit.demo.model serve --model_dir $(MODEL_DIR) --model_name driver-eta --http_port $(PREDICTOR_PORT) \
 	  > .featurekit/predictor.log 2>&1 & pids="$$pids $$!"; \
 	$(FK) transformer --model driver-eta --version demo --model_name driver-eta --predictor_host 127.0.0.1:$(PREDICTOR_PORT) \
 	  --http_port $(TRANSFORMER_PORT) > .featurekit/transformer.log 2>&1 & pids="$$pids $$!"; \
 	ready http://127.0.0.1:$(PREDICTOR_PORT)/v1/models/driver-eta; ready http://127.0.0.1:$(TRANSFORMER_PORT)/v1/models/driver-eta; \
-	echo "one request through the transformer (it adds driver_activity's online features; driver 999 is unknown):"; \
+	echo "one request through the transformer: it adds these online features of driver_activity to each instance (driver 999 is unknown):"; \
+	$(FK) online driver_id=100002 driver_id=999 --service driver_activity; \
 	$(PY) -c "import httpx, json; r = httpx.post('http://127.0.0.1:$(TRANSFORMER_PORT)/v1/models/driver-eta:predict', \
 	  json={'instances': [{'driver_id': 100002}, {'driver_id': 999}]}, timeout=30); r.raise_for_status(); print(json.dumps(r.json()))"
 
