@@ -270,6 +270,12 @@ class RegistryClient:
         return self._create_or(lambda: self.find_model_version(model_id, name), "/model_versions",
                                {"name": name, "registeredModelId": model_id, **fields})
 
+    def set_version_properties(self, version: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+        """PATCH the model version ``version`` (as found) with ``values`` added to its customProperties;
+        the properties it has keep their values (the API's PATCH replaces the whole map)."""
+        properties = {**(version.get("customProperties") or {}), **tagged(values)}
+        return self._resource("PATCH", f"/model_versions/{version['id']}", body={"customProperties": properties})
+
     def get_artifact(self, artifact_id: str) -> dict[str, Any] | None:
         return self.request("GET", f"/artifacts/{artifact_id}", missing_ok=True)
 

@@ -46,6 +46,10 @@ class TreeBuilder:
         root = Node("model_version", f"model {model} version {version}", key=f"mv:{mv['id']}",
                     details=[f"registered model {registered['id']}, model version {mv['id']}"
                              + (f", author {mv['author']}" if mv.get("author") else "")])
+        served = untagged(mv.get("customProperties"))
+        if served.get("feature_service"):
+            root.details.append(f"served with feature service {served.get('feast_project') or '?'}."
+                                f"{served['feature_service']}")
         for artifact in client.version_artifacts(mv["id"], DATASET):
             root.add(self.artifact(artifact))
         if not root.children:

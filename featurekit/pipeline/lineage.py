@@ -3,8 +3,9 @@
 - :func:`lineage_store`: what ``materialize`` and ``training_set`` record into: the run log
   always, and the Model Registry when ``registry.enabled`` (unreachable -> the outbox).
 - :func:`link`: attach the DataSet artifacts of a training set, or of the latest materialized
-  feature sets of a feature service's views, to a model version (created if absent). Training
-  code calls it too: ``link(project, settings, "eta", "3", service="driver_rates")``.
+  feature sets of a feature service's views, to a model version (created if absent), and name
+  the service in the version's customProperties. Training code calls it too:
+  ``link(project, settings, "eta", "3", service="driver_rates")``.
 - :func:`flush`: replay the outbox, exactly once per record.
 - :func:`show`: the tree model version -> training set -> feature sets -> Delta versions -> job
   runs -> sources (or a feature view's feature sets -> ...), built by
@@ -146,7 +147,9 @@ def link(project: Project, settings: Settings, model: str, version: str, trainin
          service: str | None = None, *, author: str | None = None, client: RegistryClient | None = None) -> LinkResult:
     """Attach lineage to version ``version`` of the registered model ``model`` (both created if
     absent): the training set ``training_set`` (its run id, or its artifact id), or with
-    ``service`` the latest materialized feature set of each of the service's views.
+    ``service`` the latest materialized feature set of each of the service's views. The model
+    version's customProperties then name the feature service (``feature_service``, the training
+    set's own with ``training_set``) and ``feast_project``: the service it is served with.
 
     A record the run log holds but the registry does not yet (recorded with the registry
     disabled, or waiting in the outbox) is sent first; "latest" compares the registry's newest
@@ -165,6 +168,14 @@ def link(project: Project, settings: Settings, model: str, version: str, trainin
         registered = client.registered_model(model, **({"owner": author} if author else {}))
         mv = client.model_version(registered["id"], version, **({"author": author} if author else {}))
         linked = [client.link(mv["id"], a["id"]) for a in artifacts]
+        served = {"feature_service": service, "feast_project": settings.feast.project}
+        if training_set is not None:
+            props = untagged(artifacts[0].get("customProperties"))
+            served = {"feature_service": props.get("feature_service"),
+                      "feast_project": props.get("feast_project") or settings.feast.project}
+        if served["feature_service"]:
+            # the service the version is served with (the KServe transformer reads it); the last link wins
+            mv = client.set_version_properties(mv, served)
         return LinkResult(registered, mv, linked, [client.api_url(f"/artifacts/{a['id']}") for a in linked])
     finally:
         if own:
