@@ -69,21 +69,23 @@ def transformer(
     http_port: Annotated[int, typer.Option("--http_port", help="Port (on every address, as KServe serves).")] = 8080,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Server processes.")] = 1,
     protocol: Annotated[str, typer.Option("--protocol", "--predictor_protocol",
-                                          help="The predictor's protocol (v1 only, for now).")] = "v1",
+                                          help="The predictor's protocol, which requests speak too: v1 or v2.")] = "v1",
 ) -> None:
-    """A KServe transformer: adds the online features linked to a model version to each instance of a
-    V1 predict request, then forwards it to the predictor. Takes the arguments KServe appends."""
-    from featurekit.online.kserve_model import ServerArgs, serve
+    """A KServe transformer: adds the online features linked to a model version to each request (V1
+    instances, or V2 input tensors), then forwards it to the predictor. Takes the arguments KServe appends."""
+    from featurekit.online.kserve_model import PROTOCOLS, ServerArgs, serve
     from featurekit.online.transformer import enricher_for
 
-    if protocol != "v1":
-        raise ConfigError.single(f"only the v1 protocol is supported; got {protocol!r}", file="command line",
+    if protocol not in PROTOCOLS:
+        raise ConfigError.single(f"expected one of {', '.join(PROTOCOLS)}; got {protocol!r}", file="command line",
                                  field="--protocol")
     project = options(ctx).project()
-    enricher = enricher_for(project, load_settings(project, env), model, version)
+    enricher = enricher_for(project, load_settings(project, env), model, version, protocol)
+    name = model_name or model
+    endpoint = f"/v1/models/{name}:predict" if protocol == "v1" else f"/v2/models/{name}/infer"
     out.print(f"transformer for {model} version {version}: {enricher.linked.describe()}; predictor "
-              f"{predictor_host}, http://0.0.0.0:{http_port}/v1/models/{model_name or model}:predict", markup=False)
-    serve(enricher, ServerArgs(model_name or model, predictor_host, http_port, workers, protocol))
+              f"{predictor_host} ({protocol}), http://0.0.0.0:{http_port}{endpoint}", markup=False)
+    serve(enricher, ServerArgs(name, predictor_host, http_port, workers, protocol))
 
 
 def api(

@@ -1,6 +1,8 @@
 """``featurekit transformer``: the :class:`~featurekit.online.transformer.Enricher` as a KServe
-transformer, served by KServe's own ``ModelServer`` (V1 ``/v1/models/<name>:predict``; the
-enriched request goes on to the predictor, whose answer comes back unchanged).
+transformer, served by KServe's own ``ModelServer``: V1 ``/v1/models/<name>:predict`` or V2
+``/v2/models/<name>/infer`` (JSON tensors), as the predictor speaks (``--protocol``, KServe's
+``predictor_protocol``). The enriched request goes on to the predictor in the same protocol; its
+answer comes back unchanged. A request in the other protocol is a 400 that says which to use.
 
 KServe is imported here only (the CLI imports this module when it serves), with ``sys.argv``
 hidden: ``kserve.model_server`` parses the command line when imported (``parse_known_args``,
@@ -14,7 +16,12 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from featurekit.online.transformer import BadRequest, Enricher
+from featurekit.online.transformer import BadRequest, Enricher, Tensor
+
+PROTOCOLS = ("v1", "v2")
+_ENDPOINT = {"v1": 'V1 requests ({{"instances": [...]}}) to /v1/models/{name}:predict',
+             "v2": 'V2 requests ({{"inputs": [...]}}) to /v2/models/{name}/infer'}
+
 
 @dataclass(frozen=True)
 class ServerArgs:
@@ -58,12 +65,20 @@ class FeatureTransformer(kserve.Model):  # type: ignore[misc,name-defined]
         return self._config
 
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
-        if isinstance(payload, kserve.InferRequest):
-            raise InvalidInput('the featurekit transformer takes the V1 protocol ({"instances": [...]}) only')
+        protocol = self._config.predictor_protocol
+        if (protocol == "v2") != isinstance(payload, kserve.InferRequest):
+            raise InvalidInput(f"this transformer's predictor speaks {protocol.upper()}: send "
+                               + _ENDPOINT[protocol].format(name=self.name))
         try:
-            return self.enricher.enrich_v1(payload)
+            if protocol == "v1":
+                return self.enricher.enrich_v1(payload)
+            given = [Tensor(i.name, i.datatype, list(i.shape), i.data if isinstance(i.data, list) else None)
+                     for i in payload.inputs]
+            added = self.enricher.enrich_v2(given)
         except BadRequest as exc:
             raise InvalidInput(str(exc)) from None
+        payload.inputs.extend(kserve.InferInput(t.name, t.shape, t.datatype, t.data) for t in added)
+        return payload
 
 
 def serve(enricher: Enricher, args: ServerArgs) -> None:

@@ -1,14 +1,16 @@
-"""``featurekit transformer``: a real transformer process in front of a real predictor process (a
-tiny ``kserve.Model`` that echoes the instances it is given), over HTTP, with the embedded Model
-Registry and a SQLite online store.
+"""``featurekit transformer``: real transformer processes (one per protocol, V1 and V2) in front of
+a real predictor process (a tiny ``kserve.Model`` that echoes what it is given, in either
+protocol), over HTTP, with the embedded Model Registry and a SQLite online store.
 
 No Spark: the project is the one of ``test_online_catalog`` (delta-rs table, real ``feast apply``,
-rows written through the online-store port); the model version is linked to the feature set of
-its view with the very artifact ``featurekit lineage link --service`` sends.
+rows written through the online-store port); the feature set of its view is recorded in the
+registry with the very artifact ``materialize`` sends, and the model version is linked to the
+service by ``lineage.link`` (what ``featurekit lineage link --service`` calls).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,14 +18,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from featurekit.config import Project, Settings
-from featurekit.lineage import FeatureSetRecord
-from featurekit.lineage.client import RegistryClient
-from featurekit.lineage.registry_lineage import feature_set_artifact
+from featurekit.lineage import FeatureSetRecord, TrainingSetRecord
+from featurekit.lineage.client import RegistryClient, tagged, untagged
+from featurekit.lineage.registry_lineage import feature_set_artifact, training_set_artifact
+from featurekit.lineage.tree import render
+from featurekit.online import OnlineFeatures
+from featurekit.online.transformer import linked_features
+from featurekit.pipeline import lineage
 from featurekit.registry import create_registry_app
 from tests.conftest import REPO, _free_port
 from tests.integration.registry_helpers import serve
@@ -32,8 +39,10 @@ from tests.integration.test_online_catalog import make_project
 pytestmark = [pytest.mark.feast, pytest.mark.registry]
 
 CLI = "import sys; from featurekit.cli import main; sys.exit(main())"
-# The predictor: answers each instance with the instance itself, so the test sees what arrived.
+# The predictor: answers each V1 instance with the instance itself; a V2 request with one BYTES
+# output holding the JSON of the input tensors (name, datatype, shape, data) that arrived.
 PREDICTOR = """
+import json
 import sys
 import kserve
 
@@ -43,6 +52,11 @@ class Echo(kserve.Model):
         self.ready = True
 
     async def predict(self, payload, headers=None, response_headers=None):
+        if isinstance(payload, kserve.InferRequest):
+            seen = [{"name": i.name, "datatype": i.datatype, "shape": list(i.shape), "data": i.data}
+                    for i in payload.inputs]
+            return {"model_name": self.name, "id": payload.id,
+                    "outputs": [{"name": "received", "datatype": "BYTES", "shape": [1], "data": [json.dumps(seen)]}]}
         return {"predictions": payload["instances"]}
 
 kserve.ModelServer(http_port=int(sys.argv[1]), enable_grpc=False).start([Echo(sys.argv[2])])
@@ -78,24 +92,30 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def _link(registry_url: str, settings: Settings, model: str, version: str) -> None:
+def _record_feature_set(client: RegistryClient, settings: Settings) -> dict[str, Any]:
+    """The feature set of ``rider_stats`` in the registry, as ``materialize`` records it."""
     record = FeatureSetRecord(
         run_id="r1", feast_project=settings.feast.project, feature_view="rider_stats",
         features=["trips", "rating", "city"], job="rider_stats", spec_fingerprint="f", delta_path="lake/rider_stats",
         delta_version=0, window_start="2026-01-01T00:00:00Z", window_end="2026-01-02T00:00:00Z", rows=3, keys=3,
         online_store="sqlite", recorded_at="2026-01-02T00:00:00Z")
-    with RegistryClient(registry_url) as client:
-        artifact, _ = client.artifact(feature_set_artifact(record, None))
-        registered = client.registered_model(model)
-        client.link(client.model_version(registered["id"], version)["id"], artifact["id"])
+    artifact, _ = client.artifact(feature_set_artifact(record, None))
+    return artifact
+
+
+def _version(client: RegistryClient, model: str, version: str, **fields: Any) -> dict[str, Any]:
+    return client.model_version(client.registered_model(model)["id"], version, **fields)
 
 
 @dataclass(frozen=True)
 class Running:
-    transformer: str            # base URLs
+    transformer: str            # base URLs: V1, V2
+    transformer_v2: str
     registry: str
     predictor: str              # host:port
     project: Project
+    settings: Settings
+    feature_set: dict[str, Any]     # its artifact
 
 
 @pytest.fixture(scope="module")
@@ -105,25 +125,35 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     project, settings = make_project(root / "project")
     server, thread, registry_port = serve(create_registry_app(root / "registry.db"))
     registry_url = f"http://127.0.0.1:{registry_port}"
-    _link(registry_url, settings, "eta", "1")
-    with RegistryClient(registry_url) as client:      # a version with nothing linked
-        client.model_version(client.registered_model("eta")["id"], "bare")
+    with RegistryClient(registry_url) as client:
+        feature_set = _record_feature_set(client, settings)
+        # a version with a property of its own, which the link keeps
+        _version(client, "eta", "1", customProperties=tagged({"framework": "sklearn"}))
+        lineage.link(project, settings, "eta", "1", service="rider_service", client=client)
+        _version(client, "eta", "bare")       # nothing linked
     env = {**os.environ, "PYTHONPATH": str(REPO), "FEATUREKIT_REGISTRY_URL": registry_url}
-    predictor_port, transformer_port = _free_port(), _free_port()
-    predictor_log, transformer_log = root / "predictor.log", root / "transformer.log"
-    predictor = _start([sys.executable, "-c", PREDICTOR, str(predictor_port), "eta-isvc"], predictor_log, env)
-    transformer = _start(
-        [sys.executable, "-c", CLI, "--project", str(project.root),
-         "transformer", "--model", "eta", "--version", "1",
-         # as KServe's controller appends them
-         "--model_name", "eta-isvc", "--predictor_host", f"127.0.0.1:{predictor_port}",
-         "--http_port", str(transformer_port), "--workers", "1", "--protocol", "v1"], transformer_log, env)
+    predictor_port, transformer_port, v2_port = _free_port(), _free_port(), _free_port()
+    logs = {name: root / f"{name}.log" for name in ("predictor", "transformer", "transformer-v2")}
+    predictor = _start([sys.executable, "-c", PREDICTOR, str(predictor_port), "eta-isvc"], logs["predictor"], env)
+    transformers = {
+        (port, protocol): _start(
+            [sys.executable, "-c", CLI, "--project", str(project.root),
+             "transformer", "--model", "eta", "--version", "1",
+             # as KServe's controller appends them
+             "--model_name", "eta-isvc", "--predictor_host", f"127.0.0.1:{predictor_port}",
+             "--http_port", str(port), "--workers", "1", "--protocol", protocol], log, env)
+        for port, protocol, log in ((transformer_port, "v1", logs["transformer"]),
+                                    (v2_port, "v2", logs["transformer-v2"]))}
     try:
-        _wait_ready(f"http://127.0.0.1:{predictor_port}/v1/models/eta-isvc", predictor, predictor_log)
-        _wait_ready(f"http://127.0.0.1:{transformer_port}/v1/models/eta-isvc", transformer, transformer_log)
-        yield Running(f"http://127.0.0.1:{transformer_port}", registry_url, f"127.0.0.1:{predictor_port}", project)
+        _wait_ready(f"http://127.0.0.1:{predictor_port}/v1/models/eta-isvc", predictor, logs["predictor"])
+        for (port, protocol), proc in transformers.items():
+            _wait_ready(f"http://127.0.0.1:{port}/{protocol}/models/eta-isvc", proc,
+                        logs["transformer" if protocol == "v1" else "transformer-v2"])
+        yield Running(f"http://127.0.0.1:{transformer_port}", f"http://127.0.0.1:{v2_port}", registry_url,
+                      f"127.0.0.1:{predictor_port}", project, settings, feature_set)
     finally:
-        _stop(transformer)
+        for proc in transformers.values():
+            _stop(proc)
         _stop(predictor)
         server.should_exit = True
         thread.join(timeout=10)
@@ -186,3 +216,111 @@ def test_a_version_without_linked_features_stops_the_transformer_before_it_liste
     assert done.returncode == 2, done.stdout + done.stderr
     assert "model eta version bare has no linked training set or feature sets" in done.stdout + done.stderr
 
+
+
+# -- V2 (Open Inference Protocol) ------------------------------------------------------------
+
+def _infer(running: Running, inputs: list[dict[str, Any]], **fields: Any) -> httpx.Response:
+    return httpx.post(f"{running.transformer_v2}/v2/models/eta-isvc/infer", json={"inputs": inputs, **fields},
+                      timeout=30)
+
+
+def _received(answer: httpx.Response) -> list[dict[str, Any]]:
+    assert answer.status_code == 200, answer.text
+    (output,) = answer.json()["outputs"]
+    return json.loads(output["data"][0])
+
+
+def test_v2_appends_one_tensor_per_feature_with_its_datatype(running: Running) -> None:
+    answer = _infer(running, [{"name": "rider_id", "datatype": "INT64", "shape": [3], "data": [1, 999, 3]},
+                              {"name": "hour", "datatype": "FP32", "shape": [3], "data": [8.0, 9.5, 10.0]}], id="req-7")
+    assert answer.json()["id"] == "req-7" and answer.json()["model_name"] == "eta-isvc"
+    assert _received(answer) == [
+        {"name": "rider_id", "datatype": "INT64", "shape": [3], "data": [1, 999, 3]},
+        {"name": "hour", "datatype": "FP32", "shape": [3], "data": [8.0, 9.5, 10.0]},
+        {"name": "trips", "datatype": "INT64", "shape": [3], "data": [4, None, None]},   # 999: unknown entity
+        {"name": "rating", "datatype": "FP64", "shape": [3], "data": [4.5, None, 5.0]},
+        {"name": "city", "datatype": "BYTES", "shape": [3], "data": ["Lyon", None, "Oslo"]},
+    ]
+
+
+def test_v2_keeps_an_input_the_request_carries(running: Running) -> None:
+    received = _received(_infer(running, [{"name": "city", "datatype": "BYTES", "shape": [1], "data": ["Paris"]},
+                                          {"name": "rider_id", "datatype": "INT32", "shape": [1], "data": [2]}]))
+    assert [(t["name"], t["data"]) for t in received] == [("city", ["Paris"]), ("rider_id", [2]), ("trips", [5]),
+                                                          ("rating", [3.25])]
+
+
+@pytest.mark.parametrize(("inputs", "reason"), [
+    ([{"name": "hour", "datatype": "FP32", "shape": [1], "data": [8.0]}],
+     "missing input tensor(s) rider_id: one input per join key, named by the key, shape [n]"),
+    ([{"name": "rider_id", "datatype": "INT64", "shape": [2, 1], "data": [1, 2]}],
+     "input rider_id: expected shape [n], one value per entity; got [2, 1]"),
+    ([{"name": "rider_id", "datatype": "INT64", "shape": [3], "data": [1, 2]}],
+     "input rider_id: shape [3] but 2 value(s)"),
+    ([{"name": "rider_id", "datatype": "INT64", "shape": [1], "data": [1]},
+      {"name": "hour", "datatype": "FLOAT", "shape": [1], "data": [8.0]}],
+     "input hour: unknown datatype 'FLOAT' (expected one of BOOL, INT8, INT16, INT32, INT64, UINT8, UINT16, UINT32, "
+     "UINT64, FP16, FP32, FP64, BYTES)"),
+    ([{"name": "rider_id", "datatype": "BYTES", "shape": [1], "data": ["1"]}],
+     "input rider_id: datatype BYTES cannot carry the join key rider_id (INT64); expected an integer datatype"),
+    ([{"name": "rider_id", "datatype": "INT64", "shape": [2], "data": [1, None]}],
+     "input rider_id, value 1: expected an integer; got null"),
+])
+def test_v2_a_bad_request_is_a_400_with_the_reason(running: Running, inputs: list[dict[str, Any]], reason: str) -> None:
+    answer = _infer(running, inputs)
+    assert (answer.status_code, answer.json()) == (400, {"error": reason})
+
+
+def test_each_transformer_tells_a_request_of_the_other_protocol_where_to_go(running: Running) -> None:
+    v1 = httpx.post(f"{running.transformer_v2}/v1/models/eta-isvc:predict", json={"instances": [{"rider_id": 1}]},
+                    timeout=30)
+    assert (v1.status_code, v1.json()) == (400, {"error": "this transformer's predictor speaks V2: send V2 requests "
+                                                          '({"inputs": [...]}) to /v2/models/eta-isvc/infer'})
+    v2 = httpx.post(f"{running.transformer}/v2/models/eta-isvc/infer", timeout=30,
+                    json={"inputs": [{"name": "rider_id", "datatype": "INT64", "shape": [1], "data": [1]}]})
+    assert (v2.status_code, v2.json()) == (400, {"error": "this transformer's predictor speaks V1: send V1 requests "
+                                                          '({"instances": [...]}) to /v1/models/eta-isvc:predict'})
+
+
+# -- which service a model version is served with ----------------------------------------------
+
+def test_link_names_the_service_on_the_version_and_keeps_its_other_properties(running: Running) -> None:
+    with RegistryClient(running.registry) as client:
+        version = client.find_model_version(client.registered_model("eta")["id"], "1")
+        assert version is not None
+        assert untagged(version["customProperties"]) == {
+            "framework": "sklearn", "feature_service": "rider_service", "feast_project": running.settings.feast.project}
+        tree = lineage.show(running.project, running.settings, model="eta", version="1", client=client)
+    shown = render(tree, "text")
+    assert isinstance(shown, str)
+    assert f"served with feature service {running.settings.feast.project}.rider_service" in shown
+
+
+def test_the_version_property_wins_then_the_training_set_then_the_views(running: Running) -> None:
+    project, settings = running.project, running.settings
+    services = OnlineFeatures(settings.env, project, settings).services
+    training = TrainingSetRecord(
+        run_id="t1", feast_project=settings.feast.project, feature_service="rider_stats",
+        feature_views={"rider_stats": 0}, features=["trips"], spine_path="spine", output_path="lake/train",
+        output_version=0, rows=3, recorded_at="2026-01-03T00:00:00Z")
+    with RegistryClient(running.registry) as client:
+        trained, _ = client.artifact(training_set_artifact(training, {"rider_stats": running.feature_set}))
+        # linked before the link named the service: artifacts only
+        for name, artifacts in (("old-views", [running.feature_set]), ("old-training", [running.feature_set, trained])):
+            version_id = _version(client, "eta", name)["id"]
+            for artifact in artifacts:
+                client.link(version_id, artifact["id"])
+        # linked with the training set (its service recorded), then with another service: the last link wins
+        lineage.link(project, settings, "eta", "both", training_set=trained["id"], client=client)
+        first = linked_features(client, settings.feast.project, "eta", "both", services)
+        lineage.link(project, settings, "eta", "both", service="rider_service", client=client)
+        found = {name: linked_features(client, settings.feast.project, "eta", name, services)
+                 for name in ("both", "old-training", "old-views")}
+    assert (first.service, first.origin) == ("rider_stats", "feature_service of model eta version both")
+    assert (found["both"].service, found["both"].origin) == ("rider_service", "feature_service of model eta version both")
+    assert (found["old-training"].service, found["old-training"].origin) == (
+        "rider_stats", "training set of model eta version old-training")
+    # two catalog services cover exactly the view: no guess, every feature of the view
+    assert (found["old-views"].service, found["old-views"].features) == (
+        None, ["rider_stats:trips", "rider_stats:rating", "rider_stats:city"])
