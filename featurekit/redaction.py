@@ -17,7 +17,8 @@ the Model Registry, API answers, the CLI's consoles, log records (:func:`redact_
 files that must keep working (manifests, ``feature_store.yaml``) ask :func:`leaks` instead and
 refuse to write a secret, since a masked value would break them.
 
-The environment is read at each call, so a secret set after import is still caught. The names
+The environment is looked at on each call (compared with the one the last pattern of secret
+values was made from), so a secret set after import is still caught. The names
 and values flagged by conf are process-wide: an error printed by the CLI's last handler knows
 no settings object, yet must not show the token the settings named. This module imports nothing
 of featurekit, so every layer can use it.
@@ -90,12 +91,33 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     return sorted((v for v in found if _worth_masking(v)), key=len, reverse=True)
 
 
+# (the environment's raw mapping, the flagged names and known values counted, the pattern of
+# the secret values then): the last pattern made, for as long as nothing it rests on changed
+_last: tuple[dict[Any, Any], tuple[int, int], re.Pattern[str] | None] | None = None
+
+
+def _values_pattern() -> re.Pattern[str] | None:
+    """The pattern of every secret value known now. Made again only when the environment or the
+    flagged names and known values (which only grow) changed: a server makes a log record or
+    more per request, and comparing the environment costs little against reading it through."""
+    global _last
+    raw = getattr(os.environ, "_data", None)      # CPython's own mapping behind os.environ
+    counts = (len(_flagged_names), len(_known_values))
+    last = _last
+    if raw is not None and last is not None and last[1] == counts and last[0] == raw:
+        return last[2]
+    values = secret_values()
+    pattern = re.compile("|".join(map(re.escape, values))) if values else None
+    if isinstance(raw, dict):
+        _last = (dict(raw), counts, pattern)
+    return pattern
+
+
 class _Masker:
     """The secrets known at one moment, applied to many strings (one walk over a report)."""
 
     def __init__(self, by_key: bool = True) -> None:
-        values = secret_values()
-        self.pattern = re.compile("|".join(map(re.escape, values))) if values else None
+        self.pattern = _values_pattern()
         self.by_key = by_key
 
     def text(self, text: str) -> str:
@@ -157,7 +179,8 @@ _factory_installed = False
 def redact_logs() -> None:
     """Mask secrets in every log record this process makes from now on, whatever the logger or
     handler: the record's message (arguments filled in) and its traceback are masked when the
-    record is made, so no handler sees them whole. Idempotent."""
+    record is made, so no handler sees them whole; a record without a secret is left as made.
+    Idempotent."""
     global _factory_installed
     if _factory_installed:
         return
@@ -170,7 +193,11 @@ def redact_logs() -> None:
         except Exception:  # a record whose arguments do not fit its format: the handler says so
             return record
         masker = _Masker()
-        record.msg, record.args = masker.text(message), None
+        masked = masker.text(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        # else the record stays as made: formatters that read its arguments (uvicorn's access log,
+        # which KServe's servers use) would fail on every record without them
         if record.exc_info and not record.exc_text:
             record.exc_text = masker.text(logging.Formatter().formatException(record.exc_info))
         return record

@@ -117,6 +117,27 @@ def test_log_records_are_masked_with_their_arguments_and_tracebacks(monkeypatch:
     assert "log-tok-8a1f" not in text and "url-pw-9" not in text
 
 
+def test_a_secret_set_or_removed_between_two_calls_is_seen_by_the_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "connected with sess-8f2c-77"
+    assert redaction.redact_text(text) == text
+    monkeypatch.setenv("FK_TEST_SESSION_TOKEN", "sess-8f2c-77")
+    assert redaction.redact_text(text) == "connected with ***"
+    monkeypatch.delenv("FK_TEST_SESSION_TOKEN")
+    assert redaction.redact_text(text) == text
+
+
+def test_a_record_without_secrets_keeps_its_arguments_for_formatters_that_read_them() -> None:
+    from uvicorn.logging import AccessFormatter
+
+    redaction.redact_logs()
+    args = ("127.0.0.1:5000", "POST", "/v1/models/eta:predict", "1.1", 200)
+    record = logging.getLogger("uvicorn.access").makeRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d', args, None)
+    assert record.args == args
+    line = AccessFormatter("%(client_addr)s %(request_line)s %(status_code)s", use_colors=False).format(record)
+    assert line == "127.0.0.1:5000 POST /v1/models/eta:predict HTTP/1.1 200 OK"
+
+
 def _project(tmp_path: Path, conf: str, env: str = "secrets") -> Project:
     root = tmp_path / "project"
     (root / "jobs").mkdir(parents=True)
