@@ -158,7 +158,7 @@ def _peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-def _cpu_seconds(pid: int) -> float | None:
+def cpu_seconds(pid: int) -> float | None:
     """User + system CPU time of process ``pid`` so far, all its threads (``/proc/PID/stat``)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -168,7 +168,7 @@ def _cpu_seconds(pid: int) -> float | None:
 
 
 def _cpu_now(pid: int) -> float | None:
-    jvm = _cpu_seconds(pid)
+    jvm = cpu_seconds(pid)
     if jvm is None:
         return None
     mine = os.times()

@@ -16,8 +16,24 @@ Variants, each for 1 entity and for ``--batch`` entities per request (random key
 Before timing, featurekit's and the SDK's answers are compared for the same keys (they must be
 equal). Latencies are wall times per request (p50 / p99), throughput = requests / s.
 
+``--transformer``: the KServe transformer's overhead instead, on the SQLite store (the local
+default), for one instance per request, sequential requests on one keep-alive client:
+
+- ``online lookup, in process``: ``OnlineFeatures.get`` of the service for one entity;
+- ``predictor, direct``: a KServe predictor process (returns each instance's first feature);
+- ``transformer -> predictor``: ``featurekit transformer`` (its features linked to the model
+  version in an embedded Model Registry) in front of it: lookup, enrich, forward;
+- ``bare proxy -> predictor`` (the floor of a hop): ``benchmarks/bare_proxy.py`` in front of it.
+
+The HTTP variants get the same request (one instance: a random entity key); all four run in
+``--rounds`` rounds that rotate their order. Overhead = transformer - predictor (p50, p99), against the floor's bare proxy - predictor.
+Before timing, the predictor's answer through the transformer must hold the stored value.
+Besides wall times: the CPU time per request of the server processes and the benchmark's own
+(``/proc``), which other work sharing the cores inflates far less than the latencies.
+
     python benchmarks/online.py                       # 10,000 entities x 50 features
     python benchmarks/online.py --requests 300 --seconds 5
+    python benchmarks/online.py --transformer         # transformer overhead, SQLite
 """
 
 from __future__ import annotations
@@ -39,7 +55,17 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO, free_port, load_average, print_table, redis_server, save_json, work_folder  # noqa: E402
+from common import (  # noqa: E402
+    REPO,
+    cpu_seconds,
+    free_port,
+    load_average,
+    print_table,
+    redis_server,
+    save_json,
+    wait_until_quiet,
+    work_folder,
+)
 
 JOB = """
 name: bench_online
@@ -74,8 +100,9 @@ def wait_http(url: str, seconds: float = 60) -> None:
     raise RuntimeError(f"{url} did not answer in {seconds}s")
 
 
-def build(root: Path, entities: int, n_features: int, redis_url: str) -> tuple[Any, Any]:
-    """The project, its table, the applied view and the loaded Redis store; (project, settings)."""
+def build(root: Path, entities: int, n_features: int, redis_url: str | None) -> tuple[Any, Any]:
+    """The project, its table, the applied view and the loaded store (Redis at ``redis_url``, else
+    the local SQLite); (project, settings)."""
     import numpy as np
     import pyarrow as pa
     from deltalake import write_deltalake
@@ -90,10 +117,9 @@ def build(root: Path, entities: int, n_features: int, redis_url: str) -> tuple[A
         (root / folder).mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "conf", root / "conf", dirs_exist_ok=True)
     shutil.copy(REPO / "feature_repo" / "features.py", root / "feature_repo" / "features.py")
+    redis = f"feast:\n  online_store: {{type: redis, connection_string: \"{redis_url}\"}}\n" if redis_url else ""
     (root / "conf" / "local" / "zz_benchmark.yaml").write_text(
-        "vars:\n  lake_root: ${project_root}/data/lake\n"
-        f"feast:\n  online_store: {{type: redis, connection_string: \"{redis_url}\"}}\n"
-        "registry:\n  enabled: false\n")
+        f"vars:\n  lake_root: ${{project_root}}/data/lake\n{redis}registry:\n  enabled: false\n")
     (root / "jobs" / "bench_online.yaml").write_text(JOB.lstrip())
     rng = np.random.default_rng(7)
     columns: dict[str, Any] = {
@@ -117,8 +143,8 @@ def build(root: Path, entities: int, n_features: int, redis_url: str) -> tuple[A
     return project, settings
 
 
-def timed(call: Callable[[], Any], requests: int) -> list[float]:
-    for _ in range(min(50, requests)):
+def timed(call: Callable[[], Any], requests: int, warmup: int = 50) -> list[float]:
+    for _ in range(min(warmup, requests)):
         call()
     out = []
     for _ in range(requests):
@@ -160,6 +186,174 @@ def row(variant: str, entities: int, latencies: list[float], rps: float | None =
             "rps": round(rps if rps is not None else len(latencies) / sum(latencies), 1)}
 
 
+# The predictor of --transformer: a KServe model answering each instance's first feature (null
+# when the instance has none: a request that did not pass the transformer).
+PREDICTOR = """
+import sys
+import kserve
+
+class FirstFeature(kserve.Model):
+    def __init__(self, name):
+        super().__init__(name)
+        self.ready = True
+
+    async def predict(self, payload, headers=None, response_headers=None):
+        return {"predictions": [instance.get("f00") for instance in payload["instances"]]}
+
+kserve.ModelServer(http_port=int(sys.argv[1]), enable_grpc=False, enable_docs_url=False,
+                   enable_latency_logging=False).start([FirstFeature(sys.argv[2])])
+"""
+LOOKUP, PREDICTOR_DIRECT = "online lookup, in process", "predictor, direct"
+THROUGH_TRANSFORMER, THROUGH_PROXY = "transformer -> predictor", "bare proxy -> predictor (floor)"
+GOAL_P99_MS = 3.0
+
+
+def link_model(project: Any, settings: Any, registry_url: str, n_features: int) -> None:
+    """Version 1 of ``bench-model`` linked to ``bench_service`` in the registry at ``registry_url``,
+    its view's feature set recorded as ``materialize`` records it."""
+    from featurekit.lineage import FeatureSetRecord
+    from featurekit.lineage.client import RegistryClient
+    from featurekit.lineage.registry_lineage import feature_set_artifact
+    from featurekit.pipeline import lineage
+
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    record = FeatureSetRecord(
+        run_id="bench", feast_project=settings.feast.project, feature_view="bench_online",
+        features=[f"f{i:02d}" for i in range(n_features)], job="bench_online", spec_fingerprint="bench",
+        delta_path=str(project.root / "data" / "lake" / "bench_online"), delta_version=0, window_start=now,
+        window_end=now, rows=0, keys=0, online_store="sqlite", recorded_at=now)
+    with RegistryClient(registry_url) as client:
+        client.artifact(feature_set_artifact(record, None))
+        lineage.link(project, settings, "bench-model", "1", service="bench_service", client=client)
+
+
+def transformer_overhead(args: argparse.Namespace) -> int:
+    """``--transformer`` (see the module doc)."""
+    import httpx
+
+    results: list[dict[str, Any]] = []
+    env = {**os.environ, "FEATUREKIT_ENV": "local",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
+    fk_cli = [sys.executable, "-c", "import sys; from featurekit.cli import main; sys.exit(main())"]
+    with work_folder(args.work, args.no_clean) as work:
+        processes: list[subprocess.Popen[bytes]] = []
+
+        def start(command: list[str], log: str, extra: dict[str, str] | None = None) -> None:
+            with (work / log).open("wb") as sink:      # a file: KServe logs every request
+                processes.append(subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT,
+                                                  env={**env, **(extra or {})}))
+        try:
+            began = time.perf_counter()
+            project, settings = build(work / "project", args.entities, args.features, None)
+            print(f"loaded {args.entities:,} entities x {args.features} features into SQLite in "
+                  f"{time.perf_counter() - began:.1f}s (load {load_average():.2f})", flush=True)
+            registry_port, predictor_port, transformer_port, proxy_port = (free_port() for _ in range(4))
+            registry_url = f"http://127.0.0.1:{registry_port}"
+            start([*fk_cli, "--project", str(project.root), "registry", "serve", "--db", str(work / "registry.db"),
+                   "--port", str(registry_port)], "registry.log")
+            wait_http(f"{registry_url}/api/model_registry/v1/registered_models")
+            link_model(project, settings, registry_url, args.features)
+            predictor = f"127.0.0.1:{predictor_port}"
+            start([sys.executable, "-c", PREDICTOR, str(predictor_port), "bench"], "predictor.log")
+            start([*fk_cli, "--project", str(project.root), "transformer", "--model", "bench-model", "--version", "1",
+                   "--model_name", "bench", "--predictor_host", predictor, "--http_port", str(transformer_port),
+                   "--workers", "1", "--protocol", "v1"], "transformer.log", {"FEATUREKIT_REGISTRY_URL": registry_url})
+            start([sys.executable, str(Path(__file__).with_name("bare_proxy.py")), "--port", str(proxy_port),
+                   "--predictor", predictor], "proxy.log")
+            for port in (predictor_port, transformer_port, proxy_port):
+                wait_http(f"http://127.0.0.1:{port}/v1/models/bench")
+            registry = processes.pop(0)                 # read once, when the transformer started
+            registry.terminate()
+            registry.wait(timeout=20)
+
+            from featurekit.online import OnlineFeatures
+
+            ours = OnlineFeatures(project=project, settings=settings)
+            rng = random.Random(11)
+
+            def key() -> int:
+                return rng.randint(1, args.entities)
+
+            sessions = {port: httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                                           headers={"content-type": "application/json"})
+                        for port in (predictor_port, transformer_port, proxy_port)}
+
+            def post(port: int, entity: int) -> Any:
+                answer = sessions[port].post("/v1/models/bench:predict",
+                                             content=json.dumps({"instances": [{"entity_id": entity}]}))
+                answer.raise_for_status()
+                return answer.json()["predictions"]
+
+            sample = key()
+            stored = ours.get({"entity_id": [sample]}, service="bench_service")["f00"]
+            seen = {name: post(port, sample) for name, port in ((PREDICTOR_DIRECT, predictor_port),
+                                                                (THROUGH_TRANSFORMER, transformer_port),
+                                                                (THROUGH_PROXY, proxy_port))}
+            print(f"through the transformer the predictor saw the stored value: {seen[THROUGH_TRANSFORMER] == stored}; "
+                  f"directly and through the bare proxy, none: {seen[PREDICTOR_DIRECT] == seen[THROUGH_PROXY] == [None]}",
+                  flush=True)
+
+            calls: dict[str, Callable[[], Any]] = {
+                LOOKUP: lambda: ours.get({"entity_id": [key()]}, service="bench_service"),
+                PREDICTOR_DIRECT: lambda: post(predictor_port, key()),
+                THROUGH_TRANSFORMER: lambda: post(transformer_port, key()),
+                THROUGH_PROXY: lambda: post(proxy_port, key()),
+            }
+            for call in calls.values():       # warm-up: connections, caches, the first plan
+                for _ in range(200):
+                    call()
+            if args.wait_quiet:
+                print(f"load {wait_until_quiet(args.max_load, args.wait_quiet):.2f} at the start of the rounds", flush=True)
+            # CPU time of the server processes (predictor, transformer, proxy) and of this one, per
+            # variant: unlike wall times, it does not grow when other work shares the cores
+            servers = [p.pid for p in processes]
+
+            def cpu_now() -> float:
+                mine = os.times()
+                return sum(cpu_seconds(pid) or 0.0 for pid in servers) + mine.user + mine.system
+
+            samples: dict[str, list[float]] = {name: [] for name in calls}
+            cpu: dict[str, float] = dict.fromkeys(calls, 0.0)
+            per_round = max(1, args.requests // args.rounds)
+            names = list(calls)
+            for round_ in range(args.rounds):
+                for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+                    before = cpu_now()
+                    samples[name].extend(timed(calls[name], per_round, warmup=0))
+                    cpu[name] += cpu_now() - before
+            print(f"done: {args.rounds} rounds of {per_round} requests per variant (load {load_average():.2f})",
+                  flush=True)
+            results = [row(name, 1, samples[name]) | {"cpu_ms": round(cpu[name] / len(samples[name]) * 1000, 3)}
+                       for name in names]
+        finally:
+            for process in reversed(processes):
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+    by_name = {r["variant"]: r for r in results}
+    direct = by_name[PREDICTOR_DIRECT]
+    measures = ("p50_ms", "p99_ms", "cpu_ms")
+    overhead = [{"variant": f"{name} - predictor, direct", **{q: round(by_name[name][q] - direct[q], 3)
+                                                              for q in measures}}
+                for name in (THROUGH_TRANSFORMER, THROUGH_PROXY)]
+    overhead.append({"variant": "transformer above the floor", **{
+        q: round(by_name[THROUGH_TRANSFORMER][q] - by_name[THROUGH_PROXY][q], 3) for q in measures}})
+    print_table(f"KServe transformer, 1 instance, {args.features} float features, SQLite", results,
+                [("variant", "variant"), ("requests", "requests"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
+                 ("rps", "requests/s"), ("cpu_ms", "CPU ms/request")])
+    print_table(f"overhead over the predictor called directly (goal: transformer p99 <= {GOAL_P99_MS} ms)", overhead,
+                [("variant", "variant"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"), ("cpu_ms", "CPU ms/request")])
+    met = overhead[0]["p99_ms"] <= GOAL_P99_MS
+    print(f"transformer overhead p99 {overhead[0]['p99_ms']:.3f} ms: goal {'met' if met else 'NOT met'}; "
+          f"load {load_average():.2f}", flush=True)
+    if args.json:
+        save_json(args.json, {"args": vars(args) | {"json": str(args.json)}, "results": results,
+                              "overhead": overhead, "load_1_5_15": list(os.getloadavg())})
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entities", type=int, default=10_000)
@@ -172,7 +366,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", help="Work folder (default: a temporary one).")
     parser.add_argument("--json", type=Path, help="Write the results here.")
     parser.add_argument("--no-clean", action="store_true")
+    parser.add_argument("--transformer", action="store_true",
+                        help="Measure the KServe transformer's overhead instead (SQLite; 1 instance per request).")
+    parser.add_argument("--rounds", type=int, default=10, help="--transformer: rounds the variants rotate in.")
+    parser.add_argument("--wait-quiet", type=float, default=0.0,
+                        help="--transformer: before the rounds, wait up to this many seconds for the load to drop.")
+    parser.add_argument("--max-load", type=float, default=1.0, help="--transformer: the load --wait-quiet waits for.")
     args = parser.parse_args(argv)
+    if args.transformer:
+        return transformer_overhead(args)
 
     import httpx
     import redis
