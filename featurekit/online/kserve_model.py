@@ -1,8 +1,10 @@
 """``featurekit transformer``: the :class:`~featurekit.online.transformer.Enricher` as a KServe
 transformer, served by KServe's own ``ModelServer``: V1 ``/v1/models/<name>:predict`` or V2
 ``/v2/models/<name>/infer`` (JSON tensors), as the predictor speaks (``--protocol``, KServe's
-``predictor_protocol``). The enriched request goes on to the predictor in the same protocol; its
-answer comes back unchanged. A request in the other protocol is a 400 that says which to use.
+``predictor_protocol``). The enriched request goes on to the predictor in the same protocol, as
+``kserve.Model.predict`` would send it but through one kept-open aiohttp session per process
+(see :meth:`FeatureTransformer.predict`); its answer comes back unchanged. A request in the
+other protocol is a 400 that says which to use.
 
 KServe is imported here only (the CLI imports this module when it serves), with ``sys.argv``
 hidden: ``kserve.model_server`` parses the command line when imported (``parse_known_args``,
@@ -12,9 +14,14 @@ which takes abbreviations, so featurekit's own ``--model`` would be read as KSer
 
 from __future__ import annotations
 
+import os
+import ssl
 import sys
 from dataclasses import dataclass
 from typing import Any
+
+import aiohttp
+import orjson
 
 from featurekit.online.transformer import BadRequest, Enricher, Tensor
 
@@ -45,19 +52,26 @@ def _import_kserve() -> Any:
 
 
 kserve = _import_kserve()
-from kserve.errors import InvalidInput  # noqa: E402  (after kserve, imported with sys.argv hidden)
+# after kserve, imported with sys.argv hidden
+from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER  # noqa: E402
+from kserve.errors import InferenceError, InvalidInput  # noqa: E402
+from kserve.model import append_forwardable_headers  # noqa: E402
 
 
 class FeatureTransformer(kserve.Model):  # type: ignore[misc,name-defined]
-    """Adds the linked online features to each instance, then lets ``Model.predict`` forward.
+    """Adds the linked online features to each request, then forwards it to the predictor.
 
     At module level and holding only picklable state: with ``--workers N`` KServe pickles the
-    model into each worker process."""
+    model into each worker process (the HTTP session is made in each, on its first request)."""
 
     def __init__(self, name: str, enricher: Enricher, config: Any) -> None:
         super().__init__(name)
         self.enricher, self._config = enricher, config
+        self._session: aiohttp.ClientSession | None = None
         self.ready = True
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_session": None}
 
     @property
     def predictor_config(self) -> Any:
@@ -79,6 +93,50 @@ class FeatureTransformer(kserve.Model):  # type: ignore[misc,name-defined]
             raise InvalidInput(str(exc)) from None
         payload.inputs.extend(kserve.InferInput(t.name, t.shape, t.datatype, t.data) for t in added)
         return payload
+
+    async def predict(self, payload: Any, headers: dict[str, str] | None = None,
+                      response_headers: dict[str, str] | None = None) -> Any:
+        """Forward to the predictor, as ``Model.predict`` does over REST (same URL, forwarded
+        headers, timeout, retries on connection errors, answers; an error answer is a 500 naming
+        it), through one kept-open aiohttp session: KServe's own client (httpx) spends about as
+        much CPU per request as the rest of the transformer together (docs/benchmarks.md)."""
+        config = self._config
+        if config.predictor_protocol == "v1":
+            url = f"{config.predictor_base_url}/v1/models/{self.name}:predict"
+            body, extra = orjson.dumps(payload), {"Content-Type": "application/json"}
+        else:
+            url = f"{config.predictor_base_url}/v2/models/{self.name}/infer"
+            data, json_length = payload.to_rest()
+            if json_length is None:
+                body, extra = orjson.dumps(data), {"Content-Type": "application/json"}
+            else:           # inputs the request sent as binary go on as binary
+                body = data
+                extra = {"Content-Type": "application/octet-stream", INFERENCE_CONTENT_LENGTH_HEADER: str(json_length)}
+        sent = append_forwardable_headers(headers, extra)
+        for attempt in range(max(0, config.retries) + 1):
+            try:
+                async with self._client().post(url, data=body, headers=sent) as answer:
+                    content = await answer.read()
+                    status, answered = answer.status, answer.headers
+                break
+            except aiohttp.ClientConnectionError:
+                if attempt >= config.retries:
+                    raise
+        if status >= 400:
+            raise InferenceError(f"the predictor answered {url} with {status}: {content[:500].decode(errors='replace')}")
+        if config.predictor_protocol == "v1":
+            return orjson.loads(content)
+        return kserve.InferResponse.from_bytes(content, int(answered.get(INFERENCE_CONTENT_LENGTH_HEADER, len(content))))
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # KServe's client honours a CA bundle given this way (the controller sets it for TLS)
+            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            context = ssl.create_default_context(cafile=bundle) if bundle else None
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, ssl=context if context else True),
+                timeout=aiohttp.ClientTimeout(total=self._config.timeout))
+        return self._session
 
 
 def serve(enricher: Enricher, args: ServerArgs) -> None:

@@ -1,5 +1,5 @@
 """The KServe transformer's work, without KServe: which features a model version was linked to,
-and how a V1 request is enriched with them.
+and how a request (V1 or V2) is enriched with them.
 
 - :func:`linked_features`: the feature service ``featurekit lineage link`` named in the model
   version's customProperties (``feature_service``, with ``feast_project``). A version linked
@@ -29,7 +29,7 @@ from functools import partial
 from typing import Any
 
 from featurekit.config import Project, Settings
-from featurekit.errors import ConfigError, NotFound
+from featurekit.errors import NotFound, UsageError
 from featurekit.lineage.client import DATASET, RegistryClient, registry_client, untagged
 from featurekit.lineage.registry_lineage import FEATURE_SET, KIND, TRAINING_SET
 from featurekit.online.client import OnlineFeatures, UnknownFeature
@@ -184,10 +184,9 @@ class Enricher:
         bad = [f"join key {k} ({t})" for k, t in keys.items() if t not in _KEY_DATATYPES]
         bad += [f"feature {f} ({t})" for f, t in features.items() if t not in V2_DATATYPES]
         if bad:
-            raise ConfigError.single(
-                f"{', '.join(bad)}: no V2 tensor datatype for this value type (V2 carries "
-                f"{', '.join(sorted(set(V2_DATATYPES) | set(_KEY_DATATYPES)))}); serve this model with the "
-                "v1 protocol", file="command line", field="--protocol")
+            raise UsageError("protocol", f"{', '.join(bad)}: no V2 tensor datatype for this value type (V2 carries "
+                             f"{', '.join(sorted(set(V2_DATATYPES) | set(_KEY_DATATYPES)))}); serve this model "
+                             "with the v1 protocol")
         self._types = keys, {f: V2_DATATYPES[t] for f, t in features.items()}
         return self._types
 

@@ -39,8 +39,9 @@ from tests.integration.test_online_catalog import make_project
 pytestmark = [pytest.mark.feast, pytest.mark.registry]
 
 CLI = "import sys; from featurekit.cli import main; sys.exit(main())"
-# The predictor: answers each V1 instance with the instance itself; a V2 request with one BYTES
-# output holding the JSON of the input tensors (name, datatype, shape, data) that arrived.
+# The predictor: answers each V1 instance with the instance itself (refuses one holding "boom"); a
+# V2 request with one BYTES output holding the JSON of the input tensors (name, datatype, shape,
+# data) that arrived.
 PREDICTOR = """
 import json
 import sys
@@ -57,6 +58,8 @@ class Echo(kserve.Model):
                     for i in payload.inputs]
             return {"model_name": self.name, "id": payload.id,
                     "outputs": [{"name": "received", "datatype": "BYTES", "shape": [1], "data": [json.dumps(seen)]}]}
+        if any("boom" in instance for instance in payload["instances"]):
+            raise kserve.errors.InvalidInput("the predictor refuses boom")
         return {"predictions": payload["instances"]}
 
 kserve.ModelServer(http_port=int(sys.argv[1]), enable_grpc=False).start([Echo(sys.argv[2])])
@@ -216,6 +219,14 @@ def test_a_version_without_linked_features_stops_the_transformer_before_it_liste
     assert done.returncode == 2, done.stdout + done.stderr
     assert "model eta version bare has no linked training set or feature sets" in done.stdout + done.stderr
 
+
+
+def test_an_error_of_the_predictor_is_a_500_that_names_it(running: Running) -> None:
+    answer = httpx.post(f"{running.transformer}/v1/models/eta-isvc:predict", timeout=30,
+                        json={"instances": [{"rider_id": 1, "boom": True}]})
+    assert answer.status_code == 500
+    assert answer.json()["error"] == (f"the predictor answered http://{running.predictor}/v1/models/eta-isvc:predict "
+                                      'with 400: {"error":"the predictor refuses boom"}')
 
 
 # -- V2 (Open Inference Protocol) ------------------------------------------------------------
