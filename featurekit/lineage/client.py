@@ -271,10 +271,14 @@ class RegistryClient:
                                {"name": name, "registeredModelId": model_id, **fields})
 
     def set_version_properties(self, version: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-        """PATCH the model version ``version`` (as found) with ``values`` added to its customProperties;
-        the properties it has keep their values (the API's PATCH replaces the whole map)."""
-        properties = {**(version.get("customProperties") or {}), **tagged(values)}
-        return self._resource("PATCH", f"/model_versions/{version['id']}", body={"customProperties": properties})
+        """PATCH the model version ``version`` (as found) with ``values`` added to its customProperties
+        (nothing is sent when it has them already). The properties it has are sent with them: a
+        PATCH may replace the whole map (the embedded registry's does)."""
+        had = version.get("customProperties") or {}
+        if all(untagged(had).get(key) == value for key, value in values.items() if value is not None):
+            return version
+        return self._resource("PATCH", f"/model_versions/{version['id']}",
+                              body={"customProperties": {**had, **tagged(values)}})
 
     def get_artifact(self, artifact_id: str) -> dict[str, Any] | None:
         return self.request("GET", f"/artifacts/{artifact_id}", missing_ok=True)
