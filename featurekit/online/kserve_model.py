@@ -80,6 +80,12 @@ class FeatureTransformer(kserve.Model):  # type: ignore[misc,name-defined]
 
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
         protocol = self._config.predictor_protocol
+        if protocol == "v1" and isinstance(payload, bytes):
+            # KServe decodes JSON only under a JSON content type; `curl -d` sends another
+            try:
+                payload = orjson.loads(payload)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidInput(f"the body is not JSON: {exc}") from None
         if (protocol == "v2") != isinstance(payload, kserve.InferRequest):
             raise InvalidInput(f"this transformer's predictor speaks {protocol.upper()}: send "
                                + _ENDPOINT[protocol].format(name=self.name))

@@ -193,6 +193,16 @@ def test_a_bad_request_is_a_400_with_the_reason(running: Running, body: dict, re
     assert (answer.status_code, answer.json()) == (400, {"error": reason})
 
 
+def test_a_body_without_a_json_content_type_is_read_as_json(running: Running) -> None:
+    url = f"{running.transformer}/v1/models/eta-isvc:predict"
+    plain = {"content-type": "application/x-www-form-urlencoded"}          # what `curl -d` sends
+    answer = httpx.post(url, content=b'{"instances": [{"rider_id": 2}]}', headers=plain, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"] == [{"rider_id": 2, "trips": 5, "rating": 3.25, "city": None}]
+    refused = httpx.post(url, content=b"rider_id=2", headers=plain, timeout=30)
+    assert refused.status_code == 400 and refused.json()["error"].startswith("the body is not JSON: ")
+
+
 def test_forked_workers_reach_the_predictor_and_the_store(running: Running, tmp_path: Path) -> None:
     port, log = _free_port(), tmp_path / "workers.log"
     env = {**os.environ, "PYTHONPATH": str(REPO), "FEATUREKIT_REGISTRY_URL": running.registry}
