@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 from featurekit.config import Project, Settings
 from featurekit.deploy.sparkapp import LABEL_PREFIX, kubernetes_of, manifests_yaml, pod_env, pod_env_from
 from featurekit.errors import ConfigError, NotFound, Problem, UsageError
-from featurekit.lineage.client import MODEL, RegistryClient
+from featurekit.lineage.client import MODEL, RegistryClient, existing_version
 from featurekit.redaction import leaks
 
 API_VERSION = "serving.kserve.io/v1beta1"
@@ -99,14 +99,7 @@ def name_problem(name: str) -> str | None:
 
 def model_source(client: RegistryClient, model: str, version: str) -> ModelSource:
     """The registered model, the version and its model artifact; NotFound (exit 2) naming the missing one."""
-    registered = client.find_registered_model(model)
-    if registered is None:
-        raise NotFound("registered model", model, f"no registered model {model!r} in the Model Registry at "
-                       f"{client.url}", param="model")
-    found = client.find_model_version(registered["id"], version)
-    if found is None:
-        raise NotFound("model version", version, f"registered model {model!r} has no version {version!r} in the "
-                       f"Model Registry at {client.url}", param="version")
+    registered, found = existing_version(client, model, version)
     artifacts = client.version_artifacts(found["id"], MODEL)
     if not artifacts:
         raise NotFound("model artifact", f"{model}/{version}", f"model {model!r} version {version!r} has no model "

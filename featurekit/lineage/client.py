@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from featurekit.config import Settings
-from featurekit.errors import ConfigError, InfraError, Problem
+from featurekit.errors import ConfigError, InfraError, NotFound, Problem
 from featurekit.redaction import redact, redact_text
 
 PREFIXES = ("/api/model_registry/v1", "/api/model_registry/v1alpha3")
@@ -423,6 +423,20 @@ class RegistryClient:
             raise RegistryBadResponse(f"the Model Registry at {self.url} created a resource without an id "
                                       f"(POST {self.prefix}{path}): {_snippet(response.text)}")
         return created
+
+
+def existing_version(client: RegistryClient, model: str, version: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The registered model ``model`` and its version ``version``; NotFound (exit 2) naming the
+    missing one (``--model`` / ``--version``)."""
+    registered = client.find_registered_model(model)
+    if registered is None:
+        raise NotFound("registered model", model, f"no registered model {model!r} in the Model Registry at "
+                       f"{client.url}", param="model")
+    found = client.find_model_version(registered["id"], version)
+    if found is None:
+        raise NotFound("model version", version, f"registered model {model!r} has no version {version!r} in the "
+                       f"Model Registry at {client.url}", param="version")
+    return registered, found
 
 
 def registry_client(settings: Settings) -> RegistryClient:

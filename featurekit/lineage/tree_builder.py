@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from featurekit.errors import NotFound
-from featurekit.lineage.client import DATASET, RegistryClient, RegistryRefused, untagged
+from featurekit.lineage.client import DATASET, RegistryClient, RegistryRefused, existing_version, untagged
 from featurekit.lineage.registry_lineage import (
     FEATURE_SET,
     KIND,
@@ -36,13 +35,7 @@ class TreeBuilder:
 
     def of_model_version(self, model: str, version: str) -> Node:
         client = self.client
-        registered = client.find_registered_model(model)
-        if registered is None:
-            raise NotFound("model", model, f"no registered model {model!r} in the Model Registry at {client.url}")
-        mv = client.find_model_version(registered["id"], version)
-        if mv is None:
-            raise NotFound("version", version, f"registered model {model!r} has no version {version!r} (Model "
-                           f"Registry at {client.url})")
+        registered, mv = existing_version(client, model, version)
         root = Node("model_version", f"model {model} version {version}", key=f"mv:{mv['id']}",
                     details=[f"registered model {registered['id']}, model version {mv['id']}"
                              + (f", author {mv['author']}" if mv.get("author") else "")])

@@ -30,7 +30,7 @@ from typing import Any
 
 from featurekit.config import Project, Settings
 from featurekit.errors import NotFound, UsageError
-from featurekit.lineage.client import DATASET, RegistryClient, registry_client, untagged
+from featurekit.lineage.client import DATASET, RegistryClient, existing_version, registry_client, untagged
 from featurekit.lineage.registry_lineage import FEATURE_SET, KIND, TRAINING_SET
 from featurekit.online.client import OnlineFeatures, UnknownFeature
 
@@ -76,14 +76,7 @@ def linked_features(client: RegistryClient, feast_project: str, model: str, vers
                     services: dict[str, list[tuple[str, list[str]]]]) -> LinkedFeatures:
     """The features linked to version ``version`` of ``model`` (see the module doc); ``services``
     is the online catalog's (service -> [(view, features)])."""
-    registered = client.find_registered_model(model)
-    if registered is None:
-        raise NotFound("registered model", model, f"no registered model {model!r} in the Model Registry at "
-                       f"{client.url}", param="model")
-    found = client.find_model_version(registered["id"], version)
-    if found is None:
-        raise NotFound("model version", version, f"registered model {model!r} has no version {version!r} in the "
-                       f"Model Registry at {client.url}", param="version")
+    _, found = existing_version(client, model, version)
     training_services: list[str] = []
     views: dict[str, list[str]] = {}
     for artifact in client.version_artifacts(found["id"], DATASET):
