@@ -83,6 +83,30 @@ def job_detail(project: Project, settings: Settings, name: str) -> JobDetail:
     return JobDetail(**job_summary(job).model_dump(), spec=redact(spec), recent_runs=recent)
 
 
+def job_manifest(project: Project, settings: Settings, name: str) -> tuple[str, str]:
+    """(environment, YAML): the SparkApplication of job ``name`` as ``render sparkapp`` writes it, for
+    ``settings``' environment or, when that one has no ``kubernetes:`` settings (a local env), for the
+    first environment that has them. A :class:`ConfigError` when none can render it."""
+    from featurekit.config import load_settings
+    from featurekit.deploy.sparkapp import kubernetes_of, render_jobs, to_yaml
+    from featurekit.spec.loader import load_job
+
+    target = settings
+    if settings.kubernetes is None:
+        for env in project.environments():
+            try:
+                other = load_settings(project, env)
+            except FeaturekitError:
+                continue
+            if other.kubernetes is not None:
+                target = other
+                break
+    kubernetes_of(project, target)           # the error names what to add when no env has them
+    path = project.job_path(name)
+    job = load_job(path, target.vars, shown_as=project.shown(path))
+    return target.env, redact_text(to_yaml(render_jobs(project, target, [job])))
+
+
 def _hint(word: str, known: list[str], what: str) -> str:
     """`` — did you mean 'x'?`` when one is close, else the known names."""
     close = did_you_mean(word, known)
@@ -102,6 +126,12 @@ def _runs(runs_dir: Path, job: str | None, limit: int) -> list[dict[str, Any]]:
         return list_runs(runs_dir, job, limit)
     except ConfigError:
         return []
+
+
+def run_reports(settings: Settings, job: str, limit: int) -> list[dict[str, Any]]:
+    """The ``limit`` newest reports of ``job`` as written (secrets masked), for what a summary leaves
+    out: the steps' counts, the gate, the durations."""
+    return [redact(r) for r in _runs(settings.runs_dir, job, limit)]
 
 
 def run_summary(report: dict[str, Any]) -> RunSummary:
@@ -162,7 +192,8 @@ class _Views:
         from featurekit.lineage import RunLogLineage
 
         self.settings = settings
-        loaded, self.problems = jobs(project, settings)
+        self.loaded, self.problems = jobs(project, settings)
+        loaded = self.loaded
         self.declared = {job.name: job for job in loaded if job.spec.features is not None}
         feast_project = settings.feast.project
         records = [r for r in RunLogLineage(settings.runs_dir).records() if r.get("feast_project") == feast_project]
@@ -217,6 +248,16 @@ class _Views:
                                 table_version=self.table_version(view), materializations=materializations,
                                 training_sets=uses)
 
+    def schema(self, view: str) -> dict[str, str]:
+        """The view's features and their Feast types as last materialized (types unknown: empty)."""
+        found = self.feature_sets.get(view)
+        if not found:
+            return {}
+        fields = (found[0].get("view_schema") or {}).get("features")
+        if isinstance(fields, dict):
+            return {str(k): str(v) for k, v in fields.items()}
+        return {str(name): "" for name in found[0].get("features") or []}
+
     def table_version(self, view: str) -> int | None:
         from featurekit.feast.definitions import table_schema
 
@@ -241,3 +282,31 @@ def feature_sets(project: Project, settings: Settings) -> tuple[list[FeatureSetS
 
 def feature_set(project: Project, settings: Settings, view: str) -> FeatureSetDetail:
     return _Views(project, settings).detail(view)
+
+
+def catalog(project: Project, settings: Settings) -> tuple[list[JobSummary], list[FeatureSetSummary],
+                                                           dict[str, dict[str, str]], list[str]]:
+    """Jobs, feature views, each view's features with their types (as last materialized) and the
+    problems of job files that do not load: what the UI's index lists, from one reading of the files."""
+    views = _Views(project, settings)
+    summaries = [views.summary(name) for name in views.names]
+    return ([job_summary(job) for job in views.loaded], summaries, {v: views.schema(v) for v in views.names},
+            views.problems)
+
+
+def view_schema(project: Project, settings: Settings, view: str) -> dict[str, str]:
+    """A view's features and types: as last materialized, else the columns of its Delta table (Delta
+    types) other than its join keys and timestamp; empty when neither can be read."""
+    from featurekit.feast.definitions import table_schema
+
+    views = _Views(project, settings)
+    found = views.schema(view)
+    job = views.declared.get(view)
+    if found or job is None or job.spec.features is None:
+        return found
+    skip = {*job.spec.features.join_keys, job.spec.features.timestamp}
+    try:
+        columns = table_schema(job, settings)[1]
+    except Exception:  # not written yet, or storage that cannot be read from here
+        return {}
+    return {name: kind if isinstance(kind, str) else json.dumps(kind) for name, kind in columns if name not in skip}
