@@ -294,19 +294,24 @@ def catalog(project: Project, settings: Settings) -> tuple[list[JobSummary], lis
             views.problems)
 
 
-def view_schema(project: Project, settings: Settings, view: str) -> dict[str, str]:
-    """A view's features and types: as last materialized, else the columns of its Delta table (Delta
-    types) other than its join keys and timestamp; empty when neither can be read."""
+def feature_set_page(project: Project, settings: Settings, view: str) -> tuple[FeatureSetDetail, dict[str, str],
+                                                                        dict[str, LoadedJob]]:
+    """A view's detail, its features and types, and the jobs that declare feature views (for the
+    services that include it), from one reading of the files.
+
+    Types are those of the last materialization (Feast types), else the columns of the view's Delta
+    table (Delta types) other than its join keys and timestamp; empty when neither can be read."""
     from featurekit.feast.definitions import table_schema
 
     views = _Views(project, settings)
-    found = views.schema(view)
+    detail = views.detail(view)
+    types = views.schema(view)
     job = views.declared.get(view)
-    if found or job is None or job.spec.features is None:
-        return found
-    skip = {*job.spec.features.join_keys, job.spec.features.timestamp}
-    try:
-        columns = table_schema(job, settings)[1]
-    except Exception:  # not written yet, or storage that cannot be read from here
-        return {}
-    return {name: kind if isinstance(kind, str) else json.dumps(kind) for name, kind in columns if name not in skip}
+    if not types and job is not None and job.spec.features is not None:
+        skip = {*job.spec.features.join_keys, job.spec.features.timestamp}
+        try:
+            columns = table_schema(job, settings)[1]
+        except Exception:  # not written yet, or storage that cannot be read from here
+            columns = []
+        types = {name: kind if isinstance(kind, str) else json.dumps(kind) for name, kind in columns if name not in skip}
+    return detail, types, views.declared

@@ -100,13 +100,12 @@ def services_of(specs: dict[str, dict[str, Any]], view: str) -> dict[str, list[s
 
 
 def feature(project: Project, settings: Settings, view: str) -> dict[str, Any]:
-    detail = reads.feature_set(project, settings, view)
-    loaded, _ = reads.jobs(project, settings)
-    specs = {j.name: j.spec.model_dump(mode="json", exclude_none=True) for j in loaded if j.spec.features is not None}
+    detail, types, declared = reads.feature_set_page(project, settings, view)
+    specs = {name: j.spec.model_dump(mode="json", exclude_none=True) for name, j in declared.items()}
     spec = specs.get(detail.job, {})
     features = spec.get("features") or {}
     job_description = spec.get("description", "")
-    return {"view": detail, "types": reads.view_schema(project, settings, view), "spec_features": features,
+    return {"view": detail, "types": types, "spec_features": features,
             "tags": reads.redact(features.get("tags") or {}), "description": features.get("description") or job_description,
             "services": services_of(specs, view), "declared_job": detail.job if detail.job in specs else None}
 

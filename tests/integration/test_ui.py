@@ -63,6 +63,21 @@ features:
     driver_rates: ["driver_stats:conv_rate"]
 """
 
+TRIPS_JOB = """
+name: driver_trips
+description: Trips per driver, written but never materialized.
+owner: mobility-data
+sources:
+  trips: {format: parquet, path: "${raw_root}/trips"}
+output:
+  path: ${lake_root}/driver_trips
+features:
+  entity: driver
+  join_keys: [driver_id]
+  timestamp: event_ts
+  ttl: 7d
+"""
+
 VAULT_JOB = f"""
 name: vault_export
 description: Not run; its source has a password option.
@@ -115,7 +130,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("ui") / "project"
     shutil.copytree(REPO / "conf", root / "conf")
     (root / "jobs").mkdir()
-    for name, text in (("driver_stats", STATS_JOB), ("vault_export", VAULT_JOB)):
+    for name, text in (("driver_stats", STATS_JOB), ("driver_trips", TRIPS_JOB), ("vault_export", VAULT_JOB)):
         (root / "jobs" / f"{name}.yaml").write_text(textwrap.dedent(text).lstrip())
     project = Project(root)
     settings = load_settings(project, "local")
@@ -128,6 +143,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         meta = json.dumps({"job": job.name, "run_id": run_id, "fingerprint": job.fingerprint, "env": "local"})
         write_deltalake(job.spec.output.path, table, mode="overwrite",
                         commit_properties=CommitProperties(custom_metadata={"userMetadata": meta}))
+    write_deltalake(str(root / "data" / "lake" / "driver_trips"), table.select(["driver_id", "trips", "event_ts"]))
     write_report(settings.runs_dir, report(job, RUN_IDS[0], 0, read=5, dropped=1, bad=1))
     write_report(settings.runs_dir, report(job, RUN_IDS[1], 1, read=4, dropped=1, bad=0))
     write_report(settings.runs_dir, report(job, RUN_IDS[2], None, read=6, dropped=0, bad=0))
@@ -197,6 +213,10 @@ class Page(HTMLParser):
         return found
 
 
+def root_of(world: World) -> Path:
+    return world.project.root
+
+
 def get(world: World, url: str, status: int = 200) -> Page:
     answer = world.client.get(url)
     assert answer.status_code == status, (url, answer.text[:500])
@@ -211,10 +231,11 @@ def test_index_lists_views_features_jobs_and_entities(world: World) -> None:
     page = get(world, "/")
     words = page.words
     assert "Feature catalog" in words
-    assert "Feature views (1)" in words and "Features (2)" in words and "Jobs (2)" in words and "Entities (1)" in words
+    assert "Feature views (2)" in words and "Features (2)" in words and "Jobs (3)" in words and "Entities (1)" in words
     assert "conv_rate driver_stats Float64" in words and "trips driver_stats Int32" in words
     assert "vault_export Not run; its source has a password option. security" in words
-    assert "driver driver_stats" in words                                       # the entity and its views
+    assert "driver driver_stats, driver_trips" in words                         # the entity and its views
+    assert "driver_trips driver driver_id none never" in words
     assert {"/features/driver_stats", "/jobs/driver_stats", "/jobs/vault_export"} <= set(page.links)
     assert "2026-03-01T13:00:00+00:00" in words                                  # last materialized
 
@@ -223,6 +244,7 @@ def test_search_narrows_every_list_and_suggests_a_close_name(world: World) -> No
     page = get(world, "/?q=conv")
     assert "Results for “conv”" in page.words
     assert "Features (1)" in page.words and "Jobs (1)" in page.words             # the job's description says conversion
+    assert "driver_trips" not in page.words
     assert "Feature views (0)" in page.words and "Entities (0)" in page.words
     assert any(a.get("value") == "conv" for a in page.all("input"))
     security = get(world, "/?q=SECURITY")                                         # case-insensitive, owners too
@@ -283,14 +305,18 @@ def test_feature_page_shows_entity_types_table_materialization_and_services(worl
             "Rows 3 Keys 3 Online store sqlite Delta version 1") in words
     assert f"/runs/{RUN_IDS[1]}" in page.links                                   # the run whose commit is v1
     assert "driver_rates: driver_stats:conv_rate" in words and "driver_stats: driver_stats" in words
+    trips = get(world, "/features/driver_trips")                                   # written, never materialized
+    assert "TTL 7d" in trips.words and "Feature Type trips integer Last materialization Never materialized." in trips.words
+    assert f"Delta table {root_of(world)}/data/lake/driver_trips, version 0" in trips.words
 
 
 @pytest.mark.parametrize(("url", "detail", "closest"), [
     ("/jobs/driver_stat", "unknown job 'driver_stat' — did you mean 'driver_stats'?", "/jobs/driver_stats"),
-    ("/jobs/zzz", "unknown job 'zzz' (jobs: driver_stats, vault_export)", None),
+    ("/jobs/zzz", "unknown job 'zzz' (jobs: driver_stats, driver_trips, vault_export)", None),
     ("/features/driver_stat", "unknown feature view 'driver_stat' — did you mean 'driver_stats'?",
      "/features/driver_stats"),
-    ("/features/vault_export", "unknown feature view 'vault_export' (feature views: driver_stats)", None),
+    ("/features/vault_export", "unknown feature view 'vault_export' (feature views: driver_stats, driver_trips)",
+     None),
     ("/runs/19990101T000000Z", "unknown run '19990101T000000Z': no run id starts with it", None),
     ("/lineage", "no page at /lineage", None),
 ])
@@ -326,7 +352,8 @@ def test_every_link_of_every_page_resolves(world: World) -> None:
             assert not urlsplit(target).netloc, f"{url} links off the site: {link}"  # no CDN, nothing external
             todo.append(target)
     pages = {urlsplit(u).path for u in seen}
-    assert {"/", "/jobs/driver_stats", "/jobs/vault_export", "/features/driver_stats", "/static/ui.css",
+    assert {"/", "/jobs/driver_stats", "/jobs/vault_export", "/features/driver_stats", "/features/driver_trips",
+            "/jobs/driver_trips", "/static/ui.css",
             *(f"/runs/{r}" for r in RUN_IDS)} <= pages
 
 
