@@ -21,7 +21,8 @@ def to_yaml(value: Any) -> str:
 
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
+    yaml.width = 4096  # one line per value, as the manifest shows them
+    yaml.sort_base_mapping_type_on_output = False  # the spec's own order: name, sources, steps, output
     text = io.StringIO()
     yaml.dump(value, text)
     return text.getvalue()
