@@ -182,6 +182,39 @@ def run_report(settings: Settings, run_id: str) -> dict[str, Any]:
     return redact(settle(report, matches[0]) if isinstance(report, dict) else report)
 
 
+QUARANTINE_EXAMPLES = 20
+
+
+def quarantine_examples(settings: Settings, report: dict[str, Any],
+                        limit: int = QUARANTINE_EXAMPLES) -> tuple[list[dict[str, Any]], str]:
+    """(rows, problem): up to ``limit`` rows the run put in its job's quarantine table, each with its
+    ``reasons`` (``check column: message``) and its values (secrets masked), read with delta-rs at the
+    version the run committed; no rows and one line saying why when the table cannot be read."""
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+
+    from featurekit.sinks.quarantine import AT, ERRORS, HASH, RAW, RUN_ID, SOURCE
+
+    held = report.get("quarantine") or {}
+    if not held.get("path") or not report.get("run_id"):
+        return [], ""
+    try:
+        table = DeltaTable(str(held["path"]), version=held.get("version"),
+                           storage_options=settings.storage_options or None)
+        found = table.to_pyarrow_dataset().head(limit, filter=pc.field(RUN_ID) == str(report["run_id"])).to_pylist()
+    except Exception as exc:  # gone, vacuumed, or storage that cannot be read from here
+        return [], redact_text(f"the quarantine table {held['path']} cannot be read: {type(exc).__name__}")
+    rows = []
+    for row in found:
+        reasons = [f"{e.get('check')} {e.get('column')}: {e.get('message')}" for e in row.get(ERRORS) or []
+                   if isinstance(e, dict)]
+        values = {k: v for k, v in row.items() if k not in (ERRORS, HASH, RUN_ID, AT, SOURCE, RAW)}
+        if row.get(RAW) is not None:          # a source record that did not parse: its text is the row
+            values = {"source": row.get(SOURCE), "record": row.get(RAW)}
+        rows.append({"reasons": reasons, "values": redact(values)})
+    return rows, ""
+
+
 # -- feature sets -----------------------------------------------------------------------------
 
 

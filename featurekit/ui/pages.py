@@ -81,7 +81,11 @@ def run(settings: Settings, run_id: str) -> dict[str, Any]:
     report = reads.run_report(settings, run_id)
     gate = report.get("gate") or {}
     checks = gate.get("checks") if isinstance(gate.get("checks"), list) else []
+    quarantined, quarantine_problem = reads.quarantine_examples(settings, report)
     return {"report": report, "summary": reads.run_summary(report), "checks": checks, "gate": gate,
+            "quarantined": quarantined, "quarantine_problem": quarantine_problem,
+            # refused rows and unparsed source records side by side: every column either has
+            "quarantine_columns": list(dict.fromkeys(k for row in quarantined for k in row["values"])),
             "durations": report.get("durations") or {}, **_accounting(report)}
 
 

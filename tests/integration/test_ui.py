@@ -144,7 +144,20 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         write_deltalake(job.spec.output.path, table, mode="overwrite",
                         commit_properties=CommitProperties(custom_metadata={"userMetadata": meta}))
     write_deltalake(str(root / "data" / "lake" / "driver_trips"), table.select(["driver_id", "trips", "event_ts"]))
-    write_report(settings.runs_dir, report(job, RUN_IDS[0], 0, read=5, dropped=1, bad=1))
+    quarantine = job.spec.quarantine_path
+    reason = pa.struct([("check", pa.string()), ("column", pa.string()), ("message", pa.string())])
+    write_deltalake(quarantine, pa.table({
+        "driver_id": pa.array([7, None, 8], pa.int64()), "conv_rate": [1.7, None, 2.5],
+        "_fk_errors": pa.array([[{"check": "in_range(0, 1)", "column": "conv_rate", "message": "conv_rate outside [0, 1]"}],
+                                [{"check": "parse", "column": "stats", "message": "the record does not parse"}],
+                                [{"check": "in_range(0, 1)", "column": "conv_rate", "message": "outside"}]],
+                               pa.list_(reason)),
+        "_fk_source": [None, "stats", None], "_fk_raw": [None, '{"driver_id": "x"}', None],
+        "_fk_row_hash": ["h1", "h2", "h3"], "_fk_run_id": [RUN_IDS[0], RUN_IDS[0], "20250101T000000Z-other000"],
+        "_fk_quarantined_at": pa.array([0, 0, 0], pa.timestamp("us", tz="UTC"))}))
+    first = report(job, RUN_IDS[0], 0, read=5, dropped=1, bad=1)
+    first.quarantine = {"path": quarantine, "version": 0, "rows": 2, "inserted": 2}
+    write_report(settings.runs_dir, first)
     write_report(settings.runs_dir, report(job, RUN_IDS[1], 1, read=4, dropped=1, bad=0))
     write_report(settings.runs_dir, report(job, RUN_IDS[2], None, read=6, dropped=0, bad=0))
     materialization = "20260301T130000Z-dddd0004"
@@ -287,10 +300,17 @@ def test_run_page_shows_accounting_gate_examples_durations_and_commit(world: Wor
     assert "Example rows failing in_range(0, 1) on conv_rate driver_id conv_rate 7 1.7" in words
     assert "read 0.4 gate 0.2 write 0.9" in words
     assert "Version 1" not in words and "Version 0 Operation WRITE numOutputRows 3" in words
+    # read from the quarantine table: this run's rows only, each with its reasons
+    assert "Quarantined rows 2 row(s) in" in words and "at version 0; the first 2 with their reasons:" in words
+    assert ("Reasons driver_id conv_rate source record "
+            "in_range(0, 1) conv_rate: conv_rate outside [0, 1] 7 1.7 null null "
+            'parse stats: the record does not parse null null stats {"driver_id": "x"}') in words
+    assert "2.5" not in words                                                    # another run's row
     failed = get(world, f"/runs/{RUN_IDS[2][:20]}")                              # a unique prefix will do
     assert "failed (exit code 1)" in failed.words
     assert "Error InfraError: the lake is not reachable" in failed.words and "more lines" not in failed.words
     assert "No commit: the table kept its previous version." in failed.words
+    assert "Quarantined rows" not in failed.words
 
 
 def test_feature_page_shows_entity_types_table_materialization_and_services(world: World) -> None:
