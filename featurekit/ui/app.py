@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import jinja2
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -75,6 +76,12 @@ def create_ui(project: Project, settings: Settings) -> FastAPI:
         if exc.status_code == 404:
             return not_found(request, "page", "", f"no page at {request.url.path}", [])
         return page(request, "error.html", exc.status_code, detail=str(exc.detail))
+
+    @ui.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> HTMLResponse:
+        where = [".".join(str(part) for part in e.get("loc", ())[1:]) for e in exc.errors()]
+        lines = [f"{w}: {e.get('msg', '')}" for w, e in zip(where, exc.errors())]
+        return page(request, "error.html", 422, detail=redact_text("; ".join(lines)))
 
     @ui.get("/", response_class=HTMLResponse)
     def index(request: Request, q: Annotated[str, Query(max_length=200)] = "") -> HTMLResponse:

@@ -350,9 +350,11 @@ def test_unknown_names_are_a_404_page_with_a_close_match(world: World, url: str,
         get(world, closest)
 
 
-def test_an_ambiguous_run_prefix_says_so(world: World) -> None:
+def test_an_ambiguous_run_prefix_or_a_bad_query_is_a_page_that_says_so(world: World) -> None:
     page = get(world, "/runs/20260301T1", 409)
     assert "run id '20260301T1' is ambiguous: 3 runs start with it" in page.words
+    long = get(world, "/?q=" + "x" * 201, 422)
+    assert "q: String should have at most 200 characters" in long.words
 
 
 def test_every_link_of_every_page_resolves(world: World) -> None:
