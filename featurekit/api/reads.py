@@ -68,16 +68,16 @@ def job_summary(job: LoadedJob) -> JobSummary:
 
 
 def job_detail(project: Project, settings: Settings, name: str) -> JobDetail:
-    loaded, problems = jobs(project, settings)
-    by_name = {job.name: job for job in loaded}
-    job = by_name.get(name)
-    if job is None:
-        files = {p.stem: p for p in project.job_files()}
-        if name in files:
-            mine = [p for p in problems if p.startswith(project.shown(files[name]))] or problems
-            raise ApiError(422, f"job {name!r} does not load: " + "; ".join(mine[:5])
-                           + (f" (and {len(mine) - 5} more)" if len(mine) > 5 else ""))
+    # a job's name is its file's name (the spec checks it), so only that file is parsed
+    files = {p.stem: p for p in project.job_files()}
+    if name not in files:
         raise ApiError(404, f"unknown job {name!r}" + _hint(name, sorted(files), "jobs"))
+    loaded, problems = load_jobs([files[name]], settings.vars, base=project.root)
+    if not loaded:
+        mine = [redact_text(str(p)) for p in problems]
+        raise ApiError(422, f"job {name!r} does not load: " + "; ".join(mine[:5])
+                       + (f" (and {len(mine) - 5} more)" if len(mine) > 5 else ""))
+    job = loaded[0]
     spec = job.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
     recent = [run_summary(r) for r in _runs(settings.runs_dir, name, RECENT_RUNS)]
     return JobDetail(**job_summary(job).model_dump(), spec=redact(spec), recent_runs=recent)
