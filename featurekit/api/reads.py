@@ -1,5 +1,6 @@
-"""What the metadata API answers, read from the project's files on every request (no cache):
-job specs, run reports and the run log's lineage records. Plain functions over a project and
+"""What the metadata API answers, read from the project's files on every request: job specs,
+run reports and the run log's lineage records. A job file is parsed again only when it changes
+(its size or modification time), since parsing every spec of a large project dominates a request. Plain functions over a project and
 its settings; an unknown or ambiguous name is an :class:`ApiError` carrying its HTTP status.
 
 Nothing secret leaves here: everything returned (specs, reports, records, messages) goes through
@@ -26,7 +27,7 @@ from featurekit.api.models import (
     TrainingSetUse,
 )
 from featurekit.config import Project, Settings
-from featurekit.errors import ConfigError, FeaturekitError
+from featurekit.errors import ConfigError, FeaturekitError, Problem
 from featurekit.pipeline.report import list_runs, settle
 from featurekit.redaction import redact, redact_text
 from featurekit.spec.loader import LoadedJob, load_jobs
@@ -48,9 +49,37 @@ class ApiError(FeaturekitError):
 # -- jobs -------------------------------------------------------------------------------------
 
 
+_PARSED: dict[tuple[Any, ...], tuple[list[LoadedJob], list[Problem]]] = {}
+_PARSED_MAX = 4096   # file versions kept; past it the cache starts over
+
+
+def _load_jobs(paths: list[Path], variables: dict[str, str], base: Path) -> tuple[list[LoadedJob], list[Problem]]:
+    """:func:`load_jobs`, each file parsed once per (version of the file, variables). A spec's
+    ``schema_model`` (a Python class) is imported when parsed, so a change to it alone shows after the
+    job file changes or the process restarts."""
+    loaded: list[LoadedJob] = []
+    problems: list[Problem] = []
+    given = tuple(sorted(variables.items()))
+    for path in paths:
+        try:
+            stat = path.stat()
+        except OSError:
+            found = load_jobs([path], variables, base=base)      # says what is wrong with it
+        else:
+            key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, given, str(base))
+            found = _PARSED.get(key) or load_jobs([path], variables, base=base)
+            if key not in _PARSED:
+                if len(_PARSED) >= _PARSED_MAX:
+                    _PARSED.clear()
+                _PARSED[key] = found
+        loaded += found[0]
+        problems += found[1]
+    return loaded, problems
+
+
 def jobs(project: Project, settings: Settings) -> tuple[list[LoadedJob], list[str]]:
     """The jobs that load, and one line per problem of those that do not."""
-    loaded, problems = load_jobs(project.job_files(), settings.vars, base=project.root)
+    loaded, problems = _load_jobs(project.job_files(), settings.vars, project.root)
     return loaded, [redact_text(str(p)) for p in problems]
 
 
@@ -72,7 +101,7 @@ def job_detail(project: Project, settings: Settings, name: str) -> JobDetail:
     files = {p.stem: p for p in project.job_files()}
     if name not in files:
         raise ApiError(404, f"unknown job {name!r}" + _hint(name, sorted(files), "jobs"))
-    loaded, problems = load_jobs([files[name]], settings.vars, base=project.root)
+    loaded, problems = _load_jobs([files[name]], settings.vars, project.root)
     if not loaded:
         mine = [redact_text(str(p)) for p in problems]
         raise ApiError(422, f"job {name!r} does not load: " + "; ".join(mine[:5])

@@ -410,3 +410,21 @@ def test_the_cli_serves_the_pages_over_http(world: World) -> None:
         process.terminate()
         output = process.communicate(timeout=30)[0].decode()
     assert f"featurekit ui (env local) on http://127.0.0.1:{port}/" in output
+
+
+def test_a_changed_job_file_shows_at_once(world: World) -> None:
+    """Specs are parsed once per version of their file: an edit shows on the next request."""
+    path = world.project.root / "jobs" / "vault_export.yaml"
+    before = path.read_text()
+    assert "Not run; its source has a password option." in get(world, "/jobs/vault_export").words
+    try:
+        path.write_text(before.replace("Not run;", "Never run;"))
+        assert "Never run; its source has a password option." in get(world, "/jobs/vault_export").words
+        assert "Never run;" in get(world, "/?q=never").words
+        path.write_text(before.replace("owner: security", "owner: [security]"))
+        broken = get(world, "/jobs/vault_export", 422)
+        assert "job 'vault_export' does not load: jobs/vault_export.yaml:" in broken.words
+        assert "Job files that do not load" in get(world, "/").words
+    finally:
+        path.write_text(before)
+    assert "Not run; its source has a password option." in get(world, "/jobs/vault_export").words
