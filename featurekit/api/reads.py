@@ -1,5 +1,6 @@
-"""What the metadata API answers, read from the project's files on every request (no cache):
-job specs, run reports and the run log's lineage records. Plain functions over a project and
+"""What the metadata API answers, read from the project's files on every request: job specs,
+run reports and the run log's lineage records. A job file is parsed again only when it changes
+(its size or modification time), since parsing every spec of a large project dominates a request. Plain functions over a project and
 its settings; an unknown or ambiguous name is an :class:`ApiError` carrying its HTTP status.
 
 Nothing secret leaves here: everything returned (specs, reports, records, messages) goes through
@@ -26,7 +27,7 @@ from featurekit.api.models import (
     TrainingSetUse,
 )
 from featurekit.config import Project, Settings
-from featurekit.errors import ConfigError, FeaturekitError
+from featurekit.errors import ConfigError, FeaturekitError, Problem
 from featurekit.pipeline.report import list_runs, settle
 from featurekit.redaction import redact, redact_text
 from featurekit.spec.loader import LoadedJob, load_jobs
@@ -48,9 +49,37 @@ class ApiError(FeaturekitError):
 # -- jobs -------------------------------------------------------------------------------------
 
 
+_PARSED: dict[tuple[Any, ...], tuple[list[LoadedJob], list[Problem]]] = {}
+_PARSED_MAX = 4096   # file versions kept; past it the cache starts over
+
+
+def _load_jobs(paths: list[Path], variables: dict[str, str], base: Path) -> tuple[list[LoadedJob], list[Problem]]:
+    """:func:`load_jobs`, each file parsed once per (version of the file, variables). A spec's
+    ``schema_model`` (a Python class) is imported when parsed, so a change to it alone shows after the
+    job file changes or the process restarts."""
+    loaded: list[LoadedJob] = []
+    problems: list[Problem] = []
+    given = tuple(sorted(variables.items()))
+    for path in paths:
+        try:
+            stat = path.stat()
+        except OSError:
+            found = load_jobs([path], variables, base=base)      # says what is wrong with it
+        else:
+            key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, given, str(base))
+            found = _PARSED.get(key) or load_jobs([path], variables, base=base)
+            if key not in _PARSED:
+                if len(_PARSED) >= _PARSED_MAX:
+                    _PARSED.clear()
+                _PARSED[key] = found
+        loaded += found[0]
+        problems += found[1]
+    return loaded, problems
+
+
 def jobs(project: Project, settings: Settings) -> tuple[list[LoadedJob], list[str]]:
     """The jobs that load, and one line per problem of those that do not."""
-    loaded, problems = load_jobs(project.job_files(), settings.vars, base=project.root)
+    loaded, problems = _load_jobs(project.job_files(), settings.vars, project.root)
     return loaded, [redact_text(str(p)) for p in problems]
 
 
@@ -68,19 +97,43 @@ def job_summary(job: LoadedJob) -> JobSummary:
 
 
 def job_detail(project: Project, settings: Settings, name: str) -> JobDetail:
-    loaded, problems = jobs(project, settings)
-    by_name = {job.name: job for job in loaded}
-    job = by_name.get(name)
-    if job is None:
-        files = {p.stem: p for p in project.job_files()}
-        if name in files:
-            mine = [p for p in problems if p.startswith(project.shown(files[name]))] or problems
-            raise ApiError(422, f"job {name!r} does not load: " + "; ".join(mine[:5])
-                           + (f" (and {len(mine) - 5} more)" if len(mine) > 5 else ""))
+    # a job's name is its file's name (the spec checks it), so only that file is parsed
+    files = {p.stem: p for p in project.job_files()}
+    if name not in files:
         raise ApiError(404, f"unknown job {name!r}" + _hint(name, sorted(files), "jobs"))
+    loaded, problems = _load_jobs([files[name]], settings.vars, project.root)
+    if not loaded:
+        mine = [redact_text(str(p)) for p in problems]
+        raise ApiError(422, f"job {name!r} does not load: " + "; ".join(mine[:5])
+                       + (f" (and {len(mine) - 5} more)" if len(mine) > 5 else ""))
+    job = loaded[0]
     spec = job.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
     recent = [run_summary(r) for r in _runs(settings.runs_dir, name, RECENT_RUNS)]
     return JobDetail(**job_summary(job).model_dump(), spec=redact(spec), recent_runs=recent)
+
+
+def job_manifest(project: Project, settings: Settings, name: str) -> tuple[str, str]:
+    """(environment, YAML): the SparkApplication of job ``name`` as ``render sparkapp`` writes it, for
+    ``settings``' environment or, when that one has no ``kubernetes:`` settings (a local env), for the
+    first environment that has them. A :class:`ConfigError` when none can render it."""
+    from featurekit.config import load_settings
+    from featurekit.deploy.sparkapp import kubernetes_of, render_jobs, to_yaml
+    from featurekit.spec.loader import load_job
+
+    target = settings
+    if settings.kubernetes is None:
+        for env in project.environments():
+            try:
+                other = load_settings(project, env)
+            except FeaturekitError:
+                continue
+            if other.kubernetes is not None:
+                target = other
+                break
+    kubernetes_of(project, target)           # the error names what to add when no env has them
+    path = project.job_path(name)
+    job = load_job(path, target.vars, shown_as=project.shown(path))
+    return target.env, redact_text(to_yaml(render_jobs(project, target, [job])))
 
 
 def _hint(word: str, known: list[str], what: str) -> str:
@@ -102,6 +155,12 @@ def _runs(runs_dir: Path, job: str | None, limit: int) -> list[dict[str, Any]]:
         return list_runs(runs_dir, job, limit)
     except ConfigError:
         return []
+
+
+def run_reports(settings: Settings, job: str, limit: int) -> list[dict[str, Any]]:
+    """The ``limit`` newest reports of ``job`` as written (secrets masked), for what a summary leaves
+    out: the steps' counts, the gate, the durations."""
+    return [redact(r) for r in _runs(settings.runs_dir, job, limit)]
 
 
 def run_summary(report: dict[str, Any]) -> RunSummary:
@@ -152,6 +211,39 @@ def run_report(settings: Settings, run_id: str) -> dict[str, Any]:
     return redact(settle(report, matches[0]) if isinstance(report, dict) else report)
 
 
+QUARANTINE_EXAMPLES = 20
+
+
+def quarantine_examples(settings: Settings, report: dict[str, Any],
+                        limit: int = QUARANTINE_EXAMPLES) -> tuple[list[dict[str, Any]], str]:
+    """(rows, problem): up to ``limit`` rows the run put in its job's quarantine table, each with its
+    ``reasons`` (``check column: message``) and its values (secrets masked), read with delta-rs at the
+    version the run committed; no rows and one line saying why when the table cannot be read."""
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+
+    from featurekit.sinks.quarantine import AT, ERRORS, HASH, RAW, RUN_ID, SOURCE
+
+    held = report.get("quarantine") or {}
+    if not held.get("path") or not report.get("run_id"):
+        return [], ""
+    try:
+        table = DeltaTable(str(held["path"]), version=held.get("version"),
+                           storage_options=settings.storage_options or None)
+        found = table.to_pyarrow_dataset().head(limit, filter=pc.field(RUN_ID) == str(report["run_id"])).to_pylist()
+    except Exception as exc:  # gone, vacuumed, or storage that cannot be read from here
+        return [], redact_text(f"the quarantine table {held['path']} cannot be read: {type(exc).__name__}")
+    rows = []
+    for row in found:
+        reasons = [f"{e.get('check')} {e.get('column')}: {e.get('message')}" for e in row.get(ERRORS) or []
+                   if isinstance(e, dict)]
+        values = {k: v for k, v in row.items() if k not in (ERRORS, HASH, RUN_ID, AT, SOURCE, RAW)}
+        if row.get(RAW) is not None:          # a source record that did not parse: its text is the row
+            values = {"source": row.get(SOURCE), "record": row.get(RAW)}
+        rows.append({"reasons": reasons, "values": redact(values)})
+    return rows, ""
+
+
 # -- feature sets -----------------------------------------------------------------------------
 
 
@@ -162,7 +254,8 @@ class _Views:
         from featurekit.lineage import RunLogLineage
 
         self.settings = settings
-        loaded, self.problems = jobs(project, settings)
+        self.loaded, self.problems = jobs(project, settings)
+        loaded = self.loaded
         self.declared = {job.name: job for job in loaded if job.spec.features is not None}
         feast_project = settings.feast.project
         records = [r for r in RunLogLineage(settings.runs_dir).records() if r.get("feast_project") == feast_project]
@@ -217,6 +310,16 @@ class _Views:
                                 table_version=self.table_version(view), materializations=materializations,
                                 training_sets=uses)
 
+    def schema(self, view: str) -> dict[str, str]:
+        """The view's features and their Feast types as last materialized (types unknown: empty)."""
+        found = self.feature_sets.get(view)
+        if not found:
+            return {}
+        fields = (found[0].get("view_schema") or {}).get("features")
+        if isinstance(fields, dict):
+            return {str(k): str(v) for k, v in fields.items()}
+        return {str(name): "" for name in found[0].get("features") or []}
+
     def table_version(self, view: str) -> int | None:
         from featurekit.feast.definitions import table_schema
 
@@ -241,3 +344,36 @@ def feature_sets(project: Project, settings: Settings) -> tuple[list[FeatureSetS
 
 def feature_set(project: Project, settings: Settings, view: str) -> FeatureSetDetail:
     return _Views(project, settings).detail(view)
+
+
+def catalog(project: Project, settings: Settings) -> tuple[list[JobSummary], list[FeatureSetSummary],
+                                                           dict[str, dict[str, str]], list[str]]:
+    """Jobs, feature views, each view's features with their types (as last materialized) and the
+    problems of job files that do not load: what the UI's index lists, from one reading of the files."""
+    views = _Views(project, settings)
+    summaries = [views.summary(name) for name in views.names]
+    return ([job_summary(job) for job in views.loaded], summaries, {v: views.schema(v) for v in views.names},
+            views.problems)
+
+
+def feature_set_page(project: Project, settings: Settings, view: str) -> tuple[FeatureSetDetail, dict[str, str],
+                                                                        dict[str, LoadedJob]]:
+    """A view's detail, its features and types, and the jobs that declare feature views (for the
+    services that include it), from one reading of the files.
+
+    Types are those of the last materialization (Feast types), else the columns of the view's Delta
+    table (Delta types) other than its join keys and timestamp; empty when neither can be read."""
+    from featurekit.feast.definitions import table_schema
+
+    views = _Views(project, settings)
+    detail = views.detail(view)
+    types = views.schema(view)
+    job = views.declared.get(view)
+    if not types and job is not None and job.spec.features is not None:
+        skip = {*job.spec.features.join_keys, job.spec.features.timestamp}
+        try:
+            columns = table_schema(job, settings)[1]
+        except Exception:  # not written yet, or storage that cannot be read from here
+            columns = []
+        types = {name: kind if isinstance(kind, str) else json.dumps(kind) for name, kind in columns if name not in skip}
+    return detail, types, views.declared

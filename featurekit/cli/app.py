@@ -35,7 +35,7 @@ for command, name in (
     (jobs.validate, None), (jobs.plan, None), (jobs.run, None), (jobs.backfill, None), (jobs.show, None),
     (data.setup, None), (data.generate_demo_data, "generate-demo-data"),
     (feast.materialize, None), (serving.online, None), (serving.serve, None),
-    (feast.training_set, "training-set"), (serving.api, None), (serving.transformer, None),
+    (feast.training_set, "training-set"), (serving.api, None), (serving.ui, None), (serving.transformer, None),
 ):
     app.command(name)(command)
 app.add_typer(jobs.runs_app, name="runs")

@@ -1,5 +1,5 @@
 """Commands that answer requests: online lookups, the online feature server, the KServe transformer,
-the metadata API."""
+the metadata API, the web catalog."""
 
 from __future__ import annotations
 
@@ -104,3 +104,20 @@ def api(
     out.print(f"featurekit metadata API (env {env}) on http://{host}:{port}/api/v1 (docs: http://{host}:{port}/docs)",
               markup=False)
     uvicorn.run(create_api(project, settings), host=host, port=port, log_level="warning", access_log=False)
+
+
+def ui(
+    ctx: typer.Context,
+    env: Env = "local",
+    host: Host = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8888,
+) -> None:
+    """Serve the read-only web catalog: search, feature views, jobs and runs, in the browser (no JavaScript)."""
+    import uvicorn
+
+    from featurekit.ui import create_ui
+
+    project = options(ctx).project()
+    settings = load_settings(project, env)
+    out.print(f"featurekit ui (env {env}) on http://{host}:{port}/", markup=False)
+    uvicorn.run(create_ui(project, settings), host=host, port=port, log_level="warning", access_log=False)

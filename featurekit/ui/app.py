@@ -1,0 +1,106 @@
+"""The FastAPI app of ``featurekit ui``: one route per page, Jinja2 templates and a stylesheet
+shipped in the package.
+
+Routes are plain ``def`` functions: FastAPI runs them in its thread pool, so reading the run log
+never blocks the event loop. An unknown name is the 404 page with the reads' message and a link
+to the closest known name; an ambiguous run id a 409 page; any other error of featurekit a 500
+page with its (masked) message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import jinja2
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException
+
+from featurekit import __version__
+from featurekit.api.reads import ApiError, feature_sets, redact_text
+from featurekit.config import Project, Settings
+from featurekit.errors import FeaturekitError, NotFound
+from featurekit.ui import pages
+from featurekit.yamlconf.names import suggest
+
+
+def templates() -> Jinja2Templates:
+    # autoescape: names, paths and messages are user data; StrictUndefined: a typo in a template fails its test
+    env = jinja2.Environment(loader=jinja2.PackageLoader("featurekit.ui", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return Jinja2Templates(env=env)
+
+
+def create_ui(project: Project, settings: Settings) -> FastAPI:
+    """The web catalog of one project in one environment (read-only; files are read per request)."""
+    ui = FastAPI(title="featurekit", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    ui.mount("/static", StaticFiles(packages=[("featurekit.ui", "static")]), name="static")
+    html = templates()
+    site = {"env": settings.env, "project": project.root.name, "version": __version__}
+
+    def page(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
+        return html.TemplateResponse(request, template, {"site": site, **values}, status_code=status)
+
+    def not_found(request: Request, what: str, name: str, detail: str, known: list[str]) -> HTMLResponse:
+        return page(request, "404.html", 404, what=what, name=name, detail=redact_text(detail),
+                    closest=suggest(name, known) if name else None)
+
+    # What each page's name names, and where its close match is looked for (only on a 404).
+    kinds: dict[str, tuple[str, Callable[[], list[str]]]] = {
+        "job": ("job", lambda: sorted(p.stem for p in project.job_files())),
+        "run": ("run", lambda: []),
+        "feature": ("feature view", lambda: [v.view for v in feature_sets(project, settings)[0]]),
+    }
+
+    @ui.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> HTMLResponse:
+        if exc.status == 404:
+            route = request.scope.get("route")
+            what, known = kinds.get(getattr(route, "name", ""), ("page", lambda: []))
+            return not_found(request, what, request.path_params.get("name", ""), exc.detail, known())
+        return page(request, "error.html", exc.status, detail=redact_text(exc.detail))
+
+    @ui.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> HTMLResponse:
+        return not_found(request, "page", "", exc.text(), [])
+
+    @ui.exception_handler(FeaturekitError)
+    async def _error(request: Request, exc: FeaturekitError) -> HTMLResponse:
+        return page(request, "error.html", 500, detail=redact_text(str(exc)))
+
+    @ui.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> HTMLResponse:
+        if exc.status_code == 404:
+            return not_found(request, "page", "", f"no page at {request.url.path}", [])
+        return page(request, "error.html", exc.status_code, detail=str(exc.detail))
+
+    @ui.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> HTMLResponse:
+        where = [".".join(str(part) for part in e.get("loc", ())[1:]) for e in exc.errors()]
+        lines = [f"{w}: {e.get('msg', '')}" for w, e in zip(where, exc.errors())]
+        return page(request, "error.html", 422, detail=redact_text("; ".join(lines)))
+
+    @ui.get("/", response_class=HTMLResponse)
+    def index(request: Request, q: Annotated[str, Query(max_length=200)] = "") -> HTMLResponse:
+        return page(request, "index.html", **pages.index(project, settings, q))
+
+    @ui.get("/jobs/{name}", response_class=HTMLResponse)
+    def job(request: Request, name: str) -> HTMLResponse:
+        return page(request, "job.html", **pages.job(project, settings, name))
+
+    @ui.get("/runs/{name}", response_class=HTMLResponse)
+    def run(request: Request, name: str) -> HTMLResponse:
+        return page(request, "run.html", **pages.run(settings, name))
+
+    @ui.get("/features/{name}", response_class=HTMLResponse)
+    def feature(request: Request, name: str) -> HTMLResponse:
+        return page(request, "feature.html", **pages.feature(project, settings, name))
+
+    return ui
+
+
+__all__ = ["create_ui"]

@@ -1,0 +1,118 @@
+"""What each page shows, shaped for its template from :mod:`featurekit.api.reads`: plain functions
+over a project and its settings, so a notebook or a test can call them without a server."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+from featurekit.api import reads
+from featurekit.config import Project, Settings
+from featurekit.errors import FeaturekitError
+from featurekit.ui.search import Catalog, catalog
+
+RECENT_RUNS = 20
+
+
+def to_yaml(value: Any) -> str:
+    """A spec or manifest as block YAML, keys in the order given."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.width = 4096  # one line per value, as the manifest shows them
+    yaml.sort_base_mapping_type_on_output = False  # the spec's own order: name, sources, steps, output
+    text = io.StringIO()
+    yaml.dump(value, text)
+    return text.getvalue()
+
+
+def index(project: Project, settings: Settings, query: str) -> dict[str, Any]:
+    jobs, views, schemas, problems = reads.catalog(project, settings)
+    everything = catalog(jobs, views, schemas, problems)
+    found = everything.search(query) if query.strip() else everything
+    closest = everything.closest(query.strip()) if query.strip() and found.empty else None
+    return {"query": query, "catalog": found, "closest": closest, "total": everything}
+
+
+@dataclass
+class Bar:
+    """One run's row accounting as a horizontal bar chart row (the SVG is drawn in the template)."""
+
+    run_id: str
+    label: str
+    read: int
+    dropped: int
+    quarantined: int
+    written: int
+
+
+def _accounting(report: dict[str, Any]) -> dict[str, Any]:
+    """Rows read per source, dropped per step, quarantined and written, from one run's report."""
+    sources = [s for s in report.get("sources") or [] if isinstance(s, dict)]
+    steps = [s for s in report.get("steps") or [] if isinstance(s, dict)]
+    read = [s.get("rows_read") for s in sources if isinstance(s.get("rows_read"), int)]
+    return {
+        "sources": sources, "steps": steps, "rows_read": sum(read) if read else None,
+        "dropped": sum(s["dropped"] for s in steps if isinstance(s.get("dropped"), int)),
+        "rows_out": report.get("rows_out"), "rows_quarantined": report.get("rows_quarantined"),
+        "rows_written": report.get("rows_written"),
+    }
+
+
+def job(project: Project, settings: Settings, name: str) -> dict[str, Any]:
+    detail = reads.job_detail(project, settings, name)
+    reports = reads.run_reports(settings, name, RECENT_RUNS)
+    runs = [{"report": r, "summary": reads.run_summary(r), **_accounting(r)} for r in reports]
+    try:
+        manifest_env, manifest = reads.job_manifest(project, settings, name)
+        manifest_error = ""
+    except FeaturekitError as exc:
+        manifest_env, manifest, manifest_error = "", "", reads.redact_text(str(exc))
+    bars = [Bar(r["summary"].run_id, r["summary"].started_at or r["summary"].run_id, r["rows_read"] or 0,
+                r["dropped"] or 0, r["rows_quarantined"] or 0, r["rows_written"] or 0) for r in runs]
+    return {"job": detail, "spec_yaml": to_yaml(detail.spec), "runs": runs, "bars": list(reversed(bars)),
+            "scale": max([b.read for b in bars] + [b.written for b in bars] + [1]),
+            "manifest": manifest, "manifest_env": manifest_env, "manifest_error": manifest_error}
+
+
+def run(settings: Settings, run_id: str) -> dict[str, Any]:
+    report = reads.run_report(settings, run_id)
+    gate = report.get("gate") or {}
+    checks = gate.get("checks") if isinstance(gate.get("checks"), list) else []
+    quarantined, quarantine_problem = reads.quarantine_examples(settings, report)
+    return {"report": report, "summary": reads.run_summary(report), "checks": checks, "gate": gate,
+            "quarantined": quarantined, "quarantine_problem": quarantine_problem,
+            # refused rows and unparsed source records side by side: every column either has
+            "quarantine_columns": list(dict.fromkeys(k for row in quarantined for k in row["values"])),
+            "durations": report.get("durations") or {}, **_accounting(report)}
+
+
+def services_of(specs: dict[str, dict[str, Any]], view: str) -> dict[str, list[str]]:
+    """The feature services (by name) that include ``view`` or some of its features, and what of it.
+    ``specs``: the resolved specs of the jobs with a ``features:`` block."""
+    found: dict[str, list[str]] = {}
+    for job_name, spec in sorted(specs.items()):
+        features = spec.get("features") or {}
+        if job_name == view:
+            found.setdefault(job_name, []).append(view)        # every view's own service
+        for service, entries in (features.get("services") or {}).items():
+            mine = [e for e in entries if e == view or str(e).startswith(f"{view}:")]
+            if mine:
+                found.setdefault(service, []).extend(mine)
+    return found
+
+
+def feature(project: Project, settings: Settings, view: str) -> dict[str, Any]:
+    detail, types, declared = reads.feature_set_page(project, settings, view)
+    specs = {name: j.spec.model_dump(mode="json", exclude_none=True) for name, j in declared.items()}
+    spec = specs.get(detail.job, {})
+    features = spec.get("features") or {}
+    job_description = spec.get("description", "")
+    return {"view": detail, "types": types, "spec_features": features,
+            "tags": reads.redact(features.get("tags") or {}), "description": features.get("description") or job_description,
+            "services": services_of(specs, view), "declared_job": detail.job if detail.job in specs else None}
+
+
+__all__ = ["Catalog", "feature", "index", "job", "run", "services_of", "to_yaml"]

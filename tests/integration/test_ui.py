@@ -1,0 +1,430 @@
+"""`featurekit ui`: every page rendered by the app over a small project, read as a browser would.
+
+One project for the module, made without Spark: two job files (one a feature view with an extra
+service, one with a password in its spec), the feature view's Delta table written twice with
+delta-rs (each commit carrying its run's ``userMetadata`` as featurekit writes it), three run
+reports written as featurekit writes them (two succeeded, one failed), and a materialization of
+table version 1 in the run log. Pages are fetched with Starlette's TestClient; every link on
+every page is followed; one test starts the real ``featurekit ui`` process and asks it over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import pyarrow as pa
+import pytest
+from deltalake import CommitProperties, write_deltalake
+from fastapi.testclient import TestClient
+
+from featurekit.config import Project, Settings, load_settings
+from featurekit.lineage import RunLogLineage
+from featurekit.lineage.records import FeatureSetRecord
+from featurekit.pipeline.report import RunResult, StepCount, write_report
+from featurekit.spec.loader import LoadedJob, load_job
+from featurekit.ui import create_ui
+from tests.conftest import REPO, _free_port
+
+SPEC_PASSWORD = "pw-71c4-never-in-a-page"
+
+STATS_JOB = """
+name: driver_stats
+description: Hourly conversion and trip counts per driver.
+owner: mobility-data
+sources:
+  stats: {format: parquet, path: "${raw_root}/stats"}
+steps:
+  - filter: "driver_id IS NOT NULL"
+output:
+  path: ${lake_root}/driver_stats
+  mode: overwrite
+features:
+  entity: driver
+  join_keys: [driver_id]
+  timestamp: event_ts
+  ttl: 1d
+  description: How often a driver accepts a ride.
+  tags: {team: mobility}
+  services:
+    driver_rates: ["driver_stats:conv_rate"]
+"""
+
+TRIPS_JOB = """
+name: driver_trips
+description: Trips per driver, written but never materialized.
+owner: mobility-data
+sources:
+  trips: {format: parquet, path: "${raw_root}/trips"}
+output:
+  path: ${lake_root}/driver_trips
+features:
+  entity: driver
+  join_keys: [driver_id]
+  timestamp: event_ts
+  ttl: 7d
+"""
+
+VAULT_JOB = f"""
+name: vault_export
+description: Not run; its source has a password option.
+owner: security
+sources:
+  accounts:
+    format: parquet
+    path: "${{raw_root}}/accounts"
+    options: {{password: "{SPEC_PASSWORD}"}}
+output:
+  path: ${{lake_root}}/vault_export
+"""
+
+RUN_IDS = ["20260301T100000Z-aaaa0001", "20260301T110000Z-bbbb0002", "20260301T120000Z-cccc0003"]
+
+
+@dataclass
+class World:
+    project: Project
+    settings: Settings
+    job: LoadedJob
+    client: TestClient
+    materialization: str
+
+
+def report(job: LoadedJob, run_id: str, version: int | None, read: int, dropped: int, bad: int) -> RunResult:
+    """A run's report with the numbers a run of the job would write."""
+    out = read - dropped
+    failed = version is None
+    gate = {"policy": "quarantine", "max_bad_fraction": 0.5, "rows_checked": out, "rows_good": out - bad,
+            "rows_bad": bad, "rows_malformed": 0, "failed_because": "", "unique": [], "rows_released": 0,
+            "schema_errors": [],
+            "checks": [{"check": "in_range(0, 1)", "column": "conv_rate", "message": "conv_rate outside [0, 1]",
+                        "failures": bad, "examples": [{"driver_id": 7, "conv_rate": 1.7}]}] if bad else []}
+    return RunResult(
+        run_id=run_id, job=job.name, fingerprint=job.fingerprint, env="local", started_at=f"{run_id[:15]}",
+        status="failed" if failed else "succeeded",
+        sources=[{"name": "stats", "format": "parquet", "path": "raw/stats", "rows_read": read, "rows_malformed": 0}],
+        steps=[StepCount(1, "filter", read, out, dropped)], rows_out=out,
+        rows_written=None if failed else out - bad, rows_quarantined=None if failed else bad, gate=gate,
+        output_path=job.spec.output.path, mode="overwrite", table_version=version,
+        commit_operation="" if failed else "WRITE", commit_metrics={} if failed else {"numOutputRows": out - bad},
+        durations={"read": 0.4, "gate": 0.2, "write": 0.9}, exit_code=1 if failed else 0,
+        error="InfraError: the lake is not reachable\nmore lines" if failed else "",
+    )
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("ui") / "project"
+    shutil.copytree(REPO / "conf", root / "conf")
+    (root / "jobs").mkdir()
+    for name, text in (("driver_stats", STATS_JOB), ("driver_trips", TRIPS_JOB), ("vault_export", VAULT_JOB)):
+        (root / "jobs" / f"{name}.yaml").write_text(textwrap.dedent(text).lstrip())
+    project = Project(root)
+    settings = load_settings(project, "local")
+    job = load_job(root / "jobs" / "driver_stats.yaml", settings.vars, shown_as="jobs/driver_stats.yaml")
+
+    table = pa.table({"driver_id": pa.array([1, 2, 3], pa.int64()), "conv_rate": [0.1, 0.5, 0.9],
+                      "trips": pa.array([1, 5, 9], pa.int32()),
+                      "event_ts": pa.array([0, 1, 2], pa.timestamp("us", tz="UTC"))})
+    for version, run_id in enumerate(RUN_IDS[:2]):
+        meta = json.dumps({"job": job.name, "run_id": run_id, "fingerprint": job.fingerprint, "env": "local"})
+        write_deltalake(job.spec.output.path, table, mode="overwrite",
+                        commit_properties=CommitProperties(custom_metadata={"userMetadata": meta}))
+    write_deltalake(str(root / "data" / "lake" / "driver_trips"), table.select(["driver_id", "trips", "event_ts"]))
+    quarantine = job.spec.quarantine_path
+    reason = pa.struct([("check", pa.string()), ("column", pa.string()), ("message", pa.string())])
+    write_deltalake(quarantine, pa.table({
+        "driver_id": pa.array([7, None, 8], pa.int64()), "conv_rate": [1.7, None, 2.5],
+        "_fk_errors": pa.array([[{"check": "in_range(0, 1)", "column": "conv_rate", "message": "conv_rate outside [0, 1]"}],
+                                [{"check": "parse", "column": "stats", "message": "the record does not parse"}],
+                                [{"check": "in_range(0, 1)", "column": "conv_rate", "message": "outside"}]],
+                               pa.list_(reason)),
+        "_fk_source": [None, "stats", None], "_fk_raw": [None, '{"driver_id": "x"}', None],
+        "_fk_row_hash": ["h1", "h2", "h3"], "_fk_run_id": [RUN_IDS[0], RUN_IDS[0], "20250101T000000Z-other000"],
+        "_fk_quarantined_at": pa.array([0, 0, 0], pa.timestamp("us", tz="UTC"))}))
+    first = report(job, RUN_IDS[0], 0, read=5, dropped=1, bad=1)
+    first.quarantine = {"path": quarantine, "version": 0, "rows": 2, "inserted": 2}
+    write_report(settings.runs_dir, first)
+    write_report(settings.runs_dir, report(job, RUN_IDS[1], 1, read=4, dropped=1, bad=0))
+    write_report(settings.runs_dir, report(job, RUN_IDS[2], None, read=6, dropped=0, bad=0))
+    materialization = "20260301T130000Z-dddd0004"
+    RunLogLineage(settings.runs_dir).record_feature_set(FeatureSetRecord(
+        run_id=materialization, feast_project=settings.feast.project, feature_view="driver_stats",
+        features=["conv_rate", "trips"], job="driver_stats", spec_fingerprint=job.fingerprint,
+        delta_path=job.spec.output.path, delta_version=1, window_start="2026-03-01T00:00:00+00:00",
+        window_end="2026-03-01T12:30:00+00:00", rows=3, keys=3, online_store="sqlite",
+        recorded_at="2026-03-01T13:00:00+00:00",
+        view_schema={"join_keys": {"driver_id": "Int64"}, "timestamp": "event_ts",
+                     "features": {"conv_rate": "Float64", "trips": "Int32"}}))
+    with TestClient(create_ui(project, settings)) as client:
+        yield World(project, settings, job, client, materialization)
+
+
+class Page(HTMLParser):
+    """The facts of a page a reader (or a screen reader) relies on."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.links: list[str] = []
+        self.text: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        self.tags.append((tag, found))
+        if tag in ("a", "link") and found.get("href"):
+            self.links.append(str(found["href"]))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def all(self, tag: str) -> list[dict[str, str | None]]:
+        return [attrs for name, attrs in self.tags if name == tag]
+
+    @property
+    def words(self) -> str:
+        # text nodes apart (table cells), but not before the punctuation that ends a sentence
+        return re.sub(r" ([?.,:])(?=\s|$)", r"\1", re.sub(r"\s+", " ", " ".join(self.text)))
+
+    def problems(self) -> list[str]:
+        """What breaks the basics: landmarks, one h1, no skipped heading level, labelled inputs,
+        table headers with a scope, unique ids."""
+        found = []
+        html = self.all("html")
+        if not html or not html[0].get("lang"):
+            found.append("no <html lang>")
+        for landmark in ("header", "nav", "main"):
+            if len(self.all(landmark)) != 1:
+                found.append(f"{len(self.all(landmark))} <{landmark}>")
+        if len(self.all("h1")) != 1:
+            found.append(f"{len(self.all('h1'))} <h1>")
+        levels = [int(tag[1]) for tag, _ in self.tags if re.fullmatch(r"h[1-6]", tag)]
+        found += [f"h{b} after h{a}" for a, b in zip(levels, levels[1:]) if b > a + 1]
+        labelled = {attrs.get("for") for attrs in self.all("label")}
+        found += [f"input {a.get('id')} has no label" for a in self.all("input")
+                  if a.get("id") not in labelled and not a.get("aria-label")]
+        found += ["<th> without scope" for a in self.all("th") if a.get("scope") not in ("col", "row")]
+        ids = [a["id"] for _, a in self.tags if a.get("id")]
+        found += [f"id {i!r} twice" for i in {i for i in ids if ids.count(i) > 1}]
+        for svg in self.all("svg"):
+            if svg.get("role") != "img" or not svg.get("aria-labelledby"):
+                found.append("<svg> without role=img and a title")
+        return found
+
+
+def root_of(world: World) -> Path:
+    return world.project.root
+
+
+def get(world: World, url: str, status: int = 200) -> Page:
+    answer = world.client.get(url)
+    assert answer.status_code == status, (url, answer.text[:500])
+    assert answer.headers["content-type"].startswith("text/html")
+    assert SPEC_PASSWORD not in answer.text
+    page = Page(answer.text)
+    assert page.problems() == [], url
+    return page
+
+
+def test_index_lists_views_features_jobs_and_entities(world: World) -> None:
+    page = get(world, "/")
+    words = page.words
+    assert "Feature catalog" in words
+    assert "Feature views (2)" in words and "Features (2)" in words and "Jobs (3)" in words and "Entities (1)" in words
+    assert "conv_rate driver_stats Float64" in words and "trips driver_stats Int32" in words
+    assert "vault_export Not run; its source has a password option. security" in words
+    assert "driver driver_stats, driver_trips" in words                         # the entity and its views
+    assert "driver_trips driver driver_id none never" in words
+    assert {"/features/driver_stats", "/jobs/driver_stats", "/jobs/vault_export"} <= set(page.links)
+    assert "2026-03-01T13:00:00+00:00" in words                                  # last materialized
+
+
+def test_search_narrows_every_list_and_suggests_a_close_name(world: World) -> None:
+    page = get(world, "/?q=conv")
+    assert "Results for “conv”" in page.words
+    assert "Features (1)" in page.words and "Jobs (1)" in page.words             # the job's description says conversion
+    assert "driver_trips" not in page.words
+    assert "Feature views (0)" in page.words and "Entities (0)" in page.words
+    assert any(a.get("value") == "conv" for a in page.all("input"))
+    security = get(world, "/?q=SECURITY")                                         # case-insensitive, owners too
+    assert "Jobs (1)" in security.words and "vault_export" in security.words
+    missed = get(world, "/?q=drivr_stats")
+    assert "Nothing matches “drivr_stats”. Did you mean driver_stats?" in missed.words
+    assert "/?q=driver_stats" in missed.links
+
+
+def test_job_page_shows_spec_fingerprint_manifest_and_run_accounting(world: World) -> None:
+    page = get(world, "/jobs/driver_stats")
+    words = page.words
+    assert page.all("h1") and "Job driver_stats" in words
+    assert f"Fingerprint {world.job.fingerprint}" in words
+    spec = str(world.job.spec.output.path)
+    assert f"path: {spec}" in words and "- filter: driver_id IS NOT NULL" in words   # the resolved spec as YAML
+    assert "featurekit render sparkapp driver_stats --env k8s" in words
+    assert "kind: SparkApplication" in words and "featurekit.io/job: driver_stats" in words
+    # newest first: the failed run (no commit), then versions 1 and 0
+    assert re.search(rf"{RUN_IDS[2]} \S+ failed 6 0 – – –", words)
+    assert re.search(rf"{RUN_IDS[1]} \S+ succeeded 4 1 0 3 1", words)
+    assert re.search(rf"{RUN_IDS[0]} \S+ succeeded 5 1 1 3 0", words)
+    assert [f"/runs/{r}" for r in reversed(RUN_IDS)] == [link for link in page.links if link.startswith("/runs/")]
+    (svg,) = page.all("svg")
+    assert "read 5" in words and "written 3" in words and "quarantined 1" in words   # the bars' titles
+    vault = get(world, "/jobs/vault_export")
+    assert "password: '***'" in vault.words or "password: ***" in vault.words
+    assert "No runs yet." in vault.words
+
+
+def test_run_page_shows_accounting_gate_examples_durations_and_commit(world: World) -> None:
+    page = get(world, f"/runs/{RUN_IDS[0]}")
+    words = page.words
+    assert f"Run {RUN_IDS[0]}" in words and "/jobs/driver_stats" in page.links
+    assert "source stats – 5 – parquet raw/stats" in words
+    assert "step 1: filter 5 4 1" in words
+    assert "gate 4 3 1 quarantined" in words
+    assert "4 rows checked, 3 good, 1 bad" in words
+    assert "in_range(0, 1) conv_rate 1 conv_rate outside [0, 1]" in words
+    assert "Example rows failing in_range(0, 1) on conv_rate driver_id conv_rate 7 1.7" in words
+    assert "read 0.4 gate 0.2 write 0.9" in words
+    assert "Version 1" not in words and "Version 0 Operation WRITE numOutputRows 3" in words
+    # read from the quarantine table: this run's rows only, each with its reasons
+    assert "Quarantined rows 2 row(s) in" in words and "at version 0; the first 2 with their reasons:" in words
+    assert ("Reasons driver_id conv_rate source record "
+            "in_range(0, 1) conv_rate: conv_rate outside [0, 1] 7 1.7 null null "
+            'parse stats: the record does not parse null null stats {"driver_id": "x"}') in words
+    assert "2.5" not in words                                                    # another run's row
+    failed = get(world, f"/runs/{RUN_IDS[2][:20]}")                              # a unique prefix will do
+    assert "failed (exit code 1)" in failed.words
+    assert "Error InfraError: the lake is not reachable" in failed.words and "more lines" not in failed.words
+    assert "No commit: the table kept its previous version." in failed.words
+    assert "Quarantined rows" not in failed.words
+
+
+def test_feature_page_shows_entity_types_table_materialization_and_services(world: World) -> None:
+    page = get(world, "/features/driver_stats")
+    words = page.words
+    assert "Feature view driver_stats" in words and "How often a driver accepts a ride." in words
+    assert "Entity driver Join keys driver_id Timestamp event_ts TTL 1d Online yes" in words
+    assert f"Delta table {world.job.spec.output.path}, version 1" in words
+    assert "team=mobility" in words
+    assert "conv_rate Float64 trips Int32" in words
+    assert ("When 2026-03-01T13:00:00+00:00 Window 2026-03-01T00:00:00+00:00 to 2026-03-01T12:30:00+00:00 "
+            "Rows 3 Keys 3 Online store sqlite Delta version 1") in words
+    assert f"/runs/{RUN_IDS[1]}" in page.links                                   # the run whose commit is v1
+    assert "driver_rates: driver_stats:conv_rate" in words and "driver_stats: driver_stats" in words
+    trips = get(world, "/features/driver_trips")                                   # written, never materialized
+    assert "TTL 7d" in trips.words and "Feature Type trips integer Last materialization Never materialized." in trips.words
+    assert f"Delta table {root_of(world)}/data/lake/driver_trips, version 0" in trips.words
+
+
+@pytest.mark.parametrize(("url", "detail", "closest"), [
+    ("/jobs/driver_stat", "unknown job 'driver_stat' — did you mean 'driver_stats'?", "/jobs/driver_stats"),
+    ("/jobs/zzz", "unknown job 'zzz' (jobs: driver_stats, driver_trips, vault_export)", None),
+    ("/features/driver_stat", "unknown feature view 'driver_stat' — did you mean 'driver_stats'?",
+     "/features/driver_stats"),
+    ("/features/vault_export", "unknown feature view 'vault_export' (feature views: driver_stats, driver_trips)",
+     None),
+    ("/runs/19990101T000000Z", "unknown run '19990101T000000Z': no run id starts with it", None),
+    ("/lineage", "no page at /lineage", None),
+])
+def test_unknown_names_are_a_404_page_with_a_close_match(world: World, url: str, detail: str,
+                                                          closest: str | None) -> None:
+    page = get(world, url, 404)
+    assert detail in page.words
+    suggested = [link for link in page.links if link not in ("#content", "/", "/static/ui.css")]
+    assert suggested == ([closest] if closest else [])
+    if closest:
+        get(world, closest)
+
+
+def test_an_ambiguous_run_prefix_or_a_bad_query_is_a_page_that_says_so(world: World) -> None:
+    page = get(world, "/runs/20260301T1", 409)
+    assert "run id '20260301T1' is ambiguous: 3 runs start with it" in page.words
+    long = get(world, "/?q=" + "x" * 201, 422)
+    assert "q: String should have at most 200 characters" in long.words
+
+
+def test_every_link_of_every_page_resolves(world: World) -> None:
+    seen: set[str] = set()
+    todo = ["/", "/?q=driver"]
+    while todo:
+        url = todo.pop()
+        if url in seen:
+            continue
+        seen.add(url)
+        answer = world.client.get(url)
+        assert answer.status_code == 200, (url, answer.status_code)
+        if not answer.headers["content-type"].startswith("text/html"):
+            continue
+        for link in Page(answer.text).links:
+            target = urljoin(url, link.split("#")[0]) or url
+            assert not urlsplit(target).netloc, f"{url} links off the site: {link}"  # no CDN, nothing external
+            todo.append(target)
+    pages = {urlsplit(u).path for u in seen}
+    assert {"/", "/jobs/driver_stats", "/jobs/vault_export", "/features/driver_stats", "/features/driver_trips",
+            "/jobs/driver_trips", "/static/ui.css",
+            *(f"/runs/{r}" for r in RUN_IDS)} <= pages
+
+
+def test_the_stylesheet_and_templates_ship_in_the_package() -> None:
+    folder = resources.files("featurekit.ui")
+    assert "font-family" in (folder / "static" / "ui.css").read_text() or "font:" in (folder / "static" / "ui.css").read_text()
+    assert {"base.html", "index.html", "job.html", "run.html", "feature.html", "404.html"} <= {
+        p.name for p in (folder / "templates").iterdir()}
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert '"ui/templates/**/*.html", "ui/static/**/*"' in pyproject
+
+
+def test_the_cli_serves_the_pages_over_http(world: World) -> None:
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-m", "featurekit", "--project", str(world.project.root), "ui",
+                                "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/jobs/driver_stats", timeout=10)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.communicate()[0].decode()
+                assert time.monotonic() < deadline, "featurekit ui did not listen within 60 s"
+                time.sleep(0.2)
+        assert answer.status_code == 200 and world.job.fingerprint in answer.text
+        assert httpx.get(f"http://127.0.0.1:{port}/static/ui.css").status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/features/nope").status_code == 404
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0].decode()
+    assert f"featurekit ui (env local) on http://127.0.0.1:{port}/" in output
+
+
+def test_a_changed_job_file_shows_at_once(world: World) -> None:
+    """Specs are parsed once per version of their file: an edit shows on the next request."""
+    path = world.project.root / "jobs" / "vault_export.yaml"
+    before = path.read_text()
+    assert "Not run; its source has a password option." in get(world, "/jobs/vault_export").words
+    try:
+        path.write_text(before.replace("Not run;", "Never run;"))
+        assert "Never run; its source has a password option." in get(world, "/jobs/vault_export").words
+        assert "Never run;" in get(world, "/?q=never").words
+        path.write_text(before.replace("owner: security", "owner: [security]"))
+        broken = get(world, "/jobs/vault_export", 422)
+        assert "job 'vault_export' does not load: jobs/vault_export.yaml:" in broken.words
+        assert "Job files that do not load" in get(world, "/").words
+    finally:
+        path.write_text(before)
+    assert "Not run; its source has a password option." in get(world, "/jobs/vault_export").words
