@@ -139,7 +139,8 @@ def lineage_tree(project: Project, settings: Settings, model: str, version: str)
 def node(tree: Node) -> LineageNode:
     """A :class:`Node` as its JSON model, nested (no secrets in labels or details)."""
     return LineageNode(kind=tree.kind, label=redact_text(tree.label), key=redact_text(tree.key),
-                       details=[redact_text(d) for d in tree.details], children=[node(c) for c in tree.children])
+                       details=[redact_text(d) for d in tree.details], children=[node(c) for c in tree.children],
+                       link={k: redact_text(v) for k, v in tree.link.items()})
 
 
 __all__ = ["create_api", "lineage_tree", "node", "redact"]

@@ -148,3 +148,6 @@ class LineageNode(BaseModel):
     key: str = ""
     details: list[str] = Field(default_factory=list)
     children: list[LineageNode] = Field(default_factory=list)
+    link: dict[str, str] = Field(default_factory=dict,
+                                 description='What the node is about: {"model", "version"}, {"view"}, {"job"}, '
+                                             '{"job", "run_id"} or {"training_set"}; empty when nothing.')

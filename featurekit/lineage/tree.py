@@ -1,4 +1,5 @@
-"""A lineage tree and its pictures: text (rich), Mermaid, Graphviz dot, PNG (through ``dot``).
+"""A lineage tree and its pictures: text (rich), Mermaid, Graphviz dot, PNG (through ``dot``);
+SVG with links for a web page is :mod:`featurekit.lineage.svg`.
 
 The tree is plain data (:class:`Node`), built by the pipeline from the registry's artifacts and
 the run reports; here it is only drawn. In the graph forms, nodes with the same ``key`` are one
@@ -32,6 +33,9 @@ class Node:
     key: str = ""              # identity in the graph forms (default: the label)
     details: list[str] = field(default_factory=list)
     children: list["Node"] = field(default_factory=list)
+    # what the node is about, for a face to link it to its page: {"model", "version"}, {"view"},
+    # {"job"}, {"job", "run_id"}, {"training_set"}; empty when it has no page of its own
+    link: dict[str, str] = field(default_factory=dict)
 
     def add(self, child: "Node") -> "Node":
         self.children.append(child)

@@ -38,7 +38,8 @@ class TreeBuilder:
         registered, mv = existing_version(client, model, version)
         root = Node("model_version", f"model {model} version {version}", key=f"mv:{mv['id']}",
                     details=[f"registered model {registered['id']}, model version {mv['id']}"
-                             + (f", author {mv['author']}" if mv.get("author") else "")])
+                             + (f", author {mv['author']}" if mv.get("author") else "")],
+                    link={"model": model, "version": version})
         served = untagged(mv.get("customProperties"))
         if served.get("feature_service"):
             root.details.append(f"served with feature service {served.get('feast_project') or '?'}."
@@ -73,7 +74,8 @@ class TreeBuilder:
         project = self.feast_project
         found = self.client.artifacts(feature_set_query(project, view), limit=limit)
         root = Node("note", f"feature view {project}.{view}", key=f"view:{project}:{view}",
-                    details=[f"latest {len(found)} feature set(s) in the Model Registry at {self.client.url}"])
+                    details=[f"latest {len(found)} feature set(s) in the Model Registry at {self.client.url}"],
+                    link={"view": view})
         for artifact in found:
             root.add(self.feature_set(artifact))
         if not found:
@@ -99,7 +101,8 @@ class TreeBuilder:
                     details=[f"Delta {props.get('delta_path')} @ v{props.get('delta_version')}",
                              f"{_count(props.get('rows'))} rows, artifact {artifact['id']}"]
                     + ([f"rows of its first view from {props['start']} to {props['end']}"] if props.get("start") else [])
-                    + ([f"views as of {props['as_of']}"] if props.get("as_of") else []))
+                    + ([f"views as of {props['as_of']}"] if props.get("as_of") else []),
+                    link=_link(training_set=props.get("training_set_run_id")))
         if props.get("spine_path"):
             spine = f"spine {props['spine_path']}" + (f" @ v{props['spine_version']}" if props.get("spine_version") else "")
             node.add(Node("source", spine, key=f"source:{props['spine_path']}@{props.get('spine_version')}"))
@@ -109,7 +112,8 @@ class TreeBuilder:
                 node.add(self.artifact(found))
             else:
                 node.add(Node("note", f"feature view {ref.get('view')} @ Delta v{ref.get('delta_version')}",
-                              details=["no feature set was materialized from this version"]))
+                              details=["no feature set was materialized from this version"],
+                              link=_link(view=ref.get("view"))))
         return node
 
     def feature_set(self, artifact: dict[str, Any]) -> Node:
@@ -120,7 +124,8 @@ class TreeBuilder:
                     details=[f"window {props.get('window_start')} .. {props.get('window_end')}",
                              f"{_count(props.get('rows'))} rows, {_count(props.get('keys'))} keys into "
                              f"{props.get('online_store')} (materialization {props.get('materialization_run_id')})",
-                             f"features: {', '.join(features)}", f"artifact {artifact['id']}"])
+                             f"features: {', '.join(features)}", f"artifact {artifact['id']}"],
+                    link=_link(view=props.get("feast_view")))
         self._delta(node, props, artifact)
         return node
 
@@ -129,23 +134,27 @@ class TreeBuilder:
         features = _json(props.get("features"), [])
         node = Node("feature_set", f"offline feature set {props.get('feast_project')}.{props.get('feast_view')}",
                     key=f"artifact:{artifact['id']}",
-                    details=[f"features: {', '.join(features)}", f"artifact {artifact['id']}"])
+                    details=[f"features: {', '.join(features)}", f"artifact {artifact['id']}"],
+                    link=_link(view=props.get("feast_view")))
         self._delta(node, props, artifact)
         return node
 
     def _delta(self, node: Node, props: dict[str, Any], artifact: dict[str, Any]) -> None:
         path, version = props.get("delta_path", ""), props.get("delta_version", "")
-        delta = node.add(Node("delta", f"Delta {path} @ v{version}", key=f"delta:{path}@{version}"))
+        delta = node.add(Node("delta", f"Delta {path} @ v{version}", key=f"delta:{path}@{version}",
+                              link=_link(job=props.get("job"))))   # the job writing the table shows its versions
         delta.add(self.job_run(props, artifact))
 
     def job_run(self, props: dict[str, Any], artifact: dict[str, Any]) -> Node:
         job, run_id = props.get("job", ""), props.get("job_run_id", "")
         if not run_id:
-            return Node("note", f"job {job}: no featurekit run named in the table's log at this version")
+            return Node("note", f"job {job}: no featurekit run named in the table's log at this version",
+                        link=_link(job=job))
         report = self.report(job, run_id)
         gate = (report or {}).get("gate") or _json(artifact.get("profile"), {})
         status = (report or {}).get("status") or props.get("job_status") or "?"
-        node = Node("job_run", f"job run {job} {run_id}", key=f"run:{run_id}", details=[f"status {status}"])
+        node = Node("job_run", f"job run {job} {run_id}", key=f"run:{run_id}", details=[f"status {status}"],
+                    link=_link(job=job, run_id=run_id))
         if props.get("job_delta_version") and props["job_delta_version"] != props.get("delta_version"):
             node.details.append(f"its commit is v{props['job_delta_version']}; later commits changed no data")
         if gate:
@@ -163,6 +172,11 @@ class TreeBuilder:
             node.add(Node("source", shown, key=f"source:{source.get('path')}@{source.get('delta_version')}",
                           details=[f"{_count(source.get('rows_read'))} rows read"]))
         return node
+
+
+def _link(**fields: Any) -> dict[str, str]:
+    """A node's ``link`` from what the artifact says, leaving out what it does not."""
+    return {name: str(value) for name, value in fields.items() if value not in (None, "")}
 
 
 def _json(value: Any, default: Any) -> Any:

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
@@ -394,6 +395,47 @@ def test_link_a_training_set_from_the_run_log_and_the_official_client_reads_it(r
 
     with pytest.raises(ConfigError, match="no training set with run id 'nope'"):
         lineage.link(project, settings, "driver-eta", "1.0.0", training_set="nope")
+
+
+def test_the_tree_names_each_node_s_page_and_the_picture_links_to_it(registry: Registry, settings: Settings) -> None:
+    from featurekit.lineage.svg import svg
+    from tests.unit.test_lineage_svg import SVG_NS, ui_href
+
+    lineage_store = store(settings)
+    lineage_store.record_feature_set(feature_set(version=3))
+    record = training_set({"driver_stats": 3, "trips": 1})
+    lineage_store.record_training_set(record)
+    project = Project(settings.runs_dir.parents[1])
+    lineage.link(project, settings, "driver-eta", "1.0.0", training_set=record.run_id)
+
+    tree = lineage.show(project, settings, model="driver-eta", version="1.0.0")
+    links: dict[str, list[dict[str, str]]] = {}
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        links.setdefault(node.kind, []).append(node.link)
+        stack.extend(node.children)
+    assert links["model_version"] == [{"model": "driver-eta", "version": "1.0.0"}]
+    assert links["training_set"] == [{"training_set": record.run_id}]
+    assert sorted(v["view"] for v in links["feature_set"]) == ["driver_stats", "trips"]
+    assert sorted(d["job"] for d in links["delta"]) == ["driver_stats", "trips"]
+    assert sorted(r["run_id"] for r in links["job_run"]) == [JOB_RUN, JOB_RUN]
+    assert {r["job"] for r in links["job_run"]} == {"driver_stats", "trips"}
+    assert all(link == {} for link in links["source"])
+
+    anchors = ET.fromstring(svg(tree, ui_href)).iter(f"{SVG_NS}a")
+    hrefs = {a.findtext(f"{SVG_NS}title", "").split("\n")[0]: a.get("href") for a in anchors}
+    assert hrefs["model driver-eta version 1.0.0"] == "/lineage/driver-eta/1.0.0"
+    assert hrefs["offline feature set featurekit.trips"] == "/features/trips"
+    assert hrefs["Delta /lake/trips @ v1"] == "/jobs/trips"
+    assert hrefs[f"job run driver_stats {JOB_RUN}"] == f"/runs/{JOB_RUN}"
+
+    by_view = lineage.show(project, settings, feature_view="driver_stats")
+    assert by_view.link == {"view": "driver_stats"} and by_view.children[0].link == {"view": "driver_stats"}
+    # the metadata API's JSON carries the links too
+    from featurekit.api.app import node
+
+    assert node(tree).model_dump() == asdict(tree)
 
 
 # -- faults ----------------------------------------------------------------------------------
