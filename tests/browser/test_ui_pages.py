@@ -1,6 +1,7 @@
 """Every page of ``featurekit ui`` in a real browser: what it shows as rendered, every link followed
 by navigating, the stylesheet applied, no serious accessibility violation (axe-core), the
-keyboard path through a page, and a full-page screenshot of each (``ui-<page>.png``).
+keyboard path through a page, the same text with JavaScript off, and a full-page screenshot of
+each (``ui-<page>.png``).
 
 The app is ``create_ui`` over the small project of :mod:`tests.ui_project` (made once for the
 module), served on loopback by uvicorn.
@@ -22,7 +23,7 @@ from tests.conftest import _missing
 from tests.ui_project import RUN_IDS, SPEC_PASSWORD, UiProject, make_ui_project
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Browser, Page
 
 # axe-core's impact levels that fail a page; "moderate" and "minor" are listed in the failure too
 FAILING_IMPACTS = {"serious", "critical"}
@@ -228,3 +229,17 @@ def test_the_keyboard_skips_to_content_reaches_search_and_nav_and_searches(page:
     page.wait_for_url(re.compile(r"/\?q=conv$"))
     assert page.locator("h1").inner_text() == "Results for “conv”"
     assert page.input_value("#q") == "conv"
+
+
+def test_every_page_reads_the_same_without_javascript(browser: Browser, page: Page, base: str) -> None:
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 1280, "height": 800})
+    try:
+        plain = context.new_page()
+        for shown in PAGES:
+            answer = plain.goto(base + shown.url)
+            assert answer is not None and answer.status == shown.status
+            page.goto(base + shown.url)
+            assert plain.locator("h1").all_inner_texts() == [shown.h1]
+            assert rendered(plain) == rendered(page), shown.url
+    finally:
+        context.close()
