@@ -32,6 +32,7 @@ from deltalake import CommitProperties, write_deltalake
 from fastapi.testclient import TestClient
 
 from featurekit.config import Project, Settings, load_settings
+from featurekit.config.settings import REGISTRY_URL_ENV
 from featurekit.lineage import RunLogLineage
 from featurekit.lineage.records import FeatureSetRecord
 from featurekit.pipeline.report import RunResult, StepCount, write_report
@@ -40,6 +41,7 @@ from featurekit.ui import create_ui
 from tests.conftest import REPO, _free_port
 
 SPEC_PASSWORD = "pw-71c4-never-in-a-page"
+URL_PASSWORD = "url-pw-4e0b-never-in-a-page"
 
 STATS_JOB = """
 name: driver_stats
@@ -125,15 +127,17 @@ def report(job: LoadedJob, run_id: str, version: int | None, read: int, dropped:
     )
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    root = tmp_path_factory.mktemp("ui") / "project"
+def make_project(root: Path, registry_url: str) -> tuple[Project, Settings, LoadedJob, str]:
+    """The module's project in ``root`` (see the module doc), its Model Registry at ``registry_url``:
+    (project, settings, the driver_stats job, the materialization's run id)."""
     shutil.copytree(REPO / "conf", root / "conf")
     (root / "jobs").mkdir()
     for name, text in (("driver_stats", STATS_JOB), ("driver_trips", TRIPS_JOB), ("vault_export", VAULT_JOB)):
         (root / "jobs" / f"{name}.yaml").write_text(textwrap.dedent(text).lstrip())
     project = Project(root)
     settings = load_settings(project, "local")
+    settings = settings.model_copy(update={"registry": settings.registry.model_copy(
+        update={"url": registry_url, "retries": 0, "backoff_s": 0.0})})
     job = load_job(root / "jobs" / "driver_stats.yaml", settings.vars, shown_as="jobs/driver_stats.yaml")
 
     table = pa.table({"driver_id": pa.array([1, 2, 3], pa.int64()), "conv_rate": [0.1, 0.5, 0.9],
@@ -169,8 +173,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         recorded_at="2026-03-01T13:00:00+00:00",
         view_schema={"join_keys": {"driver_id": "Int64"}, "timestamp": "event_ts",
                      "features": {"conv_rate": "Float64", "trips": "Int32"}}))
-    with TestClient(create_ui(project, settings)) as client:
-        yield World(project, settings, job, client, materialization)
+    return project, settings, job, materialization
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The project with its Model Registry on a closed loopback port."""
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv(REGISTRY_URL_ENV, raising=False)
+        project, settings, job, materialization = make_project(tmp_path_factory.mktemp("ui") / "project",
+                                                               f"http://featurekit:{URL_PASSWORD}@127.0.0.1:{_free_port()}")
+        with TestClient(create_ui(project, settings)) as client:
+            yield World(project, settings, job, client, materialization)
 
 
 class Page(HTMLParser):
@@ -221,8 +235,9 @@ class Page(HTMLParser):
         ids = [a["id"] for _, a in self.tags if a.get("id")]
         found += [f"id {i!r} twice" for i in {i for i in ids if ids.count(i) > 1}]
         for svg in self.all("svg"):
-            if svg.get("role") != "img" or not svg.get("aria-labelledby"):
-                found.append("<svg> without role=img and a title")
+            # a picture of links is a group: the children of an image are hidden from assistive technology
+            if svg.get("role") not in ("img", "group") or not svg.get("aria-labelledby"):
+                found.append("<svg> without role=img (or group) and a title")
         return found
 
 
@@ -234,7 +249,7 @@ def get(world: World, url: str, status: int = 200) -> Page:
     answer = world.client.get(url)
     assert answer.status_code == status, (url, answer.text[:500])
     assert answer.headers["content-type"].startswith("text/html")
-    assert SPEC_PASSWORD not in answer.text
+    assert SPEC_PASSWORD not in answer.text and URL_PASSWORD not in answer.text
     page = Page(answer.text)
     assert page.problems() == [], url
     return page
@@ -428,3 +443,15 @@ def test_a_changed_job_file_shows_at_once(world: World) -> None:
     finally:
         path.write_text(before)
     assert "Not run; its source has a password option." in get(world, "/jobs/vault_export").words
+
+
+def test_an_unreachable_registry_is_a_notice_on_each_page_and_a_503_lineage_page(world: World) -> None:
+    url = f"http://featurekit:***@127.0.0.1:{urlsplit(world.settings.registry.url).port}"
+    notice = f"Model Registry unreachable at {url}: the Model Registry at {url} is unavailable"
+    feature = get(world, "/features/driver_stats")
+    assert f"Models using it {notice}" in feature.words and "Connection refused" in feature.words
+    assert "conv_rate Float64 trips Int32" in feature.words                       # the rest renders
+    index = get(world, "/")
+    assert f"Models (0) {notice}" in index.words and "Feature views (2)" in index.words
+    lineage = get(world, "/lineage/driver-eta/1", 503)
+    assert f"This page cannot be shown {notice}" in lineage.words
