@@ -113,7 +113,8 @@ def create_ui(project: Project, settings: Settings) -> FastAPI:
         return page(request, "feature.html", **pages.feature(project, settings, name),
                     **pages.models_using(registry, name))
 
-    @ui.get("/lineage/{model}/{version}", response_class=HTMLResponse)
+    # a model name may hold "/" (quoted as %2F in its links, which the route sees decoded)
+    @ui.get("/lineage/{model:path}/{version}", response_class=HTMLResponse)
     def lineage(request: Request, model: str, version: str) -> HTMLResponse:
         try:
             return page(request, "lineage.html", **pages.lineage(project, registry, model, version))
