@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -55,9 +56,10 @@ def get(lab: Lab, url: str, status: int = 200, client: TestClient | None = None)
     return page
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    root = tmp_path_factory.mktemp("ui-lineage")
+@contextmanager
+def linked_project(root: Path) -> Iterator[tuple[Project, Settings, LoadedJob, str]]:
+    """The module's project in ``root`` with its embedded Model Registry running (stopped on exit):
+    (project, settings, the driver_stats job, the registry's URL)."""
     server, thread, port = serve(create_registry_app(root / "registry.db"))
     try:
         with pytest.MonkeyPatch.context() as env:
@@ -73,17 +75,25 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 offline_feature_sets=[OfflineFeatureSetRecord(
                     feast_project=settings.feast.project, feature_view="driver_stats", job="driver_stats",
                     spec_fingerprint=job.fingerprint, delta_path=path, delta_version=1,
-                    recorded_at="2026-03-02T08:00:05+00:00")]))
+                    recorded_at="2026-03-02T08:00:05+00:00",
+                    view_schema={"join_keys": {"driver_id": "Int64"}, "timestamp": "event_ts",
+                                 "features": {"conv_rate": "Float64"}})]))
             lineage.link(project, settings, "driver-eta", "1", training_set=TRAINING_RUN)
             lineage.link(project, settings, "driver-eta", "2", service="driver_rates")
             with registry_client(settings) as client:
                 churn = client.registered_model("churn", description="Who leaves next month")
                 client.model_version(churn["id"], "1")
-            with TestClient(create_ui(project, settings)) as ui:
-                yield Lab(project, settings, job, ui, url)
+            yield project, settings, job, url
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    with linked_project(tmp_path_factory.mktemp("ui-lineage")) as (project, settings, job, url):
+        with TestClient(create_ui(project, settings)) as ui:
+            yield Lab(project, settings, job, ui, url)
 
 
 def test_the_lineage_page_draws_the_tree_and_lists_it_with_the_same_links(lab: Lab) -> None:
@@ -105,7 +115,7 @@ def test_the_lineage_page_draws_the_tree_and_lists_it_with_the_same_links(lab: L
     in_list = words.split("As a list", 1)[1]
     assert f"model driver-eta version 1 registered model" in in_list
     assert f"training set driver_rates (run {TRAINING_RUN})" in in_list
-    assert f"offline feature set {lab.settings.feast.project}.driver_stats" in in_list
+    assert f"offline feature set {lab.settings.feast.project}.driver_stats features: conv_rate" in in_list
     assert f"Delta {lab.job.spec.output.path} @ v1 job run driver_stats {RUN_IDS[1]} status succeeded" in in_list
     assert "source stats: parquet raw/stats 4 rows read" in in_list
     assert [link for link in page.links if not link.startswith("#")][-4:] == [
