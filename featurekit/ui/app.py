@@ -3,8 +3,9 @@ shipped in the package.
 
 Routes are plain ``def`` functions: FastAPI runs them in its thread pool, so reading the run log
 never blocks the event loop. An unknown name is the 404 page with the reads' message and a link
-to the closest known name; an ambiguous run id a 409 page; any other error of featurekit a 500
-page with its (masked) message.
+to the closest known name; an ambiguous run id a 409 page; a lineage page whose Model Registry
+cannot be asked a 503 page naming it and why (the other pages say so in their model sections); any
+other error of featurekit a 500 page with its (masked) message.
 """
 
 from __future__ import annotations

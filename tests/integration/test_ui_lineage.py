@@ -22,7 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from featurekit.config import Project, Settings
-from featurekit.config.settings import REGISTRY_URL_ENV
+from featurekit.config.settings import REGISTRY_TOKEN_ENV, REGISTRY_URL_ENV
 from featurekit.lineage import OfflineFeatureSetRecord, RunLogLineage, TrainingSetRecord
 from featurekit.lineage.client import registry_client
 from featurekit.pipeline import lineage
@@ -30,12 +30,13 @@ from featurekit.registry import create_registry_app
 from featurekit.spec.loader import LoadedJob
 from featurekit.ui import create_ui
 from featurekit.ui.lineage import TIMEOUT_S
-from tests.integration.registry_helpers import serve
+from tests.integration.registry_helpers import Contract, Recorder, serve
 from tests.integration.test_ui import RUN_IDS, URL_PASSWORD, Page, make_project
 
 pytestmark = pytest.mark.registry
 
 TRAINING_RUN = "20260302T080000Z-7a7a0005"
+TOKEN = "tok-91d2-never-in-a-page"
 
 
 @dataclass
@@ -45,25 +46,30 @@ class Lab:
     job: LoadedJob
     client: TestClient
     registry_url: str
+    recorder: Recorder                  # every exchange with the registry, checked against its OpenAPI spec
 
 
 def get(lab: Lab, url: str, status: int = 200, client: TestClient | None = None) -> Page:
     answer = (client or lab.client).get(url)
     assert answer.status_code == status, (url, answer.text[:500])
-    assert URL_PASSWORD not in answer.text
+    assert URL_PASSWORD not in answer.text and TOKEN not in answer.text
     page = Page(answer.text)
     assert page.problems() == [], url
     return page
 
 
 @contextmanager
-def linked_project(root: Path) -> Iterator[tuple[Project, Settings, LoadedJob, str]]:
-    """The module's project in ``root`` with its embedded Model Registry running (stopped on exit):
-    (project, settings, the driver_stats job, the registry's URL)."""
-    server, thread, port = serve(create_registry_app(root / "registry.db"))
+def linked_project(root: Path, recorder: Recorder | None = None) -> Iterator[tuple[Project, Settings, LoadedJob, str]]:
+    """The module's project in ``root`` with its embedded Model Registry running (stopped on exit),
+    behind ``recorder`` if given: (project, settings, the driver_stats job, the registry's URL)."""
+    registry = create_registry_app(root / "registry.db")
+    if recorder is not None:
+        recorder.app = registry
+    server, thread, port = serve(recorder or registry)
     try:
         with pytest.MonkeyPatch.context() as env:
             env.delenv(REGISTRY_URL_ENV, raising=False)
+            env.setenv(REGISTRY_TOKEN_ENV, TOKEN)                 # the API asks for a bearer token
             url = f"http://127.0.0.1:{port}"
             project, settings, job, _ = make_project(root / "project", url)
             path = str(job.spec.output.path)
@@ -91,9 +97,10 @@ def linked_project(root: Path) -> Iterator[tuple[Project, Settings, LoadedJob, s
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    with linked_project(tmp_path_factory.mktemp("ui-lineage")) as (project, settings, job, url):
+    recorder = Recorder(None, Contract(), check_requests=True)
+    with linked_project(tmp_path_factory.mktemp("ui-lineage"), recorder) as (project, settings, job, url):
         with TestClient(create_ui(project, settings)) as ui:
-            yield Lab(project, settings, job, ui, url)
+            yield Lab(project, settings, job, ui, url, recorder)
 
 
 def test_the_lineage_page_draws_the_tree_and_lists_it_with_the_same_links(lab: Lab) -> None:
@@ -165,6 +172,19 @@ def test_an_unknown_model_or_version_is_a_404_with_a_close_match(lab: Lab, url: 
     assert detail.format(url=lab.registry_url) in page.words
     assert [link for link in page.links if link not in ("#content", "/", "/static/ui.css")] == (
         [closest] if closest else [])
+
+
+def test_pages_ask_the_registry_little_and_only_what_its_api_has(lab: Lab) -> None:
+    def asked(url: str) -> list[str]:
+        before = len(lab.recorder.exchanges)
+        get(lab, url)
+        return [f"{e.method} {e.path.rsplit('/v1', 1)[1]}" for e in lab.recorder.exchanges[before:]]
+
+    get(lab, "/features/driver_stats")
+    # the versions' artifacts are kept while the versions do not change: two lists per page
+    assert asked("/features/driver_stats") == ["GET /registered_models", "GET /model_versions"]
+    assert asked("/") == ["GET /registered_models", "GET /model_versions"]
+    assert not lab.recorder.problems, "\n".join(lab.recorder.problems)
 
 
 def test_every_link_of_every_page_resolves_the_lineage_pages_too(lab: Lab) -> None:
