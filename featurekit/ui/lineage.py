@@ -9,9 +9,11 @@ which names the registry's URL (masked) and the reason; each page says so in its
 and shows the rest.
 
 Which views a version reaches needs the artifacts of every version (the registry cannot be asked
-"which versions link this artifact"): they are kept per version until the version changes or
-:data:`VERSION_TTL_S` passes, so a feature page asks the registry two lists and only the versions
-that are new or changed.
+"which versions link this artifact"): they are kept per version until the version changes (its
+last update time), so a feature page asks the registry two lists and the artifacts of the versions
+that are new or changed. Since a link need not change its version, kept artifacts older than
+:data:`VERSION_TTL_S` are read again too, at most :data:`REFRESH_PER_PAGE` per page (the least
+recently read first), so no page pays for reading every version again at once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -35,6 +38,8 @@ if TYPE_CHECKING:
 TIMEOUT_S = 2.0          # at most; a smaller registry.timeout_s wins
 DOWN_FOR_S = 10.0        # how long an unreachable registry is taken as down without asking again
 VERSION_TTL_S = 30.0     # how long a version's artifacts are kept while the version is unchanged
+FETCHERS = 8             # versions whose artifacts are asked at the same time
+REFRESH_PER_PAGE = 20    # expired versions read again by one page, least recently read first
 
 T = TypeVar("T")
 
@@ -153,20 +158,28 @@ class ModelRegistry:
         from featurekit.lineage.client import DATASET
 
         names = {m["id"]: m.get("name", "") for m in client.registered_models()}
-        found: set[ModelVersion] = set()
+        versions = {v["id"]: v for v in client.model_versions()}
         now = self._clock()
-        for version in client.model_versions():
-            updated = version.get("lastUpdateTimeSinceEpoch")
+        with self._lock:
+            kept = {ident: self._views[ident] for ident in versions if ident in self._views}
+        changed = [i for i, v in versions.items() if i not in kept or kept[i][1] != v.get("lastUpdateTimeSinceEpoch")]
+        expired = sorted((i for i in kept if i not in changed and now - kept[i][0] >= VERSION_TTL_S),
+                         key=lambda i: kept[i][0])
+        stale = changed + expired[:REFRESH_PER_PAGE]           # the other expired ones: on the next pages
+
+        def fetch(ident: str) -> tuple[float, Any, frozenset[str]]:
+            artifacts = client.version_artifacts(ident, DATASET)
+            return now, versions[ident].get("lastUpdateTimeSinceEpoch"), views_of(artifacts, self.settings.feast.project)
+
+        if stale:
+            # one request per version, side by side: a registry of many versions answers in fewer round trips
+            with ThreadPoolExecutor(max_workers=min(FETCHERS, len(stale))) as pool:
+                fresh = dict(zip(stale, pool.map(fetch, stale)))
+            kept.update(fresh)
             with self._lock:
-                kept = self._views.get(version["id"])
-            if kept is None or kept[1] != updated or now - kept[0] >= VERSION_TTL_S:
-                views = views_of(client.version_artifacts(version["id"], DATASET), self.settings.feast.project)
-                kept = (now, updated, views)
-                with self._lock:
-                    self._views[version["id"]] = kept
-            model = names.get(version.get("registeredModelId"))
-            if view in kept[2] and model:
-                found.add(ModelVersion(model, str(version.get("name", ""))))
+                self._views.update(fresh)
+        found = {ModelVersion(names[v["registeredModelId"]], str(v.get("name", ""))) for i, v in versions.items()
+                 if names.get(v.get("registeredModelId")) and view in kept[i][2]}
         return sorted(found, key=lambda mv: (mv.model, mv.version))
 
 

@@ -29,7 +29,9 @@ from featurekit.pipeline import lineage
 from featurekit.registry import create_registry_app
 from featurekit.spec.loader import LoadedJob
 from featurekit.ui import create_ui
-from featurekit.ui.lineage import TIMEOUT_S
+from featurekit.lineage.registry_lineage import offline_feature_set_artifact
+from featurekit.ui import lineage as ui_lineage
+from featurekit.ui.lineage import TIMEOUT_S, VERSION_TTL_S, ModelRegistry
 from tests.integration.registry_helpers import Contract, Recorder, serve
 from tests.integration.test_ui import RUN_IDS, URL_PASSWORD, Page, make_project
 
@@ -96,8 +98,13 @@ def linked_project(root: Path, recorder: Recorder | None = None) -> Iterator[tup
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    recorder = Recorder(None, Contract(), check_requests=True)
+def contract() -> Contract:
+    return Contract()                        # parsing the spec takes seconds: once for the module
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, contract: Contract) -> Iterator[Lab]:
+    recorder = Recorder(None, contract, check_requests=True)
     with linked_project(tmp_path_factory.mktemp("ui-lineage"), recorder) as (project, settings, job, url):
         with TestClient(create_ui(project, settings)) as ui:
             yield Lab(project, settings, job, ui, url, recorder)
@@ -231,3 +238,44 @@ def test_a_registry_that_does_not_answer_in_time_or_is_not_one_is_a_notice_not_a
                     assert time.monotonic() - started < 1.0
     finally:
         silent.close()
+
+
+def test_kept_artifacts_are_read_again_after_a_while_a_few_versions_per_page(lab: Lab, contract: Contract,
+                                                                            tmp_path: Path) -> None:
+    """A link does not change its version: the catalog sees it once the version's kept artifacts
+    expire, reading at most REFRESH_PER_PAGE expired versions per page."""
+    recorder = Recorder(create_registry_app(tmp_path / "registry.db"), contract, check_requests=True)
+    server, thread, port = serve(recorder)
+    try:
+        conf = lab.settings.registry.model_copy(update={"url": f"http://127.0.0.1:{port}"})
+        settings = lab.settings.model_copy(update={"registry": conf})
+        now = [1000.0]
+        registry = ModelRegistry(settings, clock=lambda: now[0])
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv(REGISTRY_TOKEN_ENV, TOKEN)
+            env.setattr(ui_lineage, "REFRESH_PER_PAGE", 3)                  # a registry of few versions will do
+            with registry_client(settings) as client:
+                model = client.registered_model("trips-eta")
+                versions = [client.model_version(model["id"], f"{n:02d}") for n in range(5)]
+                assert registry.using("driver_trips") == []
+                record = OfflineFeatureSetRecord(
+                    feast_project=settings.feast.project, feature_view="driver_trips", job="driver_trips",
+                    spec_fingerprint="f", delta_path="/lake/driver_trips", delta_version=0,
+                    recorded_at="2026-03-02T08:00:05+00:00")
+                artifact, _ = client.artifact(offline_feature_set_artifact(record, None))
+                for version in versions:
+                    client.link(version["id"], artifact["id"])
+
+            assert registry.using("driver_trips") == []                     # kept: no version changed
+            now[0] += VERSION_TTL_S
+            before = len(recorder.exchanges)
+            first = registry.using("driver_trips")
+            assert len(recorder.exchanges) - before == 2 + 3                 # two lists, the 3 read longest ago
+            assert [mv.version for mv in first] == [v["name"] for v in versions[:3]]
+            assert [mv.href for mv in registry.using("driver_trips")] == [   # the other 2 on the next page
+                f"/lineage/trips-eta/{v['name']}" for v in versions]
+        registry.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert not recorder.problems, "\n".join(recorder.problems)
