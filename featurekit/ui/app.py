@@ -134,8 +134,11 @@ def create_ui(project: Project, settings: Settings) -> FastAPI:
         if exc.kind == "registered model":
             known = sorted(models)
             detail = f"unknown model {model!r} in the Model Registry at {registry.url}" + _hint(model, known, "models")
-            return not_found(request, "model", model, detail, known,
-                             lambda m: lineage_href(m, version if version in models[m] else (models[m] or [""])[-1]))
+
+            def closest(m: str) -> str:             # a model without versions has no lineage page: the list
+                return lineage_href(m, version if version in models[m] else models[m][-1]) if models[m] else "/#models"
+
+            return not_found(request, "model", model, detail, known, closest)
         known = models.get(model, [])
         detail = f"model {model!r} has no version {version!r}" + _hint(version, known, "versions")
         return not_found(request, f"version of model {model}", version, detail, known,

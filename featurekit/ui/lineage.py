@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -76,7 +76,7 @@ def lineage_href(model: str, version: str) -> str:
     return f"/lineage/{quote(model, safe='')}/{quote(version, safe='')}"
 
 
-def node_href(link: dict[str, str] | Any) -> str | None:
+def node_href(link: Mapping[str, str]) -> str | None:
     """The catalog page a lineage node is about (see :class:`featurekit.lineage.tree.Node`), or None."""
     if link.get("model") and link.get("version"):
         return lineage_href(link["model"], link["version"])
