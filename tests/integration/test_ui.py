@@ -4,8 +4,10 @@ One project for the module, made without Spark: two job files (one a feature vie
 service, one with a password in its spec), the feature view's Delta table written twice with
 delta-rs (each commit carrying its run's ``userMetadata`` as featurekit writes it), three run
 reports written as featurekit writes them (two succeeded, one failed), and a materialization of
-table version 1 in the run log. Pages are fetched with Starlette's TestClient; every link on
-every page is followed; one test starts the real ``featurekit ui`` process and asks it over HTTP.
+table version 1 in the run log. Its Model Registry is a closed loopback port (with a password in
+its URL): the lineage parts say so, the rest renders (``test_ui_lineage`` has a running registry).
+Pages are fetched with Starlette's TestClient; every link on every page is followed; one test
+starts the real ``featurekit ui`` process and asks it over HTTP.
 """
 
 from __future__ import annotations
