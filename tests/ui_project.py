@@ -78,6 +78,8 @@ output:
   path: ${{lake_root}}/vault_export
 """
 
+URL_PASSWORD = "url-pw-4e0b-never-in-a-page"
+
 RUN_IDS = ["20260301T100000Z-aaaa0001", "20260301T110000Z-bbbb0002", "20260301T120000Z-cccc0003"]
 
 
@@ -111,14 +113,18 @@ def report(job: LoadedJob, run_id: str, version: int | None, read: int, dropped:
     )
 
 
-def make_ui_project(root: Path) -> UiProject:
-    """Write the project into ``root`` (a folder that does not exist yet) and return it loaded."""
+def make_ui_project(root: Path, registry_url: str | None = None) -> UiProject:
+    """Write the project into ``root`` (a folder that does not exist yet) and return it loaded; its
+    Model Registry at ``registry_url`` (asked once, no retries) when given."""
     shutil.copytree(REPO / "conf", root / "conf")
     (root / "jobs").mkdir()
     for name, text in (("driver_stats", STATS_JOB), ("driver_trips", TRIPS_JOB), ("vault_export", VAULT_JOB)):
         (root / "jobs" / f"{name}.yaml").write_text(textwrap.dedent(text).lstrip())
     project = Project(root)
     settings = load_settings(project, "local")
+    if registry_url is not None:
+        settings = settings.model_copy(update={"registry": settings.registry.model_copy(
+            update={"url": registry_url, "retries": 0, "backoff_s": 0.0})})
     job = load_job(root / "jobs" / "driver_stats.yaml", settings.vars, shown_as="jobs/driver_stats.yaml")
 
     table = pa.table({"driver_id": pa.array([1, 2, 3], pa.int64()), "conv_rate": [0.1, 0.5, 0.9],

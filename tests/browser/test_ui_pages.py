@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from featurekit.ui import create_ui
-from tests.conftest import _missing
+from tests.conftest import _free_port, _missing
 from tests.ui_project import RUN_IDS, SPEC_PASSWORD, UiProject, make_ui_project
 
 if TYPE_CHECKING:
@@ -78,7 +78,8 @@ PAGES = [
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> UiProject:
-    return make_ui_project(tmp_path_factory.mktemp("ui-browser") / "project")
+    # a closed loopback port: the models sections say the registry is unreachable, the same on every machine
+    return make_ui_project(tmp_path_factory.mktemp("ui-browser") / "project", f"http://127.0.0.1:{_free_port()}")
 
 
 @pytest.fixture(scope="module")

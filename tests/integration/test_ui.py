@@ -1,8 +1,10 @@
 """`featurekit ui`: every page rendered by the app over a small project, read as a browser would.
 
-One project for the module, made without Spark (:mod:`tests.ui_project`). Pages are fetched with
-Starlette's TestClient; every link on every page is followed; one test starts the real
-``featurekit ui`` process and asks it over HTTP.
+One project for the module, made without Spark (:mod:`tests.ui_project`). Its Model Registry is
+a closed loopback port (with a password in its URL): the lineage parts say so, the rest renders
+(``test_ui_lineage`` has a running registry). Pages are fetched with Starlette's TestClient; every
+link on every page is followed; one test starts the real ``featurekit ui`` process and asks it over
+HTTP.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from featurekit.config import Project, Settings
+from featurekit.config.settings import REGISTRY_URL_ENV
 from featurekit.spec.loader import LoadedJob
 from featurekit.ui import create_ui
 from tests.conftest import REPO, _free_port
-from tests.ui_project import RUN_IDS, SPEC_PASSWORD, make_ui_project
+from tests.ui_project import RUN_IDS, SPEC_PASSWORD, URL_PASSWORD, make_ui_project
 
 
 @dataclass
@@ -41,9 +44,13 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    made = make_ui_project(tmp_path_factory.mktemp("ui") / "project")
-    with TestClient(create_ui(made.project, made.settings)) as client:
-        yield World(made.project, made.settings, made.job, client, made.materialization)
+    """The project with its Model Registry on a closed loopback port."""
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv(REGISTRY_URL_ENV, raising=False)
+        made = make_ui_project(tmp_path_factory.mktemp("ui") / "project",
+                               f"http://featurekit:{URL_PASSWORD}@127.0.0.1:{_free_port()}")
+        with TestClient(create_ui(made.project, made.settings)) as client:
+            yield World(made.project, made.settings, made.job, client, made.materialization)
 
 
 class Page(HTMLParser):
@@ -94,8 +101,9 @@ class Page(HTMLParser):
         ids = [a["id"] for _, a in self.tags if a.get("id")]
         found += [f"id {i!r} twice" for i in {i for i in ids if ids.count(i) > 1}]
         for svg in self.all("svg"):
-            if svg.get("role") != "img" or not svg.get("aria-labelledby"):
-                found.append("<svg> without role=img and a title")
+            # a picture of links is a group: the children of an image are hidden from assistive technology
+            if svg.get("role") not in ("img", "group") or not svg.get("aria-labelledby"):
+                found.append("<svg> without role=img (or group) and a title")
         return found
 
 
@@ -107,7 +115,7 @@ def get(world: World, url: str, status: int = 200) -> Page:
     answer = world.client.get(url)
     assert answer.status_code == status, (url, answer.text[:500])
     assert answer.headers["content-type"].startswith("text/html")
-    assert SPEC_PASSWORD not in answer.text
+    assert SPEC_PASSWORD not in answer.text and URL_PASSWORD not in answer.text
     page = Page(answer.text)
     assert page.problems() == [], url
     return page
@@ -301,3 +309,15 @@ def test_a_changed_job_file_shows_at_once(world: World) -> None:
     finally:
         path.write_text(before)
     assert "Not run; its source has a password option." in get(world, "/jobs/vault_export").words
+
+
+def test_an_unreachable_registry_is_a_notice_on_each_page_and_a_503_lineage_page(world: World) -> None:
+    url = f"http://featurekit:***@127.0.0.1:{urlsplit(world.settings.registry.url).port}"
+    notice = f"Model Registry unreachable at {url}: the Model Registry at {url} is unavailable"
+    feature = get(world, "/features/driver_stats")
+    assert f"Models using it {notice}" in feature.words and "Connection refused" in feature.words
+    assert "conv_rate Float64 trips Int32" in feature.words                       # the rest renders
+    index = get(world, "/")
+    assert f"Models (0) {notice}" in index.words and "Feature views (2)" in index.words
+    lineage = get(world, "/lineage/driver-eta/1", 503)
+    assert f"This page cannot be shown {notice}" in lineage.words
