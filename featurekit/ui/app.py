@@ -10,6 +10,7 @@ other error of featurekit a 500 page with its (masked) message.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -38,12 +39,16 @@ def templates() -> Jinja2Templates:
     return Jinja2Templates(env=env)
 
 
-def create_ui(project: Project, settings: Settings) -> FastAPI:
-    """The web catalog of one project in one environment (read-only; files are read per request)."""
+def create_ui(project: Project, settings: Settings, warm: bool = False) -> FastAPI:
+    """The web catalog of one project in one environment (read-only; files are read per request).
+    ``warm``: at start-up, read the Model Registry's versions in the background (see
+    :meth:`ModelRegistry.warm`)."""
     registry = ModelRegistry(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if warm:
+            threading.Thread(target=registry.warm, name="featurekit-ui-warm", daemon=True).start()
         yield
         registry.close()
 

@@ -147,6 +147,15 @@ class ModelRegistry:
         read) or to a training set that read it, by model and version."""
         return self.ask(lambda client: self._using(client, view))
 
+    def warm(self) -> None:
+        """Read every version's artifacts once, so the first feature page after start-up does not
+        pay for them all (a server calls it in the background; a registry that is down is left to
+        the pages to report)."""
+        try:
+            self.ask(lambda client: self._using(client, ""))
+        except (RegistryUnreachable, UsageError):
+            pass
+
     def tree(self, project: Project, model: str, version: str) -> Node:
         """The lineage tree of :func:`featurekit.pipeline.lineage.show`."""
         from featurekit.pipeline import lineage

@@ -11,6 +11,7 @@ driver_rates (the run log's materialization of driver_stats) to version 2 with `
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -281,3 +282,17 @@ def test_kept_artifacts_are_read_again_after_a_while_a_few_versions_per_page(lab
         server.should_exit = True
         thread.join(timeout=10)
     assert not recorder.problems, "\n".join(recorder.problems)
+
+
+def test_a_warm_start_reads_the_versions_before_the_first_page(lab: Lab) -> None:
+    """``featurekit ui`` warms up: the first feature page of a new process asks only the two lists."""
+    with TestClient(create_ui(lab.project, lab.settings, warm=True)) as fresh:
+        warming = [t for t in threading.enumerate() if t.name == "featurekit-ui-warm"]
+        for thread in warming:
+            thread.join(timeout=30)
+        assert warming and not any(t.is_alive() for t in warming)
+        before = len(lab.recorder.exchanges)
+        page = get(lab, "/features/driver_stats", client=fresh)
+        asked = [f"{e.method} {e.path.rsplit('/v1', 1)[1]}" for e in lab.recorder.exchanges[before:]]
+    assert asked == ["GET /registered_models", "GET /model_versions"]
+    assert "driver-eta" in page.words
