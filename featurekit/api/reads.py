@@ -1,7 +1,12 @@
 """What the metadata API answers, read from the project's files on every request: job specs,
-run reports and the run log's lineage records. A job file is parsed again only when it changes
-(its size or modification time), since parsing every spec of a large project dominates a request. Plain functions over a project and
-its settings; an unknown or ambiguous name is an :class:`ApiError` carrying its HTTP status.
+run reports and the run log's lineage records. Plain functions over a project and its settings;
+an unknown or ambiguous name is an :class:`ApiError` carrying its HTTP status.
+
+A project of a hundred jobs and thousands of runs is read on every request, so what is costly to
+read is kept between requests and read again only when its file changes (its size or
+modification time): parsed job files, lineage records, a job's Spark operator manifest, which run
+made a Delta table version and a table's current version (local tables; a table on object storage
+is read each time, since nothing cheap says it changed).
 
 Nothing secret leaves here: everything returned (specs, reports, records, messages) goes through
 :mod:`featurekit.redaction` (values under secret-looking keys, passwords in URLs and connection
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +56,23 @@ class ApiError(FeaturekitError):
 
 
 _PARSED: dict[tuple[Any, ...], tuple[list[LoadedJob], list[Problem]]] = {}
-_PARSED_MAX = 4096   # file versions kept; past it the cache starts over
+_PARSED_MAX = 4096   # file versions kept; past it the cache starts over (as every cache here)
+
+
+def _stamp(path: Path | str) -> tuple[int, int] | None:
+    """(modification time in ns, size) of a file or folder; None when it cannot be read."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _keep(cache: dict[Any, Any], key: Any, value: Any) -> Any:
+    if len(cache) >= _PARSED_MAX:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def _load_jobs(paths: list[Path], variables: dict[str, str], base: Path) -> tuple[list[LoadedJob], list[Problem]]:
@@ -66,12 +88,9 @@ def _load_jobs(paths: list[Path], variables: dict[str, str], base: Path) -> tupl
         except OSError:
             found = load_jobs([path], variables, base=base)      # says what is wrong with it
         else:
-            key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, given, str(base))
-            found = _PARSED.get(key) or load_jobs([path], variables, base=base)
-            if key not in _PARSED:
-                if len(_PARSED) >= _PARSED_MAX:
-                    _PARSED.clear()
-                _PARSED[key] = found
+            # the path as given, not resolved: resolving a hundred paths costs more than the lookups
+            key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size, given, str(base))
+            found = _PARSED.get(key) or _keep(_PARSED, key, load_jobs([path], variables, base=base))
         loaded += found[0]
         problems += found[1]
     return loaded, problems
@@ -112,10 +131,36 @@ def job_detail(project: Project, settings: Settings, name: str) -> JobDetail:
     return JobDetail(**job_summary(job).model_dump(), spec=redact(spec), recent_runs=recent)
 
 
+_MANIFESTS: dict[tuple[Any, ...], tuple[str, str] | FeaturekitError] = {}
+
+
 def job_manifest(project: Project, settings: Settings, name: str) -> tuple[str, str]:
     """(environment, YAML): the SparkApplication of job ``name`` as ``render sparkapp`` writes it, for
     ``settings``' environment or, when that one has no ``kubernetes:`` settings (a local env), for the
-    first environment that has them. A :class:`ConfigError` when none can render it."""
+    first environment that has them. A :class:`ConfigError` when none can render it.
+
+    Rendered again only when what it is made of changes: the job file, a file under ``conf/``, or
+    the environment variables (settings and masking read them)."""
+    try:
+        job_file = project.job_path(name)
+    except FeaturekitError:
+        job_file = project.jobs_dir / f"{name}.yaml"
+    conf = sorted((str(p), _stamp(p)) for p in project.conf_dir.rglob("*"))
+    key = (str(project.root), settings.env, settings.model_dump_json(), name, str(job_file), _stamp(job_file),
+           tuple(conf), tuple(sorted(os.environ.items())))
+    found = _MANIFESTS.get(key)
+    if found is None:
+        try:
+            found = _render_manifest(project, settings, name)
+        except FeaturekitError as exc:
+            found = exc
+        _keep(_MANIFESTS, key, found)
+    if isinstance(found, FeaturekitError):
+        raise found.with_traceback(None)      # the same error each time, not a traceback that grows
+    return found
+
+
+def _render_manifest(project: Project, settings: Settings, name: str) -> tuple[str, str]:
     from featurekit.config import load_settings
     from featurekit.deploy.sparkapp import kubernetes_of, render_jobs, to_yaml
     from featurekit.spec.loader import load_job
@@ -148,7 +193,7 @@ def _hint(word: str, known: list[str], what: str) -> str:
 
 
 def _runs(runs_dir: Path, job: str | None, limit: int) -> list[dict[str, Any]]:
-    """Run reports, newest first; the run log's lineage records are not runs."""
+    """Run reports, newest first, secrets masked; the run log's lineage records are not runs."""
     if job is not None and not (runs_dir / job).is_dir():
         return []
     try:
@@ -160,7 +205,7 @@ def _runs(runs_dir: Path, job: str | None, limit: int) -> list[dict[str, Any]]:
 def run_reports(settings: Settings, job: str, limit: int) -> list[dict[str, Any]]:
     """The ``limit`` newest reports of ``job`` as written (secrets masked), for what a summary leaves
     out: the steps' counts, the gate, the durations."""
-    return [redact(r) for r in _runs(settings.runs_dir, job, limit)]
+    return _runs(settings.runs_dir, job, limit)           # list_runs masks them
 
 
 def run_summary(report: dict[str, Any]) -> RunSummary:
@@ -247,18 +292,81 @@ def quarantine_examples(settings: Settings, report: dict[str, Any],
 # -- feature sets -----------------------------------------------------------------------------
 
 
+_RECORDS: dict[tuple[str, int, int], dict[str, Any] | None] = {}
+
+
+def lineage_records(runs_dir: Path) -> list[dict[str, Any]]:
+    """The run log's lineage records (as :meth:`RunLogLineage.records`, oldest first), each file
+    read again only when it changes; an unreadable file is left out. The dicts are shared between
+    requests: read them, never change them."""
+    from featurekit.lineage import RunLogLineage
+
+    folder = RunLogLineage(runs_dir).folder
+    try:
+        entries = [e for e in os.scandir(folder) if e.name.endswith(".json")]
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        try:
+            stat = entry.stat()
+        except OSError:
+            continue
+        key = (entry.path, stat.st_mtime_ns, stat.st_size)
+        if key in _RECORDS:
+            record = _RECORDS[key]
+        else:
+            try:
+                record = json.loads(Path(entry.path).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                record = None
+            record = _keep(_RECORDS, key, record if isinstance(record, dict) and "recorded_at" in record else None)
+        if record is not None:
+            found.append(record)
+    return sorted(found, key=lambda r: str(r["recorded_at"]))
+
+
+def _local_log(delta_path: str) -> Path | None:
+    """The ``_delta_log`` folder of a table on a local file system; None for object storage."""
+    if "://" in delta_path and not delta_path.startswith("file://"):
+        return None
+    return Path(delta_path.removeprefix("file://")) / "_delta_log"
+
+
+_PRODUCERS: dict[tuple[Any, ...], str] = {}
+
+
+def producer_run(settings: Settings, delta_path: str, version: int, job: str) -> str:
+    """The id of the run whose commit made ``version`` of the table ("" when none says so). A commit
+    never changes, so a local table's answer is kept while that version's commit file stays the
+    same (a table deleted and written again has new ones)."""
+    from featurekit.pipeline.lineage import find_producer
+
+    log = _local_log(delta_path)
+    key = None
+    if log is not None:
+        stamp = _stamp(log / f"{version:020d}.json")
+        if stamp is not None:
+            key = (str(settings.runs_dir), delta_path, version, job, stamp)
+            if key in _PRODUCERS:
+                return _PRODUCERS[key]
+    run_id = find_producer(settings.runs_dir, delta_path, version, job, settings.storage_options).run_id
+    return _keep(_PRODUCERS, key, run_id) if key is not None else run_id
+
+
+_TABLE_VERSIONS: dict[tuple[Any, ...], int | None] = {}
+
+
 class _Views:
     """The views the jobs declare and those the run log has records of, in one place."""
 
     def __init__(self, project: Project, settings: Settings) -> None:
-        from featurekit.lineage import RunLogLineage
-
         self.settings = settings
         self.loaded, self.problems = jobs(project, settings)
         loaded = self.loaded
         self.declared = {job.name: job for job in loaded if job.spec.features is not None}
         feast_project = settings.feast.project
-        records = [r for r in RunLogLineage(settings.runs_dir).records() if r.get("feast_project") == feast_project]
+        records = [r for r in lineage_records(settings.runs_dir) if r.get("feast_project") == feast_project]
         records.sort(key=lambda r: str(r.get("recorded_at", "")), reverse=True)
         self.feature_sets: dict[str, list[dict[str, Any]]] = {}
         self.training_sets = [r for r in records if r.get("kind") == "training_set"]
@@ -288,8 +396,6 @@ class _Views:
         )
 
     def detail(self, view: str) -> FeatureSetDetail:
-        from featurekit.pipeline.lineage import find_producer
-
         if view not in self.names:
             raise ApiError(404, f"unknown feature view {view!r}" + _hint(view, self.names, "feature views"))
         summary = self.summary(view)
@@ -298,8 +404,7 @@ class _Views:
         for record in self.feature_sets.get(view, []):
             where = (str(record["delta_path"]), int(record["delta_version"]))
             if where not in producers:
-                producers[where] = find_producer(self.settings.runs_dir, *where, str(record.get("job", view)),
-                                                 self.settings.storage_options).run_id
+                producers[where] = producer_run(self.settings, *where, str(record.get("job", view)))
             materializations.append(materialization(record, producers[where] or None))
         uses = [TrainingSetUse(run_id=r["run_id"], feature_service=r["feature_service"],
                                delta_version=int(r["feature_views"][view]), output_path=redact_text(r["output_path"]),
@@ -321,15 +426,24 @@ class _Views:
         return {str(name): "" for name in found[0].get("features") or []}
 
     def table_version(self, view: str) -> int | None:
+        """The current version of the view's table; a local table's is read again only when its
+        log's listing changes (a commit adds a file to it)."""
         from featurekit.feast.definitions import table_schema
 
         job = self.declared.get(view)
         if job is None:
             return None
+        log = _local_log(job.spec.output.path)
+        key = (job.spec.output.path, _stamp(log)) if log is not None else None
+        if key is not None and key[1] is not None and key in _TABLE_VERSIONS:
+            return _TABLE_VERSIONS[key]
         try:
-            return table_schema(job, self.settings)[0]
+            version: int | None = table_schema(job, self.settings)[0]
         except Exception:  # not written yet, or storage that cannot be read from here
-            return None
+            version = None
+        if key is not None and key[1] is not None:
+            _keep(_TABLE_VERSIONS, key, version)
+        return version
 
 
 def materialization(record: dict[str, Any], job_run_id: str | None = None) -> Materialization:
