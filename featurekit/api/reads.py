@@ -456,6 +456,11 @@ def feature_sets(project: Project, settings: Settings) -> tuple[list[FeatureSetS
     return [views.summary(name) for name in views.names], views.problems
 
 
+def feature_view_names(project: Project, settings: Settings) -> list[str]:
+    """The names of the views the jobs declare or the run log has records of (no summary made)."""
+    return _Views(project, settings).names
+
+
 def feature_set(project: Project, settings: Settings, view: str) -> FeatureSetDetail:
     return _Views(project, settings).detail(view)
 

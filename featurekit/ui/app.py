@@ -24,7 +24,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 
 from featurekit import __version__
-from featurekit.api.reads import ApiError, feature_sets, redact_text
+from featurekit.api.reads import ApiError, feature_view_names, redact_text
 from featurekit.config import Project, Settings
 from featurekit.errors import FeaturekitError, NotFound
 from featurekit.ui import pages
@@ -71,7 +71,7 @@ def create_ui(project: Project, settings: Settings, warm: bool = False) -> FastA
     kinds: dict[str, tuple[str, Callable[[], list[str]]]] = {
         "job": ("job", lambda: sorted(p.stem for p in project.job_files())),
         "run": ("run", lambda: []),
-        "feature": ("feature view", lambda: [v.view for v in feature_sets(project, settings)[0]]),
+        "feature": ("feature view", lambda: feature_view_names(project, settings)),
     }
 
     @ui.exception_handler(ApiError)
