@@ -3,9 +3,10 @@
 The project is made without Spark and kept in the work folder (made again only when its sizes
 change): ``--jobs`` job files (most declaring a feature view, every tenth with services over
 several views), ``--runs`` run reports spread over the jobs as featurekit writes them (some failed,
-some with gate checks; one job holds a tenth of them), a materialization record in the run log per
-view every tenth run, some training sets, and each view's Delta table written with delta-rs in
-``--versions`` commits carrying their run's ``userMetadata``, so producer lookups read real logs.
+some with gate checks; the first job, a busy hourly one, holds a tenth of them), a materialization
+record in the run log after every tenth run, some training sets, and each view's Delta table
+written with delta-rs in ``--versions`` commits (the busy job's in ten times as many) carrying
+their run's ``userMetadata``, so producer lookups read real logs.
 
 The embedded Model Registry runs on a loopback port; the run log's feature sets of one service
 are linked to a model version, so the lineage tree has real nodes. Each page is asked of the app
@@ -97,7 +98,7 @@ def job_text(index: int, jobs: int) -> str:
 
 def build(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     """The project under ``root`` (reused when its manifest matches the sizes asked for)."""
-    wanted = {"jobs": args.jobs, "runs": args.runs, "versions": args.versions, "seed": args.seed, "format": 1}
+    wanted = {"jobs": args.jobs, "runs": args.runs, "versions": args.versions, "seed": args.seed, "format": 2}
     manifest = root / "_manifest.json"
     if manifest.exists() and json.loads(manifest.read_text()) == wanted:
         return wanted
@@ -177,8 +178,8 @@ def build(root: Path, args: argparse.Namespace) -> dict[str, Any]:
             continue
         job = loaded[name]
         entity = ENTITIES[index % len(ENTITIES)]
-        # the newest successful runs wrote the table's versions, oldest first
-        for run_id in by_job.get(name, [])[:args.versions]:
+        # successful runs wrote the table's versions, oldest first; the busy job's table has ten times more
+        for run_id in by_job.get(name, [])[:args.versions * (10 if index == 0 else 1)]:
             meta = json.dumps({"job": name, "run_id": run_id, "fingerprint": job.fingerprint, "env": "local"})
             write_deltalake(job.spec.output.path, table.rename_columns([f"{entity}_id", "conv_rate", "trips",
                                                                         "event_ts"]),
@@ -189,7 +190,8 @@ def build(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     views = [n for n in written]
     feast_project = settings.feast.project
     for number in range(0, args.runs, 10):
-        view = views[(number // 10) % len(views)]
+        # a materialization after every tenth run, of that run's view (else of the next view in turn)
+        view = owners[number] if owners[number] in written else views[(number // 10) % len(views)]
         index, job = all_names.index(view), loaded[view]
         entity = ENTITIES[index % len(ENTITIES)]
         at = t0 + timedelta(minutes=7 * number + 3)

@@ -336,22 +336,28 @@ def _local_log(delta_path: str) -> Path | None:
 _PRODUCERS: dict[tuple[Any, ...], str] = {}
 
 
-def producer_run(settings: Settings, delta_path: str, version: int, job: str) -> str:
-    """The id of the run whose commit made ``version`` of the table ("" when none says so). A commit
-    never changes, so a local table's answer is kept while that version's commit file stays the
-    same (a table deleted and written again has new ones)."""
-    from featurekit.pipeline.lineage import find_producer
+def producer_runs(settings: Settings, delta_path: str, versions: list[int], job: str) -> dict[int, str]:
+    """By version of the table, the id of the run whose commit made it ("" when none says so). A
+    commit never changes, so a local table's answer is kept while that version's commit file stays
+    the same (a table deleted and written again has new ones); the log is read once for the rest."""
+    from featurekit.pipeline.lineage import find_producers
 
     log = _local_log(delta_path)
-    key = None
-    if log is not None:
-        stamp = _stamp(log / f"{version:020d}.json")
+    found: dict[int, str] = {}
+    keys: dict[int, tuple[Any, ...]] = {}
+    for version in versions:
+        stamp = _stamp(log / f"{version:020d}.json") if log is not None else None
         if stamp is not None:
-            key = (str(settings.runs_dir), delta_path, version, job, stamp)
+            keys[version] = key = (str(settings.runs_dir), delta_path, version, job, stamp)
             if key in _PRODUCERS:
-                return _PRODUCERS[key]
-    run_id = find_producer(settings.runs_dir, delta_path, version, job, settings.storage_options).run_id
-    return _keep(_PRODUCERS, key, run_id) if key is not None else run_id
+                found[version] = _PRODUCERS[key]
+    missing = [v for v in versions if v not in found]
+    for version, producer in find_producers(settings.runs_dir, delta_path, missing, job,
+                                            settings.storage_options).items():
+        found[version] = producer.run_id
+        if version in keys:
+            _keep(_PRODUCERS, keys[version], producer.run_id)
+    return found
 
 
 _TABLE_VERSIONS: dict[tuple[Any, ...], int | None] = {}
@@ -399,13 +405,15 @@ class _Views:
         if view not in self.names:
             raise ApiError(404, f"unknown feature view {view!r}" + _hint(view, self.names, "feature views"))
         summary = self.summary(view)
-        producers: dict[tuple[str, int], str] = {}
-        materializations = []
-        for record in self.feature_sets.get(view, []):
-            where = (str(record["delta_path"]), int(record["delta_version"]))
-            if where not in producers:
-                producers[where] = producer_run(self.settings, *where, str(record.get("job", view)))
-            materializations.append(materialization(record, producers[where] or None))
+        records = self.feature_sets.get(view, [])
+        tables: dict[tuple[str, str], set[int]] = {}
+        for record in records:
+            tables.setdefault((str(record["delta_path"]), str(record.get("job", view))), set()).add(
+                int(record["delta_version"]))
+        producers = {(path, job, version): run_id for (path, job), versions in tables.items()
+                     for version, run_id in producer_runs(self.settings, path, sorted(versions), job).items()}
+        materializations = [materialization(r, producers[(str(r["delta_path"]), str(r.get("job", view)),
+                                                          int(r["delta_version"]))] or None) for r in records]
         uses = [TrainingSetUse(run_id=r["run_id"], feature_service=r["feature_service"],
                                delta_version=int(r["feature_views"][view]), output_path=redact_text(r["output_path"]),
                                output_version=int(r["output_version"]), rows=int(r["rows"]),

@@ -90,15 +90,29 @@ def lineage_warning(what: str, marker: str) -> list[str]:
 def find_producer(runs_dir: Path, delta_path: str, version: int, job: str,
                   storage_options: dict[str, str] | None = None) -> Producer:
     """The job run whose commit made ``version`` of the table, with its report's summary."""
+    return find_producers(runs_dir, delta_path, [version], job, storage_options)[version]
+
+
+def find_producers(runs_dir: Path, delta_path: str, versions: list[int], job: str,
+                   storage_options: dict[str, str] | None = None) -> dict[int, Producer]:
+    """:func:`find_producer` of several versions of one table, its log read once (not once per
+    version: a view materialized from many versions of its table lists them all)."""
     from featurekit.sinks.inspect import commits_since
 
+    if not versions:
+        return {}
     try:
-        commits = commits_since(delta_path, max(0, version - _WALK_BACK), storage_options)
+        commits = commits_since(delta_path, max(0, min(versions) - _WALK_BACK), storage_options)
     except Exception:  # an unreadable log (storage credentials, a foreign table) must not fail the run
         commits = {}
+    return {version: _producer_in(commits, runs_dir, version, job) for version in versions}
+
+
+def _producer_in(commits: dict[int, dict[str, Any]], runs_dir: Path, version: int, job: str) -> Producer:
+    oldest = max(0, version - _WALK_BACK)       # as far back as one version's lookup reads
     current: int | None = version
     seen = set()
-    while current is not None and current in commits and current not in seen:
+    while current is not None and current >= oldest and current in commits and current not in seen:
         seen.add(current)
         commit = commits[current]
         meta = commit["metadata"]

@@ -663,6 +663,7 @@ def test_the_producer_of_a_version_steps_over_optimize_and_follows_restore(tmp_p
     assert found[2].status == "succeeded" and found[2].sources[0]["rows_read"] == 9
     assert found[2].validation["checks"] == [{"column": "a", "check": "ge", "failures": 0, "message": ""}]
     assert found[0].validation == {} and found[0].status == ""          # no report: nothing made up
+    assert lineage.find_producers(runs, path, [0, 1, 2, 3], "trips") == found        # one read of the log, same answers
     assert lineage.find_producer(runs, str(tmp_path / "nope"), 0, "trips").run_id == ""
 
 
