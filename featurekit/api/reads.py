@@ -469,6 +469,18 @@ def feature_view_names(project: Project, settings: Settings) -> list[str]:
     return _Views(project, settings).names
 
 
+def prime(project: Project, settings: Settings) -> list[str]:
+    """Read ahead what is kept between requests (every job file, the run log's lineage records,
+    each view's table version and the producers of its materializations) and the libraries the
+    pages import, so the first page a server is asked for does not pay for it: the views read."""
+    import pyarrow.compute  # noqa: F401  (a run page's quarantine rows)
+
+    views = _Views(project, settings)
+    for name in views.names:
+        views.detail(name)
+    return views.names
+
+
 def feature_set(project: Project, settings: Settings, view: str) -> FeatureSetDetail:
     return _Views(project, settings).detail(view)
 

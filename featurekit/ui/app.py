@@ -42,13 +42,16 @@ def templates() -> Jinja2Templates:
 def create_ui(project: Project, settings: Settings, warm: bool = False) -> FastAPI:
     """The web catalog of one project in one environment (read-only; files are read per request).
     ``warm``: at start-up, read the Model Registry's versions in the background (see
-    :meth:`ModelRegistry.warm`)."""
+    :meth:`ModelRegistry.warm`), and the project's files the pages keep between requests
+    (:func:`pages.prime`)."""
     registry = ModelRegistry(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if warm:
             threading.Thread(target=registry.warm, name="featurekit-ui-warm", daemon=True).start()
+            threading.Thread(target=pages.prime, args=(project, settings), name="featurekit-ui-prime",
+                             daemon=True).start()
         yield
         registry.close()
 

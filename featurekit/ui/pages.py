@@ -32,6 +32,15 @@ def to_yaml(value: Any) -> str:
     return text.getvalue()
 
 
+def prime(project: Project, settings: Settings) -> None:
+    """What the first requests after start-up would read (:func:`reads.prime`), read in advance; a
+    problem is left to the pages to report."""
+    try:
+        reads.prime(project, settings)
+    except Exception:  # the page that needs it says what is wrong
+        pass
+
+
 def index(project: Project, settings: Settings, query: str) -> dict[str, Any]:
     jobs, views, schemas, problems = reads.catalog(project, settings)
     everything = catalog(jobs, views, schemas, problems)
@@ -167,4 +176,4 @@ def lineage(project: Project, registry: ModelRegistry, model: str, version: str)
 
 
 __all__ = ["Catalog", "Item", "Model", "feature", "index", "item", "job", "lineage", "models_using",
-           "registered_models", "run", "services_of", "to_yaml"]
+           "prime", "registered_models", "run", "services_of", "to_yaml"]

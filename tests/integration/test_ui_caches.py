@@ -147,3 +147,15 @@ def test_the_manifest_follows_the_job_file_and_the_conf(small: Small) -> None:
             reads.job_manifest(small.project, small.settings, "driver_stats")
     conf.write_text(typo)
     assert reads.job_manifest(small.project, small.settings, "driver_stats")[0] == "k8s"
+
+
+def test_a_server_reads_the_project_ahead_and_still_sees_changes(small: Small) -> None:
+    small.commit("20260301T120000Z-run00001")
+    small.materialized("20260301T130000Z-mat00001", 0)
+    assert reads.prime(small.project, small.settings) == ["driver_stats"]
+    small.commit("20260301T140000Z-run00002", mode="append")          # after the read ahead
+    small.materialized("20260301T150000Z-mat00002", 1, rows=9)
+    detail = reads.feature_set(small.project, small.settings, "driver_stats")
+    assert detail.table_version == 1
+    assert [(m.rows, m.job_run_id) for m in detail.materializations] == [
+        (9, "20260301T140000Z-run00002"), (2, "20260301T120000Z-run00001")]
