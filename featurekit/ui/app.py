@@ -40,7 +40,8 @@ def templates() -> Jinja2Templates:
 
 
 def create_ui(project: Project, settings: Settings, warm: bool = False) -> FastAPI:
-    """The web catalog of one project in one environment (read-only; files are read per request).
+    """The web catalog of one project in one environment (read-only; files are read per request, and
+    what is costly to read is kept until its file changes: :mod:`featurekit.api.reads`).
     ``warm``: at start-up, read the Model Registry's versions in the background (see
     :meth:`ModelRegistry.warm`), and the project's files the pages keep between requests
     (:func:`pages.prime`)."""
