@@ -314,7 +314,8 @@ def main() -> None:
             else:
                 pages.append(("lineage (API stand-in)", f"/api/v1/lineage/models/{MODEL}/versions/{MODEL_VERSION}",
                               create_api(project, settings)))
-            rows, samples = [], {}
+            rows: list[dict[str, Any]] = []
+            samples: dict[str, dict[str, list[float]]] = {}
             if args.wait_quiet:
                 wait_until_quiet(args.max_load, args.wait_quiet)
             start_load = load_average()
