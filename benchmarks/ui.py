@@ -20,7 +20,7 @@ process's CPU time per request (all its threads), which other programs on the ma
 than the wall time.
 
     python benchmarks/ui.py                                   # 100 jobs, 10,000 runs
-    python benchmarks/ui.py --work /tmp/featurekit-ui --requests 50 --profile feature
+    python benchmarks/ui.py --work bench-ui --requests 50 --profile feature
 """
 
 from __future__ import annotations
