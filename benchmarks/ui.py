@@ -278,7 +278,6 @@ def main() -> None:
 
     from fastapi.testclient import TestClient
 
-    from featurekit.api import create_api
     from featurekit.config import Project, load_settings
     from featurekit.pipeline import lineage
     from featurekit.ui import create_ui
@@ -294,7 +293,6 @@ def main() -> None:
             service = f"{names(args.jobs)[0]}_all"
             lineage.link(project, settings, MODEL, MODEL_VERSION, service=service)
             ui = create_ui(project, settings, warm=True)          # as `featurekit ui` serves it
-            has_lineage_page = any(str(getattr(r, "path", "")).startswith("/lineage/") for r in ui.routes)
             busiest = names(args.jobs)[0]
             runs_dir = settings.runs_dir
             a_run = sorted((runs_dir / busiest).glob("*.json"))[len(list((runs_dir / busiest).glob("*.json"))) // 2].stem
@@ -308,12 +306,8 @@ def main() -> None:
                 ("run", f"/runs/{a_run}", ui),
                 ("feature view", f"/features/{view}", ui),
                 ("404 (unknown view)", "/features/view_0x", ui),
+                ("lineage", f"/lineage/{MODEL}/{MODEL_VERSION}", ui),
             ]
-            if has_lineage_page:
-                pages.append(("lineage", f"/lineage/{MODEL}/{MODEL_VERSION}", ui))
-            else:
-                pages.append(("lineage (API stand-in)", f"/api/v1/lineage/models/{MODEL}/versions/{MODEL_VERSION}",
-                              create_api(project, settings)))
             rows: list[dict[str, Any]] = []
             samples: dict[str, dict[str, list[float]]] = {}
             if args.wait_quiet:
