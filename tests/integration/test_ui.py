@@ -20,6 +20,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from importlib import resources
 from pathlib import Path
@@ -91,7 +92,23 @@ output:
   path: ${{lake_root}}/vault_export
 """
 
+RATINGS_JOB = """
+name: driver_ratings
+description: Ratings per driver, materialized a few hours ago.
+owner: mobility-data
+sources:
+  ratings: {format: parquet, path: "${raw_root}/ratings"}
+output:
+  path: ${lake_root}/driver_ratings
+features:
+  entity: driver
+  join_keys: [driver_id]
+  timestamp: event_ts
+  ttl: 7d
+"""
+
 RUN_IDS = ["20260301T100000Z-aaaa0001", "20260301T110000Z-bbbb0002", "20260301T120000Z-cccc0003"]
+RATINGS_RUNS = ["20260301T140000Z-eeee0005", "20260301T150000Z-ffff0006"]
 
 
 @dataclass
@@ -130,7 +147,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("ui") / "project"
     shutil.copytree(REPO / "conf", root / "conf")
     (root / "jobs").mkdir()
-    for name, text in (("driver_stats", STATS_JOB), ("driver_trips", TRIPS_JOB), ("vault_export", VAULT_JOB)):
+    for name, text in (("driver_stats", STATS_JOB), ("driver_trips", TRIPS_JOB), ("vault_export", VAULT_JOB),
+                       ("driver_ratings", RATINGS_JOB)):
         (root / "jobs" / f"{name}.yaml").write_text(textwrap.dedent(text).lstrip())
     project = Project(root)
     settings = load_settings(project, "local")
@@ -166,9 +184,26 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         features=["conv_rate", "trips"], job="driver_stats", spec_fingerprint=job.fingerprint,
         delta_path=job.spec.output.path, delta_version=1, window_start="2026-03-01T00:00:00+00:00",
         window_end="2026-03-01T12:30:00+00:00", rows=3, keys=3, online_store="sqlite",
-        recorded_at="2026-03-01T13:00:00+00:00",
+        recorded_at="2026-03-01T13:00:00+00:00", newest_event="2026-03-01T12:00:00+00:00",   # stale: ttl 1d
         view_schema={"join_keys": {"driver_id": "Int64"}, "timestamp": "event_ts",
                      "features": {"conv_rate": "Float64", "trips": "Int32"}}))
+    # fresh: its newest online value is about 3 h old (ttl 7d); the record before it is one an
+    # older featurekit wrote, without the newest value's time
+    now = datetime.now(UTC).replace(microsecond=0)
+    ratings = load_job(root / "jobs" / "driver_ratings.yaml", settings.vars)
+    for run_id, recorded, newest in ((RATINGS_RUNS[0], now - timedelta(days=2), None),
+                                     (RATINGS_RUNS[1], now - timedelta(hours=2), now - timedelta(hours=3, minutes=5))):
+        path = RunLogLineage(settings.runs_dir).record_feature_set(FeatureSetRecord(
+            run_id=run_id, feast_project=settings.feast.project, feature_view="driver_ratings",
+            features=["rating"], job="driver_ratings", spec_fingerprint=ratings.fingerprint,
+            delta_path=ratings.spec.output.path, delta_version=0, window_start=(recorded - timedelta(days=7)).isoformat(),
+            window_end=recorded.isoformat(), rows=2, keys=2, online_store="redis", recorded_at=recorded.isoformat(),
+            newest_event=None if newest is None else newest.isoformat(),
+            view_schema={"join_keys": {"driver_id": "Int64"}, "timestamp": "event_ts", "features": {"rating": "Float64"}}))
+        if newest is None:   # as an older featurekit wrote it: no newest_event at all
+            written = json.loads(Path(path).read_text())
+            del written["newest_event"]
+            Path(path).write_text(json.dumps(written))
     with TestClient(create_ui(project, settings)) as client:
         yield World(project, settings, job, client, materialization)
 
@@ -194,6 +229,10 @@ class Page(HTMLParser):
 
     def all(self, tag: str) -> list[dict[str, str | None]]:
         return [attrs for name, attrs in self.tags if name == tag]
+
+    def classes(self, tag: str, having: str) -> list[str]:
+        """The class attribute of each ``<tag>`` whose classes include ``having``."""
+        return [str(a["class"]) for a in self.all(tag) if having in str(a.get("class") or "").split()]
 
     @property
     def words(self) -> str:
@@ -244,13 +283,18 @@ def test_index_lists_views_features_jobs_and_entities(world: World) -> None:
     page = get(world, "/")
     words = page.words
     assert "Feature catalog" in words
-    assert "Feature views (2)" in words and "Features (2)" in words and "Jobs (3)" in words and "Entities (1)" in words
+    assert "Feature views (3)" in words and "Features (3)" in words and "Jobs (4)" in words and "Entities (1)" in words
     assert "conv_rate driver_stats Float64" in words and "trips driver_stats Int32" in words
     assert "vault_export Not run; its source has a password option. security" in words
-    assert "driver driver_stats, driver_trips" in words                         # the entity and its views
+    assert "driver driver_ratings, driver_stats, driver_trips" in words                         # the entity and its views
     assert "driver_trips driver driver_id none never" in words
     assert {"/features/driver_stats", "/jobs/driver_stats", "/jobs/vault_export"} <= set(page.links)
     assert "2026-03-01T13:00:00+00:00" in words                                  # last materialized
+    # a stale view is marked in words, a fresh one is not
+    stale = re.search(r"driver_stats driver driver_id 1 2026-03-01T13:00:00\+00:00 stale: the newest online value is "
+                      r"\d+ d \d+ h old, older than the ttl \(1d\) allows driver_trips", words)
+    assert stale is not None and re.search(r"driver_ratings driver driver_id 0 \S+ driver_stats", words)
+    assert page.classes("span", "stale") == ["stale"]
 
 
 def test_search_narrows_every_list_and_suggests_a_close_name(world: World) -> None:
@@ -325,6 +369,16 @@ def test_feature_page_shows_entity_types_table_materialization_and_services(worl
             "Rows 3 Keys 3 Online store sqlite Delta version 1") in words
     assert f"/runs/{RUN_IDS[1]}" in page.links                                   # the run whose commit is v1
     assert "driver_rates: driver_stats:conv_rate" in words and "driver_stats: driver_stats" in words
+    # freshness: the newest online value's event time, its age and the ttl; stale in words and a class
+    assert re.search(r"Delta version 1 Freshness Stale: the newest online value is from 2026-03-01T12:00:00\+00:00, "
+                     r"\d+ d \d+ h old: older than the ttl \(1d\) allows\. Materialization", words)
+    assert page.classes("dd", "freshness") == ["freshness stale"]
+    assert "Keys Newest online value Made by run 20260301T130000Z-dddd0004" in words
+    ratings = get(world, "/features/driver_ratings")
+    assert re.search(r"Freshness The newest online value is from \S+, 3 h [56] min old, within the ttl \(7d\)\.",
+                     ratings.words)
+    assert ratings.classes("dd", "freshness") == ["freshness fresh"]
+    assert f"{RATINGS_RUNS[0]} " in ratings.words and " 2 2 not recorded unknown" in ratings.words  # an older record
     trips = get(world, "/features/driver_trips")                                   # written, never materialized
     assert "TTL 7d" in trips.words and "Feature Type trips integer Last materialization Never materialized." in trips.words
     assert f"Delta table {root_of(world)}/data/lake/driver_trips, version 0" in trips.words
@@ -332,10 +386,10 @@ def test_feature_page_shows_entity_types_table_materialization_and_services(worl
 
 @pytest.mark.parametrize(("url", "detail", "closest"), [
     ("/jobs/driver_stat", "unknown job 'driver_stat' — did you mean 'driver_stats'?", "/jobs/driver_stats"),
-    ("/jobs/zzz", "unknown job 'zzz' (jobs: driver_stats, driver_trips, vault_export)", None),
+    ("/jobs/zzz", "unknown job 'zzz' (jobs: driver_ratings, driver_stats, driver_trips, vault_export)", None),
     ("/features/driver_stat", "unknown feature view 'driver_stat' — did you mean 'driver_stats'?",
      "/features/driver_stats"),
-    ("/features/vault_export", "unknown feature view 'vault_export' (feature views: driver_stats, driver_trips)",
+    ("/features/vault_export", "unknown feature view 'vault_export' (feature views: driver_ratings, driver_stats, driver_trips)",
      None),
     ("/runs/19990101T000000Z", "unknown run '19990101T000000Z': no run id starts with it", None),
     ("/lineage", "no page at /lineage", None),
