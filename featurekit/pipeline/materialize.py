@@ -11,7 +11,8 @@ For each online feature view:
    written, by key): the keys holding a value from the window must equal the distinct keys of
    the window, else the run fails (exit 3) with the numbers and nothing is recorded;
 4. the window is recorded in Feast's registry (so plain ``feast materialize-incremental``
-   continues from it) and the feature set goes to the lineage store; the online store keeps a
+   continues from it) and the feature set goes to the lineage store, with the event time of the
+   newest value the store now holds for the view (:func:`_newest_event`); the online store keeps a
    marker of the Delta version and window end it now holds (written only after the
    verification; removed by a window that does not cover the view's whole ttl, which leaves
    older keys as they were). Nothing new since the marker: nothing is written or recorded.
@@ -193,6 +194,8 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
                              if whole else None)
             outcome.lineage = lineage.record_feature_set(_record(result, view, outcome, store.project))
             result.warnings += lineage_warning(f"feature view {view.name}", outcome.lineage)
+        elif base is not None:   # nothing new: the store holds what the marker says
+            outcome.newest_event = base.marker.newest_event
     if not verify_only:   # the registry file changed: serving's catalog follows it
         refresh_catalog(project, settings, store_config, repo_path, store)
     return result

@@ -271,7 +271,7 @@ def test_without_a_marker_the_whole_window_then_nothing_new(spark: object, tmp_p
     assert (again.method, again.changed, again.keys, again.written, again.verified) == (UNCHANGED, 0, 0, 0, True)
     assert len(RunLogLineage(w.settings.runs_dir).records()) == records
     # ... and the newest value the marker keeps still is the store's
-    assert held.newest_event == marker(w, w.settings).newest_event == hours(18)
+    assert held.newest_event == marker(w, w.settings).newest_event == again.newest_event == hours(18)
     assert online_newest(w.settings, VIEW) == hours(18).isoformat()
 
     # a window shorter than the ttl leaves keys it does not cover as they were: no marker after it
