@@ -9,7 +9,7 @@ JARS := .featurekit/jars/manifest.json
 ROWS ?= 200000
 PYTEST_ARGS ?=
 
-.PHONY: setup s3-deps demo test unit bench lint clean
+.PHONY: setup s3-deps demo test unit bench screenshots lint clean
 
 setup: $(INSTALLED) $(JARS)  ## venv + package + Delta jars (the only network step)
 
@@ -97,6 +97,10 @@ demo: setup  ## raw data -> jobs -> Delta -> feast apply -> materialize -> onlin
 	$(FK) online driver_id=100002 driver_id=999 --service driver_activity; \
 	$(PY) -c "import httpx, json; r = httpx.post('http://127.0.0.1:$(TRANSFORMER_PORT)/v1/models/driver-eta:predict', \
 	  json={'instances': [{'driver_id': 100002}, {'driver_id': 999}]}, timeout=30); r.raise_for_status(); print(json.dumps(r.json()))"
+	@echo
+	@echo "Browse what the demo made (feature views, jobs, runs, lineage) in the web catalog:"
+	@echo "  $(FK) ui --env local        then open http://127.0.0.1:8888/"
+	@echo "  (the lineage pages read the Model Registry: run $(FK) registry serve --port $(REGISTRY_PORT) beside it)"
 
 test: setup  ## every tier: unit, integration (Spark + Delta), e2e (CLI, spark-submit)
 	$(PY) -m pytest $(PYTEST_ARGS) tests
@@ -106,6 +110,11 @@ unit: setup
 
 bench: setup  ## benchmarks/ (see docs/benchmarks.md)
 	$(PY) benchmarks/prep_job.py
+
+# The README's picture of `featurekit ui` (docs/images/), from the ui tests' small project (no Spark),
+# taken in the browser tests' headless Chromium (docs/ui.md "Browser tests").
+screenshots: $(INSTALLED)  ## docs/images/ui-*.png again
+	$(PY) -m tests.browser.screenshots --out docs/images
 
 lint: setup
 	$(VENV)/bin/lint-imports

@@ -120,4 +120,4 @@ def ui(
     project = options(ctx).project()
     settings = load_settings(project, env)
     out.print(f"featurekit ui (env {env}) on http://{host}:{port}/", markup=False)
-    uvicorn.run(create_ui(project, settings), host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(create_ui(project, settings, warm=True), host=host, port=port, log_level="warning", access_log=False)

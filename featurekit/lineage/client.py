@@ -248,6 +248,14 @@ class RegistryClient:
 
     # -- resources -------------------------------------------------------------------------
 
+    def registered_models(self) -> list[dict[str, Any]]:
+        """Every registered model, oldest first."""
+        return list(self._pages("/registered_models", {"orderBy": "CREATE_TIME", "sortOrder": "ASC"}))
+
+    def model_versions(self) -> list[dict[str, Any]]:
+        """Every version of every registered model (``registeredModelId`` names its model), oldest first."""
+        return list(self._pages("/model_versions", {"orderBy": "CREATE_TIME", "sortOrder": "ASC"}))
+
     def find_registered_model(self, name: str) -> dict[str, Any] | None:
         return self.request("GET", "/registered_model", params={"name": name}, missing_ok=True)
 

@@ -6,14 +6,18 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from featurekit.api import reads
 from featurekit.api.models import FeatureSetSummary
 from featurekit.config import Project, Settings
 from featurekit.errors import FeaturekitError
 from featurekit.spec.durations import parse_duration
+from featurekit.ui.lineage import Model, ModelRegistry, RegistryUnreachable, node_href
 from featurekit.ui.search import Catalog, catalog
+
+if TYPE_CHECKING:
+    from featurekit.lineage.tree import Node
 
 RECENT_RUNS = 20
 
@@ -166,4 +170,52 @@ def feature(project: Project, settings: Settings, view: str) -> dict[str, Any]:
             "freshness": freshness(detail)}
 
 
-__all__ = ["Catalog", "Freshness", "feature", "freshness", "human_age", "index", "job", "run", "services_of", "to_yaml"]
+def registered_models(registry: ModelRegistry, query: str = "") -> dict[str, Any]:
+    """The index's models and their versions (those whose name or description holds every word of
+    ``query``); when the registry cannot be asked, why."""
+    try:
+        found = registry.models()
+    except RegistryUnreachable as exc:
+        return {"models": [], "registry_problem": str(exc)}
+    words = query.lower().split()
+    return {"models": [m for m in found if all(w in f"{m.name} {m.description}".lower() for w in words)],
+            "registry_problem": ""}
+
+
+def models_using(registry: ModelRegistry, view: str) -> dict[str, Any]:
+    """The feature page's model versions linked to the view's data; when the registry cannot be asked, why."""
+    try:
+        return {"models_using": registry.using(view), "registry_problem": ""}
+    except RegistryUnreachable as exc:
+        return {"models_using": [], "registry_problem": str(exc)}
+
+
+@dataclass
+class Item:
+    """A lineage node as an item of the nested list under the picture: texts masked, its page if it has one."""
+
+    kind: str
+    label: str
+    details: list[str]
+    href: str | None
+    children: list[Item]
+
+
+def item(node: Node) -> Item:
+    return Item(node.kind, reads.redact_text(node.label), [reads.redact_text(d) for d in node.details],
+                node_href(node.link) if node.link else None, [item(child) for child in node.children])
+
+
+def lineage(project: Project, registry: ModelRegistry, model: str, version: str) -> dict[str, Any]:
+    """A model version's lineage: the picture and the same tree as a list. NotFound for an unknown
+    model or version, RegistryUnreachable when the registry cannot be asked."""
+    from featurekit.lineage.svg import svg
+
+    tree = registry.tree(project, model, version)
+    return {"model": model, "version": version, "registry_url": registry.url,
+            "picture": svg(tree, node_href, title=f"Lineage of model {model} version {version}"),
+            "tree": item(tree)}
+
+
+__all__ = ["Catalog", "Freshness", "Item", "Model", "feature", "freshness", "human_age", "index", "item", "job",
+           "lineage", "models_using", "registered_models", "run", "services_of", "to_yaml"]

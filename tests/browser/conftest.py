@@ -119,10 +119,11 @@ def screenshot(artifacts: Path) -> Callable[..., Path]:
     return take
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def serve() -> Iterator[Callable[[Any], str]]:
     """``serve(app)`` runs an ASGI app on a free loopback port (uvicorn, in a thread) and returns its
-    base URL; the servers stop when the test ends."""
+    base URL; the servers stop when the test module ends (a module-scoped fixture can serve one app
+    to all its tests)."""
     running: list[tuple[uvicorn.Server, threading.Thread]] = []
 
     def start(app: Any) -> str:

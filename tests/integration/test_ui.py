@@ -1,11 +1,11 @@
 """`featurekit ui`: every page rendered by the app over a small project, read as a browser would.
 
-One project for the module, made without Spark: two job files (one a feature view with an extra
-service, one with a password in its spec), the feature view's Delta table written twice with
-delta-rs (each commit carrying its run's ``userMetadata`` as featurekit writes it), three run
-reports written as featurekit writes them (two succeeded, one failed), and a materialization of
-table version 1 in the run log. Pages are fetched with Starlette's TestClient; every link on
-every page is followed; one test starts the real ``featurekit ui`` process and asks it over HTTP.
+One project for the module, made without Spark (:mod:`tests.ui_project`), with one more feature
+view here, materialized a few hours ago (fresh). Its Model Registry is
+a closed loopback port (with a password in its URL): the lineage parts say so, the rest renders
+(``test_ui_lineage`` has a running registry). Pages are fetched with Starlette's TestClient; every
+link on every page is followed; one test starts the real ``featurekit ui`` process and asks it over
+HTTP.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,72 +25,19 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import httpx
-import pyarrow as pa
 import pytest
-from deltalake import CommitProperties, write_deltalake
 from fastapi.testclient import TestClient
 
-from featurekit.config import Project, Settings, load_settings
+from featurekit.config import Project, Settings
+from featurekit.config.settings import REGISTRY_URL_ENV
 from featurekit.lineage import RunLogLineage
 from featurekit.lineage.records import FeatureSetRecord
-from featurekit.pipeline.report import RunResult, StepCount, write_report
 from featurekit.spec.loader import LoadedJob, load_job
 from featurekit.ui import create_ui
 from tests.conftest import REPO, _free_port
+from tests.ui_project import RUN_IDS, SPEC_PASSWORD, URL_PASSWORD, UiProject, make_ui_project
 
-SPEC_PASSWORD = "pw-71c4-never-in-a-page"
-
-STATS_JOB = """
-name: driver_stats
-description: Hourly conversion and trip counts per driver.
-owner: mobility-data
-sources:
-  stats: {format: parquet, path: "${raw_root}/stats"}
-steps:
-  - filter: "driver_id IS NOT NULL"
-output:
-  path: ${lake_root}/driver_stats
-  mode: overwrite
-features:
-  entity: driver
-  join_keys: [driver_id]
-  timestamp: event_ts
-  ttl: 1d
-  description: How often a driver accepts a ride.
-  tags: {team: mobility}
-  services:
-    driver_rates: ["driver_stats:conv_rate"]
-"""
-
-TRIPS_JOB = """
-name: driver_trips
-description: Trips per driver, written but never materialized.
-owner: mobility-data
-sources:
-  trips: {format: parquet, path: "${raw_root}/trips"}
-output:
-  path: ${lake_root}/driver_trips
-features:
-  entity: driver
-  join_keys: [driver_id]
-  timestamp: event_ts
-  ttl: 7d
-"""
-
-VAULT_JOB = f"""
-name: vault_export
-description: Not run; its source has a password option.
-owner: security
-sources:
-  accounts:
-    format: parquet
-    path: "${{raw_root}}/accounts"
-    options: {{password: "{SPEC_PASSWORD}"}}
-output:
-  path: ${{lake_root}}/vault_export
-"""
-
-RATINGS_JOB = """
+RATINGS_JOB = """\
 name: driver_ratings
 description: Ratings per driver, materialized a few hours ago.
 owner: mobility-data
@@ -106,8 +51,6 @@ features:
   timestamp: event_ts
   ttl: 7d
 """
-
-RUN_IDS = ["20260301T100000Z-aaaa0001", "20260301T110000Z-bbbb0002", "20260301T120000Z-cccc0003"]
 RATINGS_RUNS = ["20260301T140000Z-eeee0005", "20260301T150000Z-ffff0006"]
 
 
@@ -120,77 +63,13 @@ class World:
     materialization: str
 
 
-def report(job: LoadedJob, run_id: str, version: int | None, read: int, dropped: int, bad: int) -> RunResult:
-    """A run's report with the numbers a run of the job would write."""
-    out = read - dropped
-    failed = version is None
-    gate = {"policy": "quarantine", "max_bad_fraction": 0.5, "rows_checked": out, "rows_good": out - bad,
-            "rows_bad": bad, "rows_malformed": 0, "failed_because": "", "unique": [], "rows_released": 0,
-            "schema_errors": [],
-            "checks": [{"check": "in_range(0, 1)", "column": "conv_rate", "message": "conv_rate outside [0, 1]",
-                        "failures": bad, "examples": [{"driver_id": 7, "conv_rate": 1.7}]}] if bad else []}
-    return RunResult(
-        run_id=run_id, job=job.name, fingerprint=job.fingerprint, env="local", started_at=f"{run_id[:15]}",
-        status="failed" if failed else "succeeded",
-        sources=[{"name": "stats", "format": "parquet", "path": "raw/stats", "rows_read": read, "rows_malformed": 0}],
-        steps=[StepCount(1, "filter", read, out, dropped)], rows_out=out,
-        rows_written=None if failed else out - bad, rows_quarantined=None if failed else bad, gate=gate,
-        output_path=job.spec.output.path, mode="overwrite", table_version=version,
-        commit_operation="" if failed else "WRITE", commit_metrics={} if failed else {"numOutputRows": out - bad},
-        durations={"read": 0.4, "gate": 0.2, "write": 0.9}, exit_code=1 if failed else 0,
-        error="InfraError: the lake is not reachable\nmore lines" if failed else "",
-    )
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    root = tmp_path_factory.mktemp("ui") / "project"
-    shutil.copytree(REPO / "conf", root / "conf")
-    (root / "jobs").mkdir()
-    for name, text in (("driver_stats", STATS_JOB), ("driver_trips", TRIPS_JOB), ("vault_export", VAULT_JOB),
-                       ("driver_ratings", RATINGS_JOB)):
-        (root / "jobs" / f"{name}.yaml").write_text(textwrap.dedent(text).lstrip())
-    project = Project(root)
-    settings = load_settings(project, "local")
-    job = load_job(root / "jobs" / "driver_stats.yaml", settings.vars, shown_as="jobs/driver_stats.yaml")
-
-    table = pa.table({"driver_id": pa.array([1, 2, 3], pa.int64()), "conv_rate": [0.1, 0.5, 0.9],
-                      "trips": pa.array([1, 5, 9], pa.int32()),
-                      "event_ts": pa.array([0, 1, 2], pa.timestamp("us", tz="UTC"))})
-    for version, run_id in enumerate(RUN_IDS[:2]):
-        meta = json.dumps({"job": job.name, "run_id": run_id, "fingerprint": job.fingerprint, "env": "local"})
-        write_deltalake(job.spec.output.path, table, mode="overwrite",
-                        commit_properties=CommitProperties(custom_metadata={"userMetadata": meta}))
-    write_deltalake(str(root / "data" / "lake" / "driver_trips"), table.select(["driver_id", "trips", "event_ts"]))
-    quarantine = job.spec.quarantine_path
-    reason = pa.struct([("check", pa.string()), ("column", pa.string()), ("message", pa.string())])
-    write_deltalake(quarantine, pa.table({
-        "driver_id": pa.array([7, None, 8], pa.int64()), "conv_rate": [1.7, None, 2.5],
-        "_fk_errors": pa.array([[{"check": "in_range(0, 1)", "column": "conv_rate", "message": "conv_rate outside [0, 1]"}],
-                                [{"check": "parse", "column": "stats", "message": "the record does not parse"}],
-                                [{"check": "in_range(0, 1)", "column": "conv_rate", "message": "outside"}]],
-                               pa.list_(reason)),
-        "_fk_source": [None, "stats", None], "_fk_raw": [None, '{"driver_id": "x"}', None],
-        "_fk_row_hash": ["h1", "h2", "h3"], "_fk_run_id": [RUN_IDS[0], RUN_IDS[0], "20250101T000000Z-other000"],
-        "_fk_quarantined_at": pa.array([0, 0, 0], pa.timestamp("us", tz="UTC"))}))
-    first = report(job, RUN_IDS[0], 0, read=5, dropped=1, bad=1)
-    first.quarantine = {"path": quarantine, "version": 0, "rows": 2, "inserted": 2}
-    write_report(settings.runs_dir, first)
-    write_report(settings.runs_dir, report(job, RUN_IDS[1], 1, read=4, dropped=1, bad=0))
-    write_report(settings.runs_dir, report(job, RUN_IDS[2], None, read=6, dropped=0, bad=0))
-    materialization = "20260301T130000Z-dddd0004"
-    RunLogLineage(settings.runs_dir).record_feature_set(FeatureSetRecord(
-        run_id=materialization, feast_project=settings.feast.project, feature_view="driver_stats",
-        features=["conv_rate", "trips"], job="driver_stats", spec_fingerprint=job.fingerprint,
-        delta_path=job.spec.output.path, delta_version=1, window_start="2026-03-01T00:00:00+00:00",
-        window_end="2026-03-01T12:30:00+00:00", rows=3, keys=3, online_store="sqlite",
-        recorded_at="2026-03-01T13:00:00+00:00", newest_event="2026-03-01T12:00:00+00:00",   # stale: ttl 1d
-        view_schema={"join_keys": {"driver_id": "Int64"}, "timestamp": "event_ts",
-                     "features": {"conv_rate": "Float64", "trips": "Int32"}}))
-    # fresh: its newest online value is about 3 h old (ttl 7d); the record before it is one an
-    # older featurekit wrote, without the newest value's time
-    now = datetime.now(UTC).replace(microsecond=0)
+def add_ratings(made: UiProject) -> None:
+    """The driver_ratings view: fresh (its newest online value about 3 h old, ttl 7d); the record
+    before its last one is one an older featurekit wrote, without the newest value's time."""
+    root, settings = made.project.root, made.settings
+    (root / "jobs" / "driver_ratings.yaml").write_text(RATINGS_JOB)
     ratings = load_job(root / "jobs" / "driver_ratings.yaml", settings.vars)
+    now = datetime.now(UTC).replace(microsecond=0)
     for run_id, recorded, newest in ((RATINGS_RUNS[0], now - timedelta(days=2), None),
                                      (RATINGS_RUNS[1], now - timedelta(hours=2), now - timedelta(hours=3, minutes=5))):
         path = RunLogLineage(settings.runs_dir).record_feature_set(FeatureSetRecord(
@@ -204,8 +83,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             written = json.loads(Path(path).read_text())
             del written["newest_event"]
             Path(path).write_text(json.dumps(written))
-    with TestClient(create_ui(project, settings)) as client:
-        yield World(project, settings, job, client, materialization)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The project with its Model Registry on a closed loopback port."""
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv(REGISTRY_URL_ENV, raising=False)
+        made = make_ui_project(tmp_path_factory.mktemp("ui") / "project",
+                               f"http://featurekit:{URL_PASSWORD}@127.0.0.1:{_free_port()}")
+        add_ratings(made)
+        with TestClient(create_ui(made.project, made.settings)) as client:
+            yield World(made.project, made.settings, made.job, client, made.materialization)
 
 
 class Page(HTMLParser):
@@ -260,8 +149,9 @@ class Page(HTMLParser):
         ids = [a["id"] for _, a in self.tags if a.get("id")]
         found += [f"id {i!r} twice" for i in {i for i in ids if ids.count(i) > 1}]
         for svg in self.all("svg"):
-            if svg.get("role") != "img" or not svg.get("aria-labelledby"):
-                found.append("<svg> without role=img and a title")
+            # a picture of links is a group: the children of an image are hidden from assistive technology
+            if svg.get("role") not in ("img", "group") or not svg.get("aria-labelledby"):
+                found.append("<svg> without role=img (or group) and a title")
         return found
 
 
@@ -273,7 +163,7 @@ def get(world: World, url: str, status: int = 200) -> Page:
     answer = world.client.get(url)
     assert answer.status_code == status, (url, answer.text[:500])
     assert answer.headers["content-type"].startswith("text/html")
-    assert SPEC_PASSWORD not in answer.text
+    assert SPEC_PASSWORD not in answer.text and URL_PASSWORD not in answer.text
     page = Page(answer.text)
     assert page.problems() == [], url
     return page
@@ -482,3 +372,15 @@ def test_a_changed_job_file_shows_at_once(world: World) -> None:
     finally:
         path.write_text(before)
     assert "Not run; its source has a password option." in get(world, "/jobs/vault_export").words
+
+
+def test_an_unreachable_registry_is_a_notice_on_each_page_and_a_503_lineage_page(world: World) -> None:
+    url = f"http://featurekit:***@127.0.0.1:{urlsplit(world.settings.registry.url).port}"
+    notice = f"Model Registry unreachable at {url}: the Model Registry at {url} is unavailable"
+    feature = get(world, "/features/driver_stats")
+    assert f"Models using it {notice}" in feature.words and "Connection refused" in feature.words
+    assert "conv_rate Float64 trips Int32" in feature.words                       # the rest renders
+    index = get(world, "/")
+    assert f"Models (0) {notice}" in index.words and "Feature views (3)" in index.words
+    lineage = get(world, "/lineage/driver-eta/1", 503)
+    assert f"This page cannot be shown {notice}" in lineage.words
