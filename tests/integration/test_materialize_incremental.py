@@ -300,6 +300,9 @@ def test_a_table_without_change_data_feed_is_diffed(spark: object, tmp_path: Pat
     before = w.lab.table(VIEW).version()
     materialize(w.project, w.settings, incremental=True, end=FIRST_END, spark=spark)
     after = second_run(w)
+    with sqlite3.connect(online["path"]) as conn:   # the marker as an older featurekit left it: no newest value
+        conn.execute('UPDATE "_featurekit_materialized" SET newest_event = NULL')
+    assert marker(w, w.settings).newest_event is None
     done = materialize(w.project, w.settings, incremental=True, end=SECOND_END, spark=spark)
     (warning,) = [m for m in done.warnings if "does not record its changes" in m]
     assert f"for versions {before + 1}..{after}" in warning and "reads them whole" in warning
