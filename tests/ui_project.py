@@ -5,7 +5,7 @@ Three job files (one a feature view with an extra service, one never materialize
 password in its spec), the feature view's Delta table written twice with delta-rs (each commit
 carrying its run's ``userMetadata`` as featurekit writes it), its quarantine table, three run
 reports written as featurekit writes them (two succeeded, one failed), and a materialization of
-table version 1 in the run log.
+table version 1 in the run log, whose newest online value is long past the view's ttl (stale).
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def make_ui_project(root: Path, registry_url: str | None = None) -> UiProject:
         features=["conv_rate", "trips"], job="driver_stats", spec_fingerprint=job.fingerprint,
         delta_path=job.spec.output.path, delta_version=1, window_start="2026-03-01T00:00:00+00:00",
         window_end="2026-03-01T12:30:00+00:00", rows=3, keys=3, online_store="sqlite",
-        recorded_at="2026-03-01T13:00:00+00:00",
+        recorded_at="2026-03-01T13:00:00+00:00", newest_event="2026-03-01T12:00:00+00:00",
         view_schema={"join_keys": {"driver_id": "Int64"}, "timestamp": "event_ts",
                      "features": {"conv_rate": "Float64", "trips": "Int32"}}))
     return UiProject(project, settings, job, materialization)

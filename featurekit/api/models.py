@@ -98,6 +98,9 @@ class Materialization(BaseModel):
     online_store: str
     features: list[str]
     recorded_at: str
+    newest_event: str | None = Field(default=None, description="The newest event time (ISO 8601, UTC) the view's keys "
+                                                                "held in the online store after the run; None when "
+                                                                "it held none or an older featurekit recorded it.")
     job_run_id: str | None = Field(default=None, description="The job run whose commit made the Delta version "
                                                              "(read from the table's log; detail only).")
 
@@ -122,6 +125,8 @@ class FeatureSetSummary(BaseModel):
     entity: str | None = None
     join_keys: list[str] = Field(default_factory=list)
     online: bool | None = None
+    ttl: str | None = Field(default=None, description="The view's ttl as the job declares it ('1d'); None when no "
+                                                      "job declares the view now.")
     table_path: str | None = None
     delta_versions: list[int] = Field(description="Delta versions materialized, newest first.")
     materialization_count: int

@@ -396,6 +396,7 @@ class _Views:
             entity=features.entity if features is not None else None,
             join_keys=list(features.join_keys) if features is not None else list(schema.get("join_keys") or []),
             online=features.online if features is not None else None,
+            ttl=features.ttl if features is not None else None,
             table_path=redact_text(job.spec.output.path) if job is not None else latest.get("delta_path"),
             delta_versions=sorted({int(r["delta_version"]) for r in found}, reverse=True),
             materialization_count=len(found), latest=materialization(latest) if latest else None,

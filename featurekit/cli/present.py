@@ -254,7 +254,7 @@ def materialized(result: MaterializeResult, env: str, verify_only: bool) -> None
     table = Table(title=f"{verb} into {result.online_store} (run {result.run_id}, env {env}, engine {result.engine})",
                   title_justify="left")
     numbers = ("rows", "keys", "changed", "written", "verified", "s")
-    for column in ("feature view", "Delta version", "keys from", "window", *numbers):
+    for column in ("feature view", "Delta version", "keys from", "window", *numbers, "newest value"):
         table.add_column(column, justify="right" if column in numbers else "left")
     for view in result.views:
         window = view.method == "window"
@@ -267,7 +267,9 @@ def materialized(result: MaterializeResult, env: str, verify_only: bool) -> None
         table.add_row(view.view, versions, view.method,
                       f"{view.start:%Y-%m-%d %H:%M} .. {view.end:%Y-%m-%d %H:%M}", number(view.rows), number(view.keys),
                       "-" if window else number(view.changed), "-" if verify_only else number(view.written),
-                      number(verified), f"{view.seconds:.1f}")
+                      number(verified), f"{view.seconds:.1f}",
+                      # the event time the view's newest online value has ("-": none recorded, or none held)
+                      f"{view.newest_event:%Y-%m-%d %H:%M:%S}" if view.newest_event else "-")
     out.print(table)
     warn(result.warnings)
 

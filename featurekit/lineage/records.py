@@ -45,6 +45,9 @@ class FeatureSetRecord:
     # delta_version_from..delta_version (empty when only the window's end moved), and the window
     # is the rows after the previous end; None: the whole window of delta_version
     delta_version_from: int | None = None
+    # the newest event time the view's keys held in the online store after the run (ISO 8601,
+    # UTC; None: none, or a record of an older featurekit); see ``materialize``'s ``_newest_event``
+    newest_event: str | None = None
     kind: str = field(default="feature_set", init=False)
 
 

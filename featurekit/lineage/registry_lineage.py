@@ -11,7 +11,8 @@ A feature set (one view materialized from one Delta table version for one window
   fingerprint, materialization run id, the producing run and its sources (counts and versions
   as strings: they may outgrow the API's 32-bit ``int_value``); for ``materialize
   --incremental``, ``delta_version_from``: the keys written are those changed in versions
-  ``delta_version_from``..``delta_version``.
+  ``delta_version_from``..``delta_version``; ``newest_event``: the newest event time the view's
+  keys held in the online store after the run (left out when it held none, and by older featurekits).
 
 A training set becomes one too, naming the feature data it read in ``feature_sets``: for each
 view, an offline feature set (:func:`offline_feature_set_artifact`), the view's Delta table at
@@ -133,6 +134,7 @@ def feature_set_artifact(record: FeatureSetRecord, producer: Producer | None) ->
             "delta_path": record.delta_path,
             "delta_version": str(record.delta_version),
             "delta_version_from": None if record.delta_version_from is None else str(record.delta_version_from),
+            "newest_event": record.newest_event,
             **_producer_properties(producer, record.job),
             "recorded_at": record.recorded_at,
         }),

@@ -123,8 +123,9 @@ class TreeBuilder:
                     key=f"artifact:{artifact['id']}",
                     details=[f"window {props.get('window_start')} .. {props.get('window_end')}",
                              f"{_count(props.get('rows'))} rows, {_count(props.get('keys'))} keys into "
-                             f"{props.get('online_store')} (materialization {props.get('materialization_run_id')})",
-                             f"features: {', '.join(features)}", f"artifact {artifact['id']}"],
+                             f"{props.get('online_store')} (materialization {props.get('materialization_run_id')})"]
+                    + ([f"newest online value {props['newest_event']}"] if props.get("newest_event") else [])
+                    + [f"features: {', '.join(features)}", f"artifact {artifact['id']}"],
                     link=_link(view=props.get("feast_view")))
         self._delta(node, props, artifact)
         return node

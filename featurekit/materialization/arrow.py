@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from featurekit.errors import ConfigError
-from featurekit.materialization.readback import check_keys, needs_lookup
+from featurekit.materialization.readback import check_keys, needs_lookup, no_lookup
 from featurekit.materialization.view import END_MOVED, Target, ViewResult
 from featurekit.materialization.window import Window, latest_per_key, newest_present, stack_rows, window_batches, \
     window_changes, window_counts, window_rows
@@ -51,7 +51,8 @@ def arrow_changes(outcome: ViewResult, target: Target, base: Marker, change_data
     if outcome.method != END_MOVED:
         per_key = newest_present(window_changes(window, base.delta_version, change_data), keys, ts)
         outcome.changed = per_key.num_rows
-        lookup = needs_lookup(state, layout, per_key, keys, ts) if per_key.num_rows else per_key.select(keys)
+        lookup, outcome.replaced_newest = needs_lookup(state, layout, per_key, keys, ts) if per_key.num_rows \
+            else no_lookup(per_key, keys)
         held = per_key.filter(per_key.column(ts).is_valid())
         if lookup.num_rows:
             held = held.filter(pa.array(_not_in(held, lookup, keys), pa.bool_()))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from featurekit.materialization.readback import check_keys, needs_lookup
+from featurekit.materialization.readback import check_keys, needs_lookup, no_lookup
 from featurekit.materialization.spark_window import change_rows, latest_rows, window_frame, write_in_workers
 from featurekit.materialization.view import END_MOVED, Target, ViewResult
 from featurekit.materialization.window import ADDED, VERSION
@@ -55,7 +55,8 @@ def spark_changes(outcome: ViewResult, target: Target, base: Marker, change_data
     try:
         probe = per_key.select(*keys, ts).toArrow()
         outcome.changed = probe.num_rows
-        lookup = needs_lookup(state, layout, probe, keys, ts) if probe.num_rows else probe.select(keys)
+        lookup, outcome.replaced_newest = needs_lookup(state, layout, probe, keys, ts) if probe.num_rows \
+            else no_lookup(probe, keys)
         held = per_key.where(F.col(ts).isNotNull()).select(*columns)
         if not lookup.num_rows and outcome.end == base.window_end:   # the changes' rows are the latest ones
             expected = probe.filter(probe.column(ts).is_valid())

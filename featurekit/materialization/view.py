@@ -53,6 +53,10 @@ class ViewResult:
     method: str = WINDOW      # or, with --incremental and a marker: CHANGE_FEED, VERSION_DIFF, END_MOVED, UNCHANGED
     delta_version_from: int | None = None   # incremental: the changes of versions from..delta_version
     changed: int = 0          # incremental: keys with changed rows within [end - ttl, end]
+    # incremental: the newest event time the store held among the keys whose value may have been
+    # replaced by an older one (None: no such key); see :func:`~featurekit.materialization.readback.needs_lookup`
+    replaced_newest: int | None = None
+    newest_event: datetime | None = None   # the newest event time the view's keys hold after the run
 
     @property
     def verified(self) -> bool:

@@ -43,6 +43,7 @@ class KeyCount:
     present: int        # keys holding a value of the view
     in_window: int      # ... whose event time is within [start, end]
     newer: int          # ... whose event time is after end (a later window was written before)
+    newest: datetime | None = None   # the newest event time any of them holds (None: no key)
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,15 @@ class Marker:
     """What a verified materialization leaves in the online store for one view: every key holds
     a value at least as new as its latest row of ``[window_end - ttl, window_end]`` in Delta
     version ``delta_version`` of the table with id ``table_id``, built by the job spec with
-    ``fingerprint``. ``--incremental`` continues from it; without one it writes the whole window."""
+    ``fingerprint``. ``--incremental`` continues from it; without one it writes the whole window.
+    ``newest_event``: the newest event time the view's keys held when it was set (None: none, or
+    a marker of an older featurekit, which did not keep it)."""
 
     delta_version: int
     window_end: datetime
     table_id: str
     fingerprint: str
+    newest_event: datetime | None = None
 
 
 BatchWrite = Callable[[Any], int]   # an Arrow batch in, the keys written out
@@ -108,12 +112,14 @@ def marker_fields(marker: Marker) -> dict[str, str]:
     """A marker as the text fields both stores keep."""
     return {"delta_version": str(marker.delta_version), "window_end": marker.window_end.astimezone(UTC).isoformat(),
             "table_id": marker.table_id, "fingerprint": marker.fingerprint,
+            "newest_event": "" if marker.newest_event is None else marker.newest_event.astimezone(UTC).isoformat(),
             "recorded_at": datetime.now(UTC).isoformat()}
 
 
 def parse_marker(fields: dict[str, str]) -> Marker | None:
     try:
+        newest = fields.get("newest_event") or None
         return Marker(int(fields["delta_version"]), datetime.fromisoformat(fields["window_end"]),
-                      fields["table_id"], fields["fingerprint"])
+                      fields["table_id"], fields["fingerprint"], datetime.fromisoformat(newest) if newest else None)
     except (KeyError, ValueError):
         return None   # unreadable: as if there were none (the whole window is written again)

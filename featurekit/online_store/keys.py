@@ -152,5 +152,10 @@ def timestamp_nanos(raw: bytes) -> int:
 
 def timestamp_datetime(raw: bytes) -> datetime:
     """A stored ``Timestamp`` proto as an aware datetime (microseconds, as protobuf's ToDatetime)."""
-    seconds, nanos = divmod(timestamp_nanos(raw), 1_000_000_000)
+    return nanos_datetime(timestamp_nanos(raw))
+
+
+def nanos_datetime(total: int) -> datetime:
+    """Epoch nanoseconds as an aware UTC datetime (microseconds, as protobuf's ToDatetime)."""
+    seconds, nanos = divmod(total, 1_000_000_000)
     return EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)

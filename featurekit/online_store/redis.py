@@ -23,8 +23,8 @@ from typing import Any
 
 from featurekit.online_store.base import BatchWrite, KeyCount, Marker, ViewLayout, ViewRows, marker_fields, \
     parse_marker
-from featurekit.online_store.keys import entity_keys, field_hash, key_serializer, timestamp_datetime, \
-    timestamp_nanos, timestamp_proto, ts_field
+from featurekit.online_store.keys import entity_keys, field_hash, key_serializer, nanos_datetime, \
+    timestamp_datetime, timestamp_nanos, timestamp_proto, ts_field
 from featurekit.online_store.values import decode
 
 
@@ -298,14 +298,17 @@ class RedisStore:
         field = ts_field(view)
         low, high = start.timestamp(), end.timestamp()
         present = in_window = newer = 0
+        newest: int | None = None   # epoch ns
         keys: list[bytes] = []
 
         def flush() -> None:
-            nonlocal present, in_window, newer
+            nonlocal present, in_window, newer, newest
             for raw in hget_many(self.client, keys, field):
                 if raw is None:
                     continue
-                whole, nanos = divmod(timestamp_nanos(raw), 1_000_000_000)
+                total = timestamp_nanos(raw)
+                newest = total if newest is None or total > newest else newest
+                whole, nanos = divmod(total, 1_000_000_000)
                 seconds = whole + nanos / 1e9
                 present += 1
                 in_window += low <= seconds <= high
@@ -317,7 +320,7 @@ class RedisStore:
             if len(keys) >= 10_000:
                 flush()
         flush()
-        return KeyCount(present, in_window, newer)
+        return KeyCount(present, in_window, newer, None if newest is None else nanos_datetime(newest))
 
     def stored_times(self, layout: Any, keys: Any) -> list[int | None]:
         wanted = entity_keys(keys, layout.join_keys, self.project.encode())

@@ -188,11 +188,11 @@ class SqliteStore:
             # (``naive.timestamp()``): the bounds go through the same conversion.
             low, high = int(_naive(start).timestamp()), int(_naive(end).timestamp())
             row = conn.execute(
-                f'SELECT COUNT(*), COALESCE(SUM(ts >= ? AND ts <= ?), 0), COALESCE(SUM(ts > ?), 0) '
+                f'SELECT COUNT(*), COALESCE(SUM(ts >= ? AND ts <= ?), 0), COALESCE(SUM(ts > ?), 0), MAX(ts) '
                 f'FROM (SELECT entity_key, MAX(event_ts) AS ts FROM "{table}" GROUP BY entity_key)',
                 (low, high, high),
             ).fetchone()
-        return KeyCount(int(row[0]), int(row[1]), int(row[2]))
+        return KeyCount(int(row[0]), int(row[1]), int(row[2]), _sqlite_ts(row[3]))
 
     def stored_times(self, layout: Any, keys: Any) -> list[int | None]:
         wanted = entity_keys(keys, layout.join_keys, b"")
@@ -217,17 +217,23 @@ class SqliteStore:
             if self.MARKERS not in tables or values not in tables \
                     or conn.execute(f'SELECT 1 FROM "{values}" LIMIT 1').fetchone() is None:
                 return None
-            row = conn.execute(f'SELECT delta_version, window_end, table_id, fingerprint FROM "{self.MARKERS}" '
-                               "WHERE project = ? AND view = ?", (self.project, view)).fetchone()
+            cursor = conn.execute(f'SELECT * FROM "{self.MARKERS}" WHERE project = ? AND view = ?',
+                                  (self.project, view))   # every column: an older featurekit's table lacks some
+            row = cursor.fetchone()
+            names = [column[0] for column in cursor.description]
         if row is None:
             return None
-        return parse_marker(dict(zip(("delta_version", "window_end", "table_id", "fingerprint"), map(str, row))))
+        return parse_marker({name: "" if value is None else str(value) for name, value in zip(names, row)})
 
     def set_marker(self, view: str, marker: Marker | None) -> None:
         with closing(sqlite3.connect(self.path, timeout=60)) as conn, conn:
             conn.execute(f'CREATE TABLE IF NOT EXISTS "{self.MARKERS}" (project TEXT NOT NULL, view TEXT NOT NULL, '
                          "delta_version INTEGER NOT NULL, window_end TEXT NOT NULL, table_id TEXT NOT NULL, "
-                         "fingerprint TEXT NOT NULL, recorded_at TEXT NOT NULL, PRIMARY KEY (project, view))")
+                         "fingerprint TEXT NOT NULL, recorded_at TEXT NOT NULL, newest_event TEXT, "
+                         "PRIMARY KEY (project, view))")
+            columns = {row[1] for row in conn.execute(f'PRAGMA table_info("{self.MARKERS}")')}
+            if "newest_event" not in columns:   # a table an older featurekit made
+                conn.execute(f'ALTER TABLE "{self.MARKERS}" ADD COLUMN newest_event TEXT')
             if marker is None:
                 conn.execute(f'DELETE FROM "{self.MARKERS}" WHERE project = ? AND view = ?', (self.project, view))
                 return

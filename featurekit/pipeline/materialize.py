@@ -11,7 +11,8 @@ For each online feature view:
    written, by key): the keys holding a value from the window must equal the distinct keys of
    the window, else the run fails (exit 3) with the numbers and nothing is recorded;
 4. the window is recorded in Feast's registry (so plain ``feast materialize-incremental``
-   continues from it) and the feature set goes to the lineage store; the online store keeps a
+   continues from it) and the feature set goes to the lineage store, with the event time of the
+   newest value the store now holds for the view (:func:`_newest_event`); the online store keeps a
    marker of the Delta version and window end it now holds (written only after the
    verification; removed by a window that does not cover the view's whole ttl, which leaves
    older keys as they were). Nothing new since the marker: nothing is written or recorded.
@@ -187,10 +188,14 @@ def materialize(project: Project, settings: Settings, *, views: list[str] | None
             reached("materialize registry")
             store.registry.apply_materialization(fv, store.project, window_start, end)
             whole = base is not None or window_start <= end - target.ttl
+            outcome.newest_event = _newest_event(state, outcome, base.marker if base else None)
             reached("materialize marker")
-            state.set_marker(view.name, Marker(view.version, end, table.id, view.job.fingerprint) if whole else None)
+            state.set_marker(view.name, Marker(view.version, end, table.id, view.job.fingerprint, outcome.newest_event)
+                             if whole else None)
             outcome.lineage = lineage.record_feature_set(_record(result, view, outcome, store.project))
             result.warnings += lineage_warning(f"feature view {view.name}", outcome.lineage)
+        elif base is not None:   # nothing new: the store holds what the marker says
+            outcome.newest_event = base.marker.newest_event
     if not verify_only:   # the registry file changed: serving's catalog follows it
         refresh_catalog(project, settings, store_config, repo_path, store)
     return result
@@ -242,6 +247,33 @@ def _check_marker(state: OnlineStore, view: ViewSpec, found: Marker | None) -> N
                    path=view.path, version=now.delta_version if now else None)
 
 
+def _newest_event(state: OnlineStore, outcome: ViewResult, marker: Marker | None) -> datetime | None:
+    """The newest event time the view's keys hold after the run (None: the store holds none).
+
+    A whole window scanned every key of the view to verify it: that scan's newest. An
+    incremental run read back only the keys it wrote: the marker's newest (what the store held
+    after the run that set it) or theirs, whichever is newer, unless a key the run may have
+    given an older value (a deleted or back-dated row) held a time at least as new as the
+    marker's, or the marker does not say (an older featurekit set it): then the store is
+    scanned, once, as a whole window does. Values another writer put in the store since the
+    marker (Feast's push or ``feast materialize``) are not read back by an incremental run:
+    they count from the next whole window's scan on."""
+    if outcome.online is None:
+        return None
+    if marker is None:
+        return outcome.online.newest
+    before = marker.newest_event
+    replaced = outcome.replaced_newest
+    if before is None or (replaced is not None and replaced >= _epoch_ns(before)):
+        return state.count_keys(outcome.view, outcome.start, outcome.end).newest
+    written = outcome.online.newest
+    return before if written is None or written < before else written
+
+
+def _epoch_ns(ts: datetime) -> int:
+    return (ts - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
+
+
 def _failed(result: MaterializeResult, outcome: ViewResult, why: str) -> DataError:
     online = outcome.online or KeyCount(0, 0, 0)
     if outcome.method in (CHANGE_FEED, VERSION_DIFF):
@@ -270,6 +302,7 @@ def _record(result: MaterializeResult, view: ViewSpec, outcome: ViewResult, proj
         delta_version=view.version, delta_version_from=outcome.delta_version_from,
         window_start=outcome.start.isoformat(), window_end=outcome.end.isoformat(),
         rows=outcome.rows, keys=outcome.keys, online_store=result.online_store,
+        newest_event=None if outcome.newest_event is None else outcome.newest_event.isoformat(),
         recorded_at=datetime.now(UTC).isoformat(),
         view_schema={"join_keys": view.join_keys, "timestamp": view.timestamp, "features": view.features},
     )

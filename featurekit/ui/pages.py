@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from featurekit.api import reads
+from featurekit.api.models import FeatureSetSummary
 from featurekit.config import Project, Settings
 from featurekit.errors import FeaturekitError
+from featurekit.spec.durations import parse_duration
 from featurekit.ui.lineage import Model, ModelRegistry, RegistryUnreachable, node_href
 from featurekit.ui.search import Catalog, catalog
 
@@ -46,7 +49,8 @@ def index(project: Project, settings: Settings, query: str) -> dict[str, Any]:
     everything = catalog(jobs, views, schemas, problems)
     found = everything.search(query) if query.strip() else everything
     closest = everything.closest(query.strip()) if query.strip() and found.empty else None
-    return {"query": query, "catalog": found, "closest": closest, "total": everything}
+    return {"query": query, "catalog": found, "closest": closest, "total": everything,
+            "freshness": {v.view: freshness(v) for v in found.views}}
 
 
 @dataclass
@@ -117,6 +121,52 @@ def services_of(specs: dict[str, dict[str, Any]], view: str) -> dict[str, list[s
     return found
 
 
+@dataclass
+class Freshness:
+    """How old a view's newest online value is, from its last materialization's record (the
+    store is not read: a Redis store would be scanned key by key on every page)."""
+
+    newest: datetime | None      # the newest value's event time; None: unknown, or the store held none
+    age: str = ""                # "3 h 12 min" ("" when unknown)
+    ttl: str | None = None       # as the job declares it ("1d"); None: no job declares the view now
+    stale: bool = False          # older than the ttl allows
+    note: str = ""               # a sentence: why the age or the verdict is missing
+
+
+def human_age(seconds: float) -> str:
+    """``3 h 12 min``: the two largest units of an age (whole seconds under a minute)."""
+    total = int(seconds)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min" if minutes else f"{secs} s"
+
+
+def freshness(view: FeatureSetSummary, now: datetime | None = None) -> Freshness | None:
+    """The freshness of ``view``'s online values as its last materialization left them (None:
+    never materialized). ``newest_event`` is what the store held right after that run."""
+    latest = view.latest
+    if latest is None:
+        return None
+    if latest.newest_event is None:
+        older = "newest_event" not in latest.model_fields_set
+        return Freshness(None, ttl=view.ttl, note=(
+            "Unknown: the last materialization was made by an older featurekit, which did not record the newest "
+            "online value's event time (the next materialization records it)." if older
+            else "The online store held no value of the view after the last materialization."))
+    newest = datetime.fromisoformat(latest.newest_event)
+    age = ((now or datetime.now(UTC)) - newest).total_seconds()
+    if age < 0:
+        return Freshness(newest, "0 s", view.ttl, note="Its event time is after now.")
+    if view.ttl is None:
+        return Freshness(newest, human_age(age), note="No job declares the view now, so there is no ttl to compare it with.")
+    return Freshness(newest, human_age(age), view.ttl, stale=age > parse_duration(view.ttl))
+
+
 def feature(project: Project, settings: Settings, view: str) -> dict[str, Any]:
     detail, types, declared = reads.feature_set_page(project, settings, view)
     specs = {name: j.spec.model_dump(mode="json", exclude_none=True) for name, j in declared.items()}
@@ -125,7 +175,8 @@ def feature(project: Project, settings: Settings, view: str) -> dict[str, Any]:
     job_description = spec.get("description", "")
     return {"view": detail, "types": types, "spec_features": features,
             "tags": reads.redact(features.get("tags") or {}), "description": features.get("description") or job_description,
-            "services": services_of(specs, view), "declared_job": detail.job if detail.job in specs else None}
+            "services": services_of(specs, view), "declared_job": detail.job if detail.job in specs else None,
+            "freshness": freshness(detail)}
 
 
 def registered_models(registry: ModelRegistry, query: str = "") -> dict[str, Any]:
@@ -175,5 +226,5 @@ def lineage(project: Project, registry: ModelRegistry, model: str, version: str)
             "tree": item(tree)}
 
 
-__all__ = ["Catalog", "Item", "Model", "feature", "index", "item", "job", "lineage", "models_using",
-           "prime", "registered_models", "run", "services_of", "to_yaml"]
+__all__ = ["Catalog", "Freshness", "Item", "Model", "feature", "freshness", "human_age", "index", "item", "job",
+           "lineage", "models_using", "prime", "registered_models", "run", "services_of", "to_yaml"]

@@ -209,3 +209,32 @@ def lab(spark: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab
 def fresh_lab(spark: object, tmp_path: Path) -> Lab:
     """A project of its own, for tests where the other jobs of the project matter."""
     return Lab(tmp_path / "project", spark)
+
+
+def online_newest(settings: Settings, view: str) -> str | None:
+    """The newest event time the online store holds for ``view`` (ISO 8601, UTC; None when it
+    holds none), read from the store itself, not through featurekit's port: SQLite's
+    ``MAX(event_ts)`` of Feast's table (epoch seconds), or every Redis hash's ``_ts:<view>``
+    field, parsed by protobuf."""
+    import sqlite3
+
+    online = settings.feast.online_store
+    project = settings.feast.project
+    if online.get("type", "sqlite") == "sqlite":
+        with sqlite3.connect(online["path"]) as conn:
+            (newest,) = conn.execute(f'SELECT MAX(event_ts) FROM "{project}_{view}"').fetchone()
+        return None if newest is None else datetime.fromtimestamp(newest, UTC).isoformat()
+    import redis
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    address, _, db = online["connection_string"].partition(",db=")
+    host, port = address.split(":")
+    client = redis.Redis(host=host, port=int(port), db=int(db or 0))
+    times = []
+    for key in client.scan_iter():
+        raw = client.hget(key, f"_ts:{view}") if key.endswith(project.encode()) else None
+        if raw is not None:
+            stamp = Timestamp()
+            stamp.ParseFromString(raw)
+            times.append(stamp.ToDatetime(tzinfo=UTC))
+    return max(times).isoformat() if times else None

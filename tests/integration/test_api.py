@@ -27,7 +27,7 @@ from featurekit.pipeline.materialize import MaterializeResult, materialize
 from featurekit.registry import create_registry_app
 from featurekit.spec.loader import load_job
 from tests.conftest import _free_port
-from tests.integration.helpers import Lab
+from tests.integration.helpers import Lab, online_newest
 from tests.integration.registry_helpers import serve
 from tests.integration.test_feast import STATS_JOB, T0, feature_lab
 
@@ -208,9 +208,11 @@ def test_feature_sets_name_the_materialized_delta_version_and_run_ids(world: Wor
         "delta_version": version, "window_start": "2026-03-01T00:00:00+00:00",
         "window_end": "2026-03-01T12:30:00+00:00", "rows": 4, "keys": 3, "online_store": "sqlite",
         "features": ["conv_rate", "trips", "city", "active"], "recorded_at": one["recorded_at"],
+        "newest_event": online_newest(world.settings, "driver_stats"),      # driver 1's 12:00 value
         "job_run_id": world.reports[1]["run_id"]}                              # the run whose commit is v1
+    assert one["newest_event"] == "2026-03-01T12:00:00+00:00"
     assert detail["table_version"] == version and detail["training_sets"] == []
-    assert (detail["entity"], detail["join_keys"], detail["online"]) == ("driver", ["driver_id"], True)
+    assert (detail["entity"], detail["join_keys"], detail["online"], detail["ttl"]) == ("driver", ["driver_id"], True, "1d")
 
 
 def test_lineage_of_a_model_version_is_the_tree_of_lineage_show(world: World) -> None:
@@ -223,6 +225,7 @@ def test_lineage_of_a_model_version_is_the_tree_of_lineage_show(world: World) ->
     assert (tree["kind"], tree["label"]) == ("model_version", "model driver-eta version 1")
     (feature_set,) = tree["children"]
     assert feature_set["kind"] == "feature_set" and feature_set["label"] == "feature set featurekit.driver_stats"
+    assert "newest online value 2026-03-01T12:00:00+00:00" in feature_set["details"]
     (delta,) = feature_set["children"]
     assert delta["label"] == f"Delta {world.lab.lake / 'driver_stats'} @ v1"
     (run,) = delta["children"]

@@ -25,7 +25,7 @@ from featurekit.pipeline.materialize import materialize
 from featurekit.online import OnlineFeatures
 from tests.conftest import REPO
 from tests.integration.conftest import with_test_conf
-from tests.integration.helpers import Lab
+from tests.integration.helpers import Lab, online_newest
 
 pytestmark = pytest.mark.feast
 
@@ -198,6 +198,8 @@ def test_materialize_into_sqlite_equals_the_latest_rows_of_the_window(sqlite_lab
     record = RunLogLineage(settings.runs_dir).records()[-1]
     assert record["feature_view"] == "driver_stats" and record["delta_version"] == view.delta_version
     assert (record["rows"], record["keys"], record["online_store"]) == (4, 3, "sqlite")
+    # the newest value the store holds after the run: driver 1's 12:00 row
+    assert record["newest_event"] == online_newest(settings, "driver_stats") == (T0 + timedelta(hours=12)).isoformat()
 
 
 def test_incremental_starts_at_end_minus_ttl_then_continues(sqlite_lab: tuple[Lab, Project, Settings],
@@ -210,6 +212,10 @@ def test_incremental_starts_at_end_minus_ttl_then_continues(sqlite_lab: tuple[La
     second = materialize(project, settings, incremental=True, end=T0 + timedelta(hours=14), spark=spark).views[0]
     assert second.start == first_end                            # continues from the registry
     assert (second.rows, second.keys) == (1, 1)                 # driver 5
+    # the same table version, the end moved: the marker's newest value (12:00) or the keys written (13:00)
+    first_record, second_record = RunLogLineage(settings.runs_dir).records()[-2:]
+    assert first_record["newest_event"] == (T0 + timedelta(hours=12)).isoformat()
+    assert second_record["newest_event"] == online_newest(settings, "driver_stats") == (T0 + timedelta(hours=13)).isoformat()
     found = online_values(project, settings, [3, 5])
     assert found[5]["conv_rate"] == 0.6 and found[3]["conv_rate"] is None
 
@@ -265,11 +271,16 @@ def test_materialize_into_redis(redis_server: str, spark: object, tmp_path: Path
         assert {k: found[driver][k] for k in ("conv_rate", "trips", "city", "active")} == \
                {k: row[k] for k in ("conv_rate", "trips", "city", "active")}
     assert found[3]["trips"] is None
+    assert view.newest_event is not None and view.newest_event.isoformat() == online_newest(settings, "driver_stats") \
+        == (T0 + timedelta(hours=12)).isoformat()
     # Redis keeps the newer value when an older window is written afterwards
     later = materialize(project, settings, start=T0, end=T0 + timedelta(hours=14), spark=spark).views[0]
     assert later.keys == 4
     earlier = materialize(project, settings, start=T0, end=T0 + timedelta(hours=10), spark=spark).views[0]
     assert earlier.verified and earlier.online is not None and earlier.online.newer >= 1
+    # what the store holds, not the window's end: driver 5's 13:00 value stays
+    record = RunLogLineage(settings.runs_dir).records()[-1]
+    assert record["newest_event"] == online_newest(settings, "driver_stats") == (T0 + timedelta(hours=13)).isoformat()
     assert online_values(project, settings, [1])[1]["conv_rate"] == 0.2
 
 

@@ -214,7 +214,7 @@ def feature_set(view: str = "driver_stats", version: int = 3, start: str = W_STA
         run_id=run_id, feast_project="featurekit", feature_view=view, features=["conv_rate", "trips"],
         job=view, spec_fingerprint="5cede85a2c74f17e", delta_path=f"/lake/{view}", delta_version=version,
         window_start=start, window_end=end, rows=rows, keys=3, online_store="sqlite",
-        recorded_at="2026-03-01T13:00:05+00:00",
+        recorded_at="2026-03-01T13:00:05+00:00", newest_event="2026-03-01T12:00:00+00:00",
         view_schema={"join_keys": {"driver_id": "Int64"}, "timestamp": "event_ts",
                      "features": {"conv_rate": "Float64", "trips": "Int64"}})
 
@@ -287,16 +287,20 @@ def test_a_feature_set_is_one_dataset_artifact_and_recording_again_finds_it(regi
     plain = untagged(props)
     assert {k: plain[k] for k in ("featurekit_kind", "feast_project", "feast_view", "window_start", "window_end",
                                   "keys", "online_store", "spec_fingerprint", "materialization_run_id",
-                                  "job", "job_run_id")} == {
+                                  "job", "job_run_id", "newest_event")} == {
         "featurekit_kind": "feature_set", "feast_project": "featurekit", "feast_view": "driver_stats",
         "window_start": W_START, "window_end": W_END, "keys": "3", "online_store": "sqlite",
         "spec_fingerprint": "5cede85a2c74f17e", "materialization_run_id": "20260301T130000Z-7c0ffee1",
-        "job": "driver_stats", "job_run_id": JOB_RUN}
+        "job": "driver_stats", "job_run_id": JOB_RUN, "newest_event": "2026-03-01T12:00:00+00:00"}
     assert json.loads(plain["features"]) == ["conv_rate", "trips"]
+    # a record of an older featurekit (or of a store holding none) leaves the property out
+    older = store(settings).record_feature_set(replace(feature_set(end="2026-03-01T13:00:00+00:00"), newest_event=None))
+    (held,) = [a for a in registry.artifacts() if a["id"] == artifact_id(older)]
+    assert "newest_event" not in untagged(held["customProperties"])
     assert json.loads(plain["job_sources"])[0]["path"] == "/raw/stats"
     # another window of the same version is another feature set
     other = store(settings).record_feature_set(feature_set(end="2026-03-01T14:00:00+00:00"))
-    assert other != marker and len(registry.artifacts()) == 2
+    assert other != marker and len(registry.artifacts()) == 3
 
 
 def test_tagged_values_keep_32_bit_ints_as_the_api_wants() -> None:

@@ -30,7 +30,7 @@ from featurekit.pipeline.features import feast_session_conf
 from featurekit.pipeline.materialize import CHANGE_FEED, UNCHANGED, VERSION_DIFF, WINDOW, MaterializeResult, materialize
 from tests.conftest import REPO
 from tests.integration.conftest import with_test_conf
-from tests.integration.helpers import Lab
+from tests.integration.helpers import Lab, online_newest
 
 pytestmark = pytest.mark.feast
 
@@ -209,6 +209,10 @@ def check_incremental(w: World, done: MaterializeResult, before: int, after: int
     record = RunLogLineage(w.settings.runs_dir).records()[-1]
     assert (record["run_id"], record["delta_version_from"], record["delta_version"]) == (done.run_id, before + 1, after)
     assert (record["keys"], record["window_start"]) == (changed, FIRST_END.isoformat())
+    # the newest value held after the run: drivers 11-13's new 22:00 rows (the run also gave
+    # drivers 15 and 16, who held the newest before, older rows)
+    assert record["newest_event"] == online_newest(w.settings, VIEW) == hours(22).isoformat()
+    assert marker(w, w.settings).newest_event == hours(22)
 
     features.apply(w.project, w.fresh)
     whole = materialize(w.project, w.fresh, incremental=True, end=SECOND_END, spark=w.lab.spark, engine=engine).views[0]
@@ -243,6 +247,8 @@ def incremental_equals_whole_window(w: World) -> None:
     assert w.lab.table(VIEW).metadata().configuration["delta.enableChangeDataFeed"] == "true"
     first = materialize(w.project, w.settings, start=T0 - timedelta(days=7), end=FIRST_END, spark=spark).views[0]
     assert first.keys == 30 and marker(w, w.settings).delta_version == before
+    assert RunLogLineage(w.settings.runs_dir).records()[-1]["newest_event"] == online_newest(w.settings, VIEW) \
+        == hours(18).isoformat()
     after = second_run(w)
     done = materialize(w.project, w.settings, incremental=True, end=SECOND_END, spark=spark)
     assert not [m for m in done.warnings if "whole window" in m or "does not record" in m]
@@ -264,6 +270,9 @@ def test_without_a_marker_the_whole_window_then_nothing_new(spark: object, tmp_p
     again = materialize(w.project, w.settings, incremental=True, end=FIRST_END, spark=spark).views[0]
     assert (again.method, again.changed, again.keys, again.written, again.verified) == (UNCHANGED, 0, 0, 0, True)
     assert len(RunLogLineage(w.settings.runs_dir).records()) == records
+    # ... and the newest value the marker keeps still is the store's
+    assert held.newest_event == marker(w, w.settings).newest_event == again.newest_event == hours(18)
+    assert online_newest(w.settings, VIEW) == hours(18).isoformat()
 
     # a window shorter than the ttl leaves keys it does not cover as they were: no marker after it
     materialize(w.project, w.settings, start=FIRST_END - timedelta(hours=1), end=FIRST_END, spark=spark)
@@ -291,6 +300,9 @@ def test_a_table_without_change_data_feed_is_diffed(spark: object, tmp_path: Pat
     before = w.lab.table(VIEW).version()
     materialize(w.project, w.settings, incremental=True, end=FIRST_END, spark=spark)
     after = second_run(w)
+    with sqlite3.connect(online["path"]) as conn:   # the marker as an older featurekit left it: no newest value
+        conn.execute('UPDATE "_featurekit_materialized" SET newest_event = NULL')
+    assert marker(w, w.settings).newest_event is None
     done = materialize(w.project, w.settings, incremental=True, end=SECOND_END, spark=spark)
     (warning,) = [m for m in done.warnings if "does not record its changes" in m]
     assert f"for versions {before + 1}..{after}" in warning and "reads them whole" in warning

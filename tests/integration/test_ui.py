@@ -1,6 +1,7 @@
 """`featurekit ui`: every page rendered by the app over a small project, read as a browser would.
 
-One project for the module, made without Spark (:mod:`tests.ui_project`). Its Model Registry is
+One project for the module, made without Spark (:mod:`tests.ui_project`), with one more feature
+view here, materialized a few hours ago (fresh). Its Model Registry is
 a closed loopback port (with a password in its URL): the lineage parts say so, the rest renders
 (``test_ui_lineage`` has a running registry). Pages are fetched with Starlette's TestClient; every
 link on every page is followed; one test starts the real ``featurekit ui`` process and asks it over
@@ -9,6 +10,7 @@ HTTP.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -16,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from importlib import resources
 from pathlib import Path
@@ -27,10 +30,28 @@ from fastapi.testclient import TestClient
 
 from featurekit.config import Project, Settings
 from featurekit.config.settings import REGISTRY_URL_ENV
-from featurekit.spec.loader import LoadedJob
+from featurekit.lineage import RunLogLineage
+from featurekit.lineage.records import FeatureSetRecord
+from featurekit.spec.loader import LoadedJob, load_job
 from featurekit.ui import create_ui
 from tests.conftest import REPO, _free_port
-from tests.ui_project import RUN_IDS, SPEC_PASSWORD, URL_PASSWORD, make_ui_project
+from tests.ui_project import RUN_IDS, SPEC_PASSWORD, URL_PASSWORD, UiProject, make_ui_project
+
+RATINGS_JOB = """\
+name: driver_ratings
+description: Ratings per driver, materialized a few hours ago.
+owner: mobility-data
+sources:
+  ratings: {format: parquet, path: "${raw_root}/ratings"}
+output:
+  path: ${lake_root}/driver_ratings
+features:
+  entity: driver
+  join_keys: [driver_id]
+  timestamp: event_ts
+  ttl: 7d
+"""
+RATINGS_RUNS = ["20260301T140000Z-eeee0005", "20260301T150000Z-ffff0006"]
 
 
 @dataclass
@@ -42,6 +63,28 @@ class World:
     materialization: str
 
 
+def add_ratings(made: UiProject) -> None:
+    """The driver_ratings view: fresh (its newest online value about 3 h old, ttl 7d); the record
+    before its last one is one an older featurekit wrote, without the newest value's time."""
+    root, settings = made.project.root, made.settings
+    (root / "jobs" / "driver_ratings.yaml").write_text(RATINGS_JOB)
+    ratings = load_job(root / "jobs" / "driver_ratings.yaml", settings.vars)
+    now = datetime.now(UTC).replace(microsecond=0)
+    for run_id, recorded, newest in ((RATINGS_RUNS[0], now - timedelta(days=2), None),
+                                     (RATINGS_RUNS[1], now - timedelta(hours=2), now - timedelta(hours=3, minutes=5))):
+        path = RunLogLineage(settings.runs_dir).record_feature_set(FeatureSetRecord(
+            run_id=run_id, feast_project=settings.feast.project, feature_view="driver_ratings",
+            features=["rating"], job="driver_ratings", spec_fingerprint=ratings.fingerprint,
+            delta_path=ratings.spec.output.path, delta_version=0, window_start=(recorded - timedelta(days=7)).isoformat(),
+            window_end=recorded.isoformat(), rows=2, keys=2, online_store="redis", recorded_at=recorded.isoformat(),
+            newest_event=None if newest is None else newest.isoformat(),
+            view_schema={"join_keys": {"driver_id": "Int64"}, "timestamp": "event_ts", "features": {"rating": "Float64"}}))
+        if newest is None:   # as an older featurekit wrote it: no newest_event at all
+            written = json.loads(Path(path).read_text())
+            del written["newest_event"]
+            Path(path).write_text(json.dumps(written))
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """The project with its Model Registry on a closed loopback port."""
@@ -49,6 +92,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         env.delenv(REGISTRY_URL_ENV, raising=False)
         made = make_ui_project(tmp_path_factory.mktemp("ui") / "project",
                                f"http://featurekit:{URL_PASSWORD}@127.0.0.1:{_free_port()}")
+        add_ratings(made)
         with TestClient(create_ui(made.project, made.settings)) as client:
             yield World(made.project, made.settings, made.job, client, made.materialization)
 
@@ -74,6 +118,10 @@ class Page(HTMLParser):
 
     def all(self, tag: str) -> list[dict[str, str | None]]:
         return [attrs for name, attrs in self.tags if name == tag]
+
+    def classes(self, tag: str, having: str) -> list[str]:
+        """The class attribute of each ``<tag>`` whose classes include ``having``."""
+        return [str(a["class"]) for a in self.all(tag) if having in str(a.get("class") or "").split()]
 
     @property
     def words(self) -> str:
@@ -125,13 +173,18 @@ def test_index_lists_views_features_jobs_and_entities(world: World) -> None:
     page = get(world, "/")
     words = page.words
     assert "Feature catalog" in words
-    assert "Feature views (2)" in words and "Features (2)" in words and "Jobs (3)" in words and "Entities (1)" in words
+    assert "Feature views (3)" in words and "Features (3)" in words and "Jobs (4)" in words and "Entities (1)" in words
     assert "conv_rate driver_stats Float64" in words and "trips driver_stats Int32" in words
     assert "vault_export Not run; its source has a password option. security" in words
-    assert "driver driver_stats, driver_trips" in words                         # the entity and its views
+    assert "driver driver_ratings, driver_stats, driver_trips" in words                         # the entity and its views
     assert "driver_trips driver driver_id none never" in words
     assert {"/features/driver_stats", "/jobs/driver_stats", "/jobs/vault_export"} <= set(page.links)
     assert "2026-03-01T13:00:00+00:00" in words                                  # last materialized
+    # a stale view is marked in words, a fresh one is not
+    stale = re.search(r"driver_stats driver driver_id 1 2026-03-01T13:00:00\+00:00 stale: the newest online value is "
+                      r"\d+ d \d+ h old, older than the ttl \(1d\) allows driver_trips", words)
+    assert stale is not None and re.search(r"driver_ratings driver driver_id 0 \S+ driver_stats", words)
+    assert page.classes("span", "stale") == ["stale"]
 
 
 def test_search_narrows_every_list_and_suggests_a_close_name(world: World) -> None:
@@ -206,6 +259,16 @@ def test_feature_page_shows_entity_types_table_materialization_and_services(worl
             "Rows 3 Keys 3 Online store sqlite Delta version 1") in words
     assert f"/runs/{RUN_IDS[1]}" in page.links                                   # the run whose commit is v1
     assert "driver_rates: driver_stats:conv_rate" in words and "driver_stats: driver_stats" in words
+    # freshness: the newest online value's event time, its age and the ttl; stale in words and a class
+    assert re.search(r"Delta version 1 Freshness Stale: the newest online value is from 2026-03-01T12:00:00\+00:00, "
+                     r"\d+ d \d+ h old: older than the ttl \(1d\) allows\. Materialization", words)
+    assert page.classes("dd", "freshness") == ["freshness stale"]
+    assert "Keys Newest online value Made by run 20260301T130000Z-dddd0004" in words
+    ratings = get(world, "/features/driver_ratings")
+    assert re.search(r"Freshness The newest online value is from \S+, 3 h [56] min old, within the ttl \(7d\)\.",
+                     ratings.words)
+    assert ratings.classes("dd", "freshness") == ["freshness fresh"]
+    assert f"{RATINGS_RUNS[0]} " in ratings.words and " 2 2 not recorded unknown" in ratings.words  # an older record
     trips = get(world, "/features/driver_trips")                                   # written, never materialized
     assert "TTL 7d" in trips.words and "Feature Type trips integer Last materialization Never materialized." in trips.words
     assert f"Delta table {root_of(world)}/data/lake/driver_trips, version 0" in trips.words
@@ -213,10 +276,10 @@ def test_feature_page_shows_entity_types_table_materialization_and_services(worl
 
 @pytest.mark.parametrize(("url", "detail", "closest"), [
     ("/jobs/driver_stat", "unknown job 'driver_stat' — did you mean 'driver_stats'?", "/jobs/driver_stats"),
-    ("/jobs/zzz", "unknown job 'zzz' (jobs: driver_stats, driver_trips, vault_export)", None),
+    ("/jobs/zzz", "unknown job 'zzz' (jobs: driver_ratings, driver_stats, driver_trips, vault_export)", None),
     ("/features/driver_stat", "unknown feature view 'driver_stat' — did you mean 'driver_stats'?",
      "/features/driver_stats"),
-    ("/features/vault_export", "unknown feature view 'vault_export' (feature views: driver_stats, driver_trips)",
+    ("/features/vault_export", "unknown feature view 'vault_export' (feature views: driver_ratings, driver_stats, driver_trips)",
      None),
     ("/runs/19990101T000000Z", "unknown run '19990101T000000Z': no run id starts with it", None),
     ("/lineage", "no page at /lineage", None),
@@ -318,6 +381,6 @@ def test_an_unreachable_registry_is_a_notice_on_each_page_and_a_503_lineage_page
     assert f"Models using it {notice}" in feature.words and "Connection refused" in feature.words
     assert "conv_rate Float64 trips Int32" in feature.words                       # the rest renders
     index = get(world, "/")
-    assert f"Models (0) {notice}" in index.words and "Feature views (2)" in index.words
+    assert f"Models (0) {notice}" in index.words and "Feature views (3)" in index.words
     lineage = get(world, "/lineage/driver-eta/1", 503)
     assert f"This page cannot be shown {notice}" in lineage.words

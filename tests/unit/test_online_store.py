@@ -1,8 +1,10 @@
-"""The online-store port's own encodings and choices, without a store or Feast."""
+"""The online-store port's own encodings and choices, without a store server or Feast (SQLite
+files made here with the tables Feast and older featurekits make)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from featurekit.errors import ConfigError
 from featurekit.feast.catalog import Catalog, registry_file
-from featurekit.online_store import ViewLayout, local_folders, open_online_store
+from featurekit.online_store import Marker, ViewLayout, local_folders, open_online_store
 from featurekit.online_store.keys import timestamp_datetime, timestamp_nanos, timestamp_proto
 
 
@@ -57,3 +59,31 @@ def test_the_catalog_round_trips_through_json() -> None:
     catalog = Catalog({"v": ViewLayout("v", {"id": "INT64"}, {"x": "DOUBLE", "s": "STRING"}, "ts")},
                       {"svc": [("v", ["s", "x"])]})
     assert Catalog.from_json(catalog.to_json()) == catalog
+
+
+def test_sqlite_markers_of_an_older_featurekit_gain_the_newest_event_time(tmp_path: Path) -> None:
+    """A marker table made before markers kept the newest event time: read as unknown, then
+    widened by the next marker written; the key count's newest is the table's MAX(event_ts)."""
+    path = tmp_path / "online.db"
+    t0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE p_v (entity_key BLOB, feature_name TEXT, value BLOB, event_ts timestamp, "
+                     "created_ts timestamp, PRIMARY KEY (entity_key, feature_name))")
+        conn.executemany("INSERT INTO p_v VALUES (?, ?, x'', ?, NULL)",
+                         [(b"k1", "x", int(t0.timestamp())), (b"k1", "y", int(t0.timestamp()) - 60),
+                          (b"k2", "x", int(t0.timestamp()) - 3600)])
+        conn.execute("CREATE TABLE _featurekit_materialized (project TEXT NOT NULL, view TEXT NOT NULL, "
+                     "delta_version INTEGER NOT NULL, window_end TEXT NOT NULL, table_id TEXT NOT NULL, "
+                     "fingerprint TEXT NOT NULL, recorded_at TEXT NOT NULL, PRIMARY KEY (project, view))")
+        conn.execute("INSERT INTO _featurekit_materialized VALUES ('p', 'v', 3, ?, 'id', 'fp', ?)",
+                     (t0.isoformat(), t0.isoformat()))
+    store = open_online_store({"project": "p", "online_store": {"type": "sqlite", "path": str(path)}}, str(tmp_path))
+    assert store.marker("v") == Marker(3, t0, "id", "fp", None)
+    count = store.count_keys("v", t0 - timedelta(minutes=30), t0 + timedelta(hours=1))
+    assert (count.present, count.in_window, count.newer, count.newest) == (2, 1, 0, t0)
+    store.set_marker("v", Marker(4, t0, "id", "fp", t0))
+    assert store.marker("v") == Marker(4, t0, "id", "fp", t0)
+    store.set_marker("v", Marker(5, t0, "id", "fp", None))   # a store holding none
+    assert store.marker("v") == Marker(5, t0, "id", "fp", None)
+    assert open_online_store({"project": "p", "online_store": {"type": "sqlite", "path": str(path)}},
+                             str(tmp_path)).count_keys("w", t0, t0).newest is None   # no table of the view
