@@ -301,22 +301,29 @@ def test_an_ambiguous_run_prefix_or_a_bad_query_is_a_page_that_says_so(world: Wo
     assert "q: String should have at most 200 characters" in long.words
 
 
-def test_every_link_of_every_page_resolves(world: World) -> None:
+def crawl(client: TestClient, *start: str) -> set[str]:
+    """Every address reached by following links from ``start``; each must answer 200 and none
+    may leave the site (no CDN, nothing external)."""
     seen: set[str] = set()
-    todo = ["/", "/?q=driver"]
+    todo = list(start)
     while todo:
         url = todo.pop()
         if url in seen:
             continue
         seen.add(url)
-        answer = world.client.get(url)
+        answer = client.get(url)
         assert answer.status_code == 200, (url, answer.status_code)
         if not answer.headers["content-type"].startswith("text/html"):
             continue
         for link in Page(answer.text).links:
             target = urljoin(url, link.split("#")[0]) or url
-            assert not urlsplit(target).netloc, f"{url} links off the site: {link}"  # no CDN, nothing external
+            assert not urlsplit(target).netloc, f"{url} links off the site: {link}"
             todo.append(target)
+    return seen
+
+
+def test_every_link_of_every_page_resolves(world: World) -> None:
+    seen = crawl(world.client, "/", "/?q=driver")
     pages = {urlsplit(u).path for u in seen}
     assert {"/", "/jobs/driver_stats", "/jobs/vault_export", "/features/driver_stats", "/features/driver_trips",
             "/jobs/driver_trips", "/static/ui.css",

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -34,7 +34,7 @@ from featurekit.lineage.registry_lineage import offline_feature_set_artifact
 from featurekit.ui import lineage as ui_lineage
 from featurekit.ui.lineage import TIMEOUT_S, VERSION_TTL_S, ModelRegistry
 from tests.integration.registry_helpers import Contract, Recorder, serve
-from tests.integration.test_ui import Page
+from tests.integration.test_ui import Page, crawl
 from tests.ui_project import RUN_IDS, URL_PASSWORD, make_ui_project
 
 pytestmark = pytest.mark.registry
@@ -198,20 +198,7 @@ def test_pages_ask_the_registry_little_and_only_what_its_api_has(lab: Lab) -> No
 
 
 def test_every_link_of_every_page_resolves_the_lineage_pages_too(lab: Lab) -> None:
-    seen: set[str] = set()
-    todo = ["/"]
-    while todo:
-        url = todo.pop()
-        if url in seen:
-            continue
-        seen.add(url)
-        answer = lab.client.get(url)
-        assert answer.status_code == 200, (url, answer.status_code)
-        if answer.headers["content-type"].startswith("text/html"):
-            for link in Page(answer.text).links:
-                target = urljoin(url, link.split("#")[0]) or url
-                assert not urlsplit(target).netloc, f"{url} links off the site: {link}"
-                todo.append(target)
+    seen = crawl(lab.client, "/")
     assert {"/lineage/driver-eta/1", "/lineage/driver-eta/2", "/lineage/churn/1", "/features/driver_stats",
             f"/runs/{RUN_IDS[1]}"} <= {urlsplit(u).path for u in seen}
 
