@@ -63,6 +63,13 @@ class Bar:
     dropped: int
     quarantined: int
     written: int
+    by_step: str = ""   # "step 1 filter 3, step 2 dedup 1": the dropped rows step by step
+
+
+def by_step(steps: list[dict[str, Any]]) -> str:
+    """The steps that dropped rows, with how many: ``step 1 filter 3, step 2 dedup 1``."""
+    return ", ".join(f"step {s.get('index')} {s.get('op')} {s['dropped']}" for s in steps
+                     if isinstance(s.get("dropped"), int) and s["dropped"])
 
 
 def _accounting(report: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +79,7 @@ def _accounting(report: dict[str, Any]) -> dict[str, Any]:
     read = [s.get("rows_read") for s in sources if isinstance(s.get("rows_read"), int)]
     return {
         "sources": sources, "steps": steps, "rows_read": sum(read) if read else None,
-        "dropped": sum(s["dropped"] for s in steps if isinstance(s.get("dropped"), int)),
+        "dropped": sum(s["dropped"] for s in steps if isinstance(s.get("dropped"), int)), "by_step": by_step(steps),
         "rows_out": report.get("rows_out"), "rows_quarantined": report.get("rows_quarantined"),
         "rows_written": report.get("rows_written"),
     }
@@ -88,7 +95,7 @@ def job(project: Project, settings: Settings, name: str) -> dict[str, Any]:
     except FeaturekitError as exc:
         manifest_env, manifest, manifest_error = "", "", reads.redact_text(str(exc))
     bars = [Bar(r["summary"].run_id, r["summary"].started_at or r["summary"].run_id, r["rows_read"] or 0,
-                r["dropped"] or 0, r["rows_quarantined"] or 0, r["rows_written"] or 0) for r in runs]
+                r["dropped"] or 0, r["rows_quarantined"] or 0, r["rows_written"] or 0, r["by_step"]) for r in runs]
     return {"job": detail, "spec_yaml": to_yaml(detail.spec), "runs": runs, "bars": list(reversed(bars)),
             "scale": max([b.read for b in bars] + [b.written for b in bars] + [1]),
             "manifest": manifest, "manifest_env": manifest_env, "manifest_error": manifest_error}

@@ -55,7 +55,7 @@ PAGES = [
           ["Nothing matches “drivr_stats”. Did you mean driver_stats?", "Jobs (0)"], links=["/?q=driver_stats"]),
     Shown("job", "/jobs/driver_stats", "Job driver_stats",
           ["Owner\nmobility-data", "kind: SparkApplication", "- filter: driver_id IS NOT NULL",
-           f"{RUN_IDS[1]}\t", "succeeded\t4\t1\t0\t3\t1"],
+           f"{RUN_IDS[1]}\t", "succeeded\t4\t1\nstep 1 filter 1\n\t0\t3\t1"],
           links=[f"/runs/{r}" for r in RUN_IDS] + ["/features/driver_stats"]),
     Shown("run", f"/runs/{RUN_IDS[0]}", f"Run {RUN_IDS[0]}",
           ["Status\nsucceeded", "step 1: filter\t5\t4\t1", "gate\t4\t3\t1\tquarantined",
@@ -170,10 +170,11 @@ def test_the_job_page_chart_draws_a_bar_per_run_sized_by_its_rows(page: Page, ba
     assert [b["title"] for b in reads] == ["read 5", "read 4", "read 6"]
     widest = max(b["width"] for b in reads)
     assert widest > 300
-    largest = max(int(b["title"].split()[-1]) for b in bars)
+    largest = max(int(b["title"].split()[1]) for b in bars)
     for b in bars:                                   # every bar (read, written, quarantined, dropped) in scale
-        rows = int(b["title"].split()[-1])
+        rows = int(b["title"].split()[1])
         assert b["width"] == pytest.approx(rows / largest * widest, abs=0.1), b
+    assert [b["title"] for b in bars if b["kind"] == "dropped"] == ["dropped 1 (step 1 filter 1)"] * 2 + ["dropped 0"]
     written = [b["title"] for b in bars if b["kind"] == "written"]
     assert written == ["written 3", "written 3", "written 0"]          # the failed run wrote nothing
     assert {b["fill"] for b in reads} == {READ}

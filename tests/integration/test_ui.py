@@ -212,8 +212,8 @@ def test_job_page_shows_spec_fingerprint_manifest_and_run_accounting(world: Worl
     assert "kind: SparkApplication" in words and "featurekit.io/job: driver_stats" in words
     # newest first: the failed run (no commit), then versions 1 and 0
     assert re.search(rf"{RUN_IDS[2]} \S+ failed 6 0 – – –", words)
-    assert re.search(rf"{RUN_IDS[1]} \S+ succeeded 4 1 0 3 1", words)
-    assert re.search(rf"{RUN_IDS[0]} \S+ succeeded 5 1 1 3 0", words)
+    assert re.search(rf"{RUN_IDS[1]} \S+ succeeded 4 1 step 1 filter 1 0 3 1", words)   # dropped: total, then by step
+    assert re.search(rf"{RUN_IDS[0]} \S+ succeeded 5 1 step 1 filter 1 1 3 0", words)
     assert [f"/runs/{r}" for r in reversed(RUN_IDS)] == [link for link in page.links if link.startswith("/runs/")]
     (svg,) = page.all("svg")
     assert "read 5" in words and "written 3" in words and "quarantined 1" in words   # the bars' titles
