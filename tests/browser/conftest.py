@@ -63,9 +63,11 @@ def major(version: str) -> int:
     return int(version.split(".", 1)[0])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
-    """Headless Chromium for the test session (one process; each test opens its own page)."""
+    """Headless Chromium for the browser tests (one process; each test opens its own page). It
+    stops when they end: while Playwright's sync API runs it holds the main thread's event loop,
+    and the tests after them run asyncio themselves (``asyncio.run`` would refuse)."""
     if not CHROMIUM.is_file():
         _missing(f"Chromium is not installed at {CHROMIUM} (apt-get install --no-install-recommends "
                  f"chromium-headless-shell, or set FEATUREKIT_CHROMIUM to a Chromium binary)")
